@@ -1,0 +1,35 @@
+# Single entry point. `make test` and `make demo` work from a fresh clone.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The CPU build lies on the dev/CI machines; on a GPU box PyPI's default build has CUDA.
+TORCH_SPEC ?= torch==2.13.0
+SHARED ?= ../shared/data
+
+.PHONY: help install test test-all demo demo-full report bench clean
+
+help:
+	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
+	@echo "make test       set up and run the fast test suite"
+	@echo "make test-all   include slow tests"
+	@echo "make report     render the analysis report from results/"
+	@echo "make bench      training-throughput benchmark"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) results reports tables .cache

@@ -1,0 +1,3 @@
+from peft_utils.cli import main
+
+raise SystemExit(main())

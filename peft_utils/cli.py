@@ -1,0 +1,43 @@
+"""`python -m peft_utils <command>`: each command lives in the module that owns its logic.
+
+Heavy imports (torch, transformers) happen inside the commands so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> module exposing register(subparsers); each sets `func` on its parser.
+COMMANDS = {
+    "data": "peft_utils.data.cli",
+    "params": "peft_utils.models",
+    "train": "peft_utils.training",
+    "grid": "peft_utils.grid",
+    "model": "peft_utils.e5_convert",
+    "rerun": "peft_utils.rerun",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m peft_utils", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS.values():
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from peft_utils.config import ConfigError
+    from peft_utils.data.errors import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,225 @@
+"""One configuration object per run; its stable hash names the run folder."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peft_utils.data.langs import DATASETS, TRAIN_LANGS, ZERO_SHOT_LANGS, to_iso
+
+METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
+SCENARIOS = ("multilingual", "en", "en+translations")
+LONG_TEXT = ("head", "head+tail", "chunks")
+# Fields that say where or how a run executes, not what it computes: left out of the run id.
+NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the source and the fix."""
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "sib200"
+    subtask: int | None = None          # SemEval-2023 Task 3 subtask 1, 2 or 3
+    data_root: str = "data/sib200"
+    method: str = "lora"
+    scenario: str = "multilingual"
+    train_langs: list[str] | None = None  # None: the data set's training languages
+    eval_langs: list[str] | None = None   # None: training + zero-shot languages
+    translations_dir: str | None = None   # SemEval en+translations: release-layout folder
+    model: str = "xlm-roberta-large"
+    seed: int = 42
+    max_length: int = 512
+    long_text: str = "head"
+    chunk_stride: int = 128
+    learning_rate: float = 3e-4
+    num_epochs: float = 3.0
+    max_steps: int = -1
+    eval_steps: int | None = None         # None: evaluate on dev after every epoch
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    early_stopping_patience: int | None = None
+    threshold: float | str = 0.5        # multilabel: a fixed value or "tune" (on dev)
+    lora_r: int = 8
+    lora_alpha: int = 8
+    lora_dropout: float = 0.05
+    # The paper's LoRA targets: q, k, v and both FFN projections (not attention.output).
+    lora_targets: str = r".*\.layer\.\d+\.(attention\.self\.(query|key|value)|intermediate\.dense|output\.dense)"
+    reduction_factor: int = 16
+    prefix_length: int = 30
+    max_train_samples: int | None = None  # per language, for subsetting (documented in reports)
+    max_eval_samples: int | None = None   # per language and split
+    device: str = "auto"
+    precision: str = "auto"               # auto: bf16 on GPUs that support it, fp32 on CPU
+    results_dir: str = "results"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- derived -------------------------------------------------------
+    @property
+    def multilabel(self) -> bool:
+        if self.dataset == "semeval2023":
+            return self.subtask in (2, 3)
+        return self.dataset == "brighter"
+
+    @property
+    def resolved_train_langs(self) -> list[str]:
+        if self.scenario in ("en", "en+translations"):
+            return ["en"]
+        return list(self.train_langs or TRAIN_LANGS[self.dataset])
+
+    @property
+    def resolved_eval_langs(self) -> list[str]:
+        if self.eval_langs:
+            return list(self.eval_langs)
+        base = list(self.train_langs or TRAIN_LANGS[self.dataset])
+        return base + [lang for lang in ZERO_SHOT_LANGS[self.dataset] if lang not in base]
+
+    @property
+    def zero_shot_langs(self) -> list[str]:
+        trained = set(self.train_langs or TRAIN_LANGS[self.dataset])
+        if self.scenario == "en":
+            trained = {"en"}
+        return [lang for lang in self.resolved_eval_langs if lang not in trained]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        task = self.dataset + (f"-st{self.subtask}" if self.subtask else "")
+        scen = self.scenario.replace("+", "_")
+        return f"{task}-{self.method}-{scen}-s{self.seed}-{digest[:10]}"
+
+    # ---- construction --------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"valid keys are: {', '.join(sorted(known))}")
+        cfg = cls(**raw)
+        cfg.validate(source)
+        return cfg
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def validate(self, source: str = "config") -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"{source}: {msg}")
+
+        if self.dataset not in DATASETS:
+            raise bad(f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)}")
+        if self.dataset == "semeval2023" and self.subtask not in (1, 2, 3):
+            raise bad(f"semeval2023 needs subtask 1, 2 or 3, got {self.subtask!r}")
+        if self.dataset != "semeval2023" and self.subtask is not None:
+            raise bad(f"subtask applies to semeval2023 only; remove it for {self.dataset}")
+        if self.method not in METHODS:
+            raise bad(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.scenario not in SCENARIOS:
+            raise bad(f"unknown scenario {self.scenario!r}; use one of {', '.join(SCENARIOS)}")
+        if self.long_text not in LONG_TEXT:
+            raise bad(f"unknown long_text {self.long_text!r}; use one of {', '.join(LONG_TEXT)}")
+        for key in ("train_langs", "eval_langs"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, str) or not value:
+                raise bad(f"{key} must be a non-empty list of language codes")
+            try:
+                setattr(self, key, [to_iso(self.dataset, str(code)) for code in value])
+            except ValueError as err:
+                raise bad(f"{key}: {err}") from None
+        positive = ("learning_rate", "batch_size", "eval_batch_size", "grad_accum", "max_length",
+                    "lora_r", "reduction_factor", "prefix_length")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise bad(f"{key} must be a positive number, got {value!r}")
+        if self.num_epochs <= 0 and self.max_steps <= 0:
+            raise bad("set num_epochs > 0 or max_steps > 0")
+        if not 0 <= self.weight_decay < 1 or not 0 <= self.lora_dropout < 1:
+            raise bad("weight_decay and lora_dropout must lie in [0, 1)")
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps must be >= 0")
+        if self.max_length < 8:
+            raise bad("max_length must be at least 8 tokens")
+        if self.long_text == "chunks" and not 0 <= self.chunk_stride < self.max_length - 2:
+            raise bad("chunk_stride must lie in [0, max_length - 2)")
+        if isinstance(self.threshold, str):
+            if self.threshold != "tune":
+                raise bad(f"threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
+        elif not 0 < float(self.threshold) < 1:
+            raise bad(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r} "
+                      "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise bad(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        for key in ("max_train_samples", "max_eval_samples", "early_stopping_patience",
+                    "eval_steps"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise bad(f"{key} must be a positive integer or null, got {value!r}")
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """`key=value` strings from the command line; values parsed as YAML (numbers, lists, null)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set learning_rate=1e-4")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return raw
+
+
+def load_raw(path: str | Path) -> dict[str, Any]:
+    """A YAML config, following `base:` (a path relative to the file) for presets."""
+    path = Path(path)
+    raw = read_yaml(path)
+    base = raw.pop("base", None)
+    if base:
+        raw = {**load_raw(path.parent / base), **raw}
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    raw = load_raw(path) if path else {}
+    raw = {**raw, **(overrides or {})}
+    # YAML reads 3e-4 as a string; accept scientific notation for numeric fields.
+    for key in ("learning_rate", "weight_decay", "lora_dropout"):
+        if isinstance(raw.get(key), str):
+            try:
+                raw[key] = float(raw[key])
+            except ValueError:
+                pass
+    return RunConfig.from_dict(raw, source=str(path or "config"))

@@ -1,0 +1,212 @@
+"""Model builders for every method, and one way of counting their parameters.
+
+All methods start from the same `AutoModelForSequenceClassification` built after seeding, so
+the classifier head is drawn identically and only the method differs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from peft_utils.config import RunConfig, load_config, parse_overrides
+
+ADAPTER_NAME = "task"
+# Configs of the paper's models, so parameter counts need neither weights nor a hub.
+SHIPPED_CONFIGS = {"xlm-roberta-large", "xlm-roberta-base", "multilingual-e5-small"}
+
+
+@dataclass
+class BuiltModel:
+    model: Any
+    labels: list[str]
+    report: dict[str, Any]
+
+
+def labels_for(config: RunConfig) -> list[str]:
+    from peft_utils.data import label_names
+
+    return list(label_names(config.dataset, config.subtask))
+
+
+def resolve_model_config(name: str, num_labels: int, multilabel: bool):
+    """A transformers config for `name`: a local folder, a shipped config, or the hub."""
+    from transformers import AutoConfig
+
+    extra = dict(num_labels=num_labels,
+                 problem_type="multi_label_classification" if multilabel
+                 else "single_label_classification")
+    key = Path(name).name
+    if not Path(name).is_dir() and key in SHIPPED_CONFIGS:
+        text = resources.files("peft_utils").joinpath(f"model_configs/{key}.json").read_text()
+        raw = json.loads(text)
+        model_type = raw.pop("model_type")
+        return AutoConfig.for_model(model_type, **raw, **extra)
+    return AutoConfig.from_pretrained(name, **extra)
+
+
+def _base_model(config: RunConfig, labels: list[str], meta: bool):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    hf_config = resolve_model_config(config.model, len(labels), config.multilabel)
+    hf_config.id2label = dict(enumerate(labels))
+    hf_config.label2id = {label: i for i, label in enumerate(labels)}
+    if meta:
+        with torch.device("meta"):
+            return AutoModelForSequenceClassification.from_config(hf_config)
+    if Path(config.model).is_dir() and not any(Path(config.model).glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{config.model}: no *.safetensors weights in this folder; the project loads "
+            "weights only as safetensors (convert the checkpoint, or prepare the offline "
+            "model with `python -m peft_utils model prepare e5-small`)")
+    return AutoModelForSequenceClassification.from_pretrained(
+        config.model, config=hf_config, use_safetensors=True, trust_remote_code=False)
+
+
+def _head_module(model):
+    # Every sequence-classification head of the encoders used here is named `classifier`.
+    head = getattr(model, "classifier", None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no `classifier` head; unsupported model")
+    return head
+
+
+def _apply_method(model, config: RunConfig):
+    method = config.method
+    if method == "fft":
+        return model
+    if method == "bitfit":
+        for name, param in model.named_parameters():
+            param.requires_grad = name.endswith(".bias")
+        return model
+    if method in ("lora", "ia3"):
+        from peft import IA3Config, LoraConfig, get_peft_model
+
+        if method == "lora":
+            # task_type SEQ_CLS puts the classifier into modules_to_save: trained and saved.
+            peft_config = LoraConfig(task_type="SEQ_CLS", r=config.lora_r,
+                                     lora_alpha=config.lora_alpha,
+                                     lora_dropout=config.lora_dropout,
+                                     target_modules=config.lora_targets)
+        else:
+            # (IA)^3 as in its paper: scale keys, values and the FFN's inner activation.
+            peft_config = IA3Config(
+                task_type="SEQ_CLS",
+                target_modules=r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
+                feedforward_modules=r".*\.layer\.\d+\.output\.dense")
+        return get_peft_model(model, peft_config)
+    import adapters
+    from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
+
+    adapter_config = {
+        "pfeiffer": lambda: SeqBnConfig(reduction_factor=config.reduction_factor),
+        "houlsby": lambda: DoubleSeqBnConfig(reduction_factor=config.reduction_factor),
+        "prefix": lambda: PrefixTuningConfig(prefix_length=config.prefix_length),
+    }[method]()
+    adapters.init(model)
+    model.add_adapter(ADAPTER_NAME, config=adapter_config)
+    model.train_adapter(ADAPTER_NAME)  # freezes everything else, the head included
+    return model
+
+
+def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
+    """The model of `config`'s method with its parameter report.
+
+    `meta=True` builds on the meta device from the config alone (no weights, no memory):
+    enough for parameter counts. Call `seed_everything` before this for reproducible heads.
+    """
+    labels = labels_for(config)
+    model = _base_model(config, labels, meta)
+    head_ids = {id(p) for p in _head_module(model).parameters()}
+    backbone_ids = {id(p) for p in model.parameters()} - head_ids
+    model = _apply_method(model, config)
+    if config.method not in ("lora", "ia3"):
+        # Every method trains the same head; peft does it through modules_to_save.
+        for param in _head_module(model).parameters():
+            param.requires_grad = True
+    return BuiltModel(model, labels, parameter_report(model, backbone_ids, head_ids))
+
+
+def parameter_report(model, backbone_ids: set[int], head_ids: set[int]) -> dict[str, Any]:
+    """Counts by `requires_grad`, the same way for every method.
+
+    backbone: the pretrained encoder; head: the classifier (counted once); method_params:
+    what the method adds or unfreezes, head excluded (for FFT the whole backbone).
+    """
+    counts = dict(trainable=0, total=0, backbone=0, head=0, method_params=0)
+    for name, param in model.named_parameters():
+        if ".original_module." in name:
+            continue  # peft keeps an inactive frozen copy of the head
+        n = param.numel()
+        counts["total"] += n
+        if param.requires_grad:
+            counts["trainable"] += n
+        if "modules_to_save" in name or id(param) in head_ids:
+            counts["head"] += n
+        elif id(param) in backbone_ids:
+            counts["backbone"] += n
+            counts["method_params"] += n if param.requires_grad else 0
+        else:
+            counts["method_params"] += n
+    counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
+    return counts
+
+
+def trainable_state(model) -> dict[str, Any]:
+    """The parameters a run changes: what a checkpoint must hold to restore it."""
+    return {name: param.detach().cpu().clone()
+            for name, param in model.named_parameters() if param.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, Any]) -> None:
+    params = dict(model.named_parameters())
+    missing = sorted(set(state) - set(params))
+    if missing:
+        raise KeyError(f"checkpoint has parameters the model lacks: {missing[:5]}")
+    import torch
+
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    if Path(name).name in SHIPPED_CONFIGS and not Path(name).is_dir() \
+            and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise FileNotFoundError(
+            f"{name}: no tokenizer offline; use a local folder (e.g. the offline default "
+            "from `python -m peft_utils model prepare e5-small`)")
+    return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+
+
+# ---- CLI ----------------------------------------------------------------
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "params", help="parameter report of a config's model, without weights or training")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=_params_command)
+
+
+def _params_command(args) -> int:
+    config = load_config(args.config, parse_overrides(args.set))
+    report = build_model(config, meta=True).report
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key, value in report.items():
+            print(f"{key:>18}: {value:,.4f}" if isinstance(value, float) else f"{key:>18}: {value:,}")
+    return 0

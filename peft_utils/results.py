@@ -1,0 +1,143 @@
+"""One results record per run (`results/<run_id>/record.json`), written atomically.
+
+The analysis reads only these records. Layout of a record (schema version 1):
+run_info (the full config + run_id), metrics (dev/test, per language and overall, baselines,
+threshold, learning curve), costs (parameters, time, throughput, memory, checkpoint size),
+meta (package versions, git commit, device, seed), status ("complete" or "failed") and error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RECORD = "record.json"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def run_dir(results_root: str | Path, run_id: str) -> Path:
+    """The folder of a run; ids that could escape `results_root` are refused."""
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ValueError(f"invalid run id {run_id!r}: letters, digits and _ . + - only")
+    root = Path(results_root).resolve()
+    path = (root / run_id).resolve()
+    if path.parent != root:
+        raise ValueError(f"run id {run_id!r} escapes the results folder {root}")
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file in the same folder, flush, fsync, rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("peft_utils").joinpath("schemas/record.json").read_text())
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    import jsonschema
+
+    jsonschema.validate(record, schema())
+
+
+def write_record(directory: str | Path, record: dict[str, Any]) -> Path:
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    validate_record(record)
+    path = Path(directory) / RECORD
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=_json_default))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_record(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / RECORD
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def is_complete(directory: str | Path) -> bool:
+    try:
+        return read_record(directory).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def environment(device: str) -> dict[str, Any]:
+    packages = {}
+    for name in ("torch", "transformers", "peft", "adapters", "accelerate", "datasets",
+                 "numpy", "scikit-learn", "peft-utils"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"packages": packages, "python": platform.python_version(),
+            "platform": platform.platform(), "git_commit": git_commit(), "device": device,
+            "hostname": platform.node()}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def collect(root: str | Path = "results", include_failed: bool = False):
+    """All records under `root` as one row per (run, split, language) with cost columns."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(root).glob(f"*/{RECORD}")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a record being written by another process; atomic rename makes this rare
+        if record.get("status") != "complete" and not include_failed:
+            continue
+        info, costs = record["run_info"], record.get("costs", {})
+        base = {
+            "run_id": info["run_id"], "dataset": info["dataset"], "subtask": info.get("subtask"),
+            "method": info["method"], "scenario": info["scenario"], "seed": info["seed"],
+            "model": info["model"], "status": record.get("status"),
+            "trainable_params": costs.get("trainable"), "total_params": costs.get("total"),
+            "train_wall_s": costs.get("train_wall_s"), "peak_memory_mb": costs.get("peak_memory_mb"),
+            "samples_per_s": costs.get("train_samples_per_s"),
+            "checkpoint_mb": costs.get("checkpoint_mb"),
+            "main_metric": record.get("metrics", {}).get("main_metric"),
+        }
+        zero_shot = set(info.get("zero_shot_langs", []))
+        for split in ("dev", "test"):
+            for lang, values in record.get("metrics", {}).get(split, {}).items():
+                rows.append({**base, "split": split, "lang": lang,
+                             "zero_shot": lang in zero_shot, **values})
+        if not record.get("metrics"):
+            rows.append(base)
+    return pd.DataFrame(rows)

@@ -1,0 +1,441 @@
+"""Train and evaluate one configuration; write its record, predictions and checkpoint.
+
+Every method goes through the same steps: seed, build, tokenise, train with the HF Trainer
+(the adapters trainer for adapter methods), keep the best dev state, evaluate per language.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peft_utils import metrics as M
+from peft_utils.config import RunConfig, load_config, parse_overrides
+from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
+                               seed_everything, trainable_state)
+from peft_utils.results import atomic_write_text, environment, run_dir, write_record
+
+CHECKPOINT = "checkpoint/trainable.safetensors"
+ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    record: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record["metrics"]
+
+
+# ---- data -----------------------------------------------------------------
+@dataclass
+class Split:
+    """Rows of one split, tokenised; `rows` may hold several chunks per example."""
+    frame: Any                      # pandas.DataFrame of examples (id, lang, text, labels, ...)
+    rows: list[dict[str, Any]]      # model inputs, one per chunk
+    example_index: np.ndarray       # example of each row
+    gold: np.ndarray                # [examples] class ids or [examples, C] multi-hot
+
+    @property
+    def labelled(self) -> bool:
+        return bool(len(self.frame)) and bool(self.frame["labels"].map(len).sum())
+
+    def subset(self, mask: np.ndarray) -> "Split":
+        """The examples where `mask` holds, with their rows, renumbered from 0."""
+        new_index = np.cumsum(mask) - 1
+        keep = mask[self.example_index]
+        return Split(self.frame[mask].reset_index(drop=True),
+                     [row for row, k in zip(self.rows, keep) if k],
+                     new_index[self.example_index[keep]], self.gold[mask])
+
+
+def select_devices(config: RunConfig) -> tuple[str, str]:
+    """(device, precision) for `config`: the GPU and bf16 where present, else CPU and fp32."""
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else (
+            "mps" if torch.backends.mps.is_available() else "cpu")
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if device == "cpu" and precision != "fp32":
+        raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
+    return device, precision
+
+
+def _subset(frame, limit: int | None):
+    # A fixed shuffle (seed 0), not the run seed: every method and seed sees the same subset.
+    if limit is None or frame.empty:
+        return frame.reset_index(drop=True)
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    return shuffled.groupby("lang", sort=False).head(limit).sort_index().reset_index(drop=True)
+
+
+def load_frames(config: RunConfig) -> dict[str, Any]:
+    """Training set of the scenario; dev and test per evaluation language where they exist."""
+    import pandas as pd
+
+    from peft_utils.data import build_scenario, load_split
+    from peft_utils.data.layout import has_split
+
+    if not Path(config.data_root).is_dir():
+        raise FileNotFoundError(
+            f"data_root {config.data_root!r} does not exist; prepare the data "
+            "(`python -m peft_utils data prepare NAME`) or set data_root")
+    frames = {"train": _subset(build_scenario(
+        config.dataset, config.data_root, config.scenario, langs=config.train_langs,
+        subtask=config.subtask, split="train", translations_dir=config.translations_dir),
+        config.max_train_samples)}
+    for split in ("dev", "test"):
+        parts = [load_split(config.dataset, config.data_root, split, langs=[lang],
+                            subtask=config.subtask)
+                 for lang in config.resolved_eval_langs
+                 if has_split(config.dataset, config.data_root, split, lang, config.subtask)]
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["id", "lang", "text", "labels"])
+        frames[split] = _subset(frame, config.max_eval_samples)
+    if frames["train"].empty:
+        raise ValueError(f"{config.data_root}: the {config.scenario} scenario has no training rows")
+    return frames
+
+
+def encode(frame, tokenizer, config: RunConfig, labels: list[str]) -> Split:
+    from peft_utils.data import encode_texts
+
+    enc = encode_texts(list(frame["text"]), tokenizer, config.max_length,
+                       strategy=config.long_text, stride=config.chunk_stride)
+    index = np.asarray(enc["example_index"], dtype=np.int64)
+    if config.multilabel:
+        gold = M.multihot(frame["labels"], labels)
+        targets = gold.astype(np.float32)
+    else:
+        lookup = {label: i for i, label in enumerate(labels)}
+        # -100: no label (unlabelled test rows), ignored by the loss and never scored.
+        gold = np.asarray([lookup[x[0]] if len(x) else -100 for x in frame["labels"]], np.int64)
+        targets = gold
+    rows = [{"input_ids": ids, "attention_mask": mask, "labels": targets[i].tolist()}
+            for ids, mask, i in zip(enc["input_ids"], enc["attention_mask"], index)]
+    return Split(frame, rows, index, gold)
+
+
+# ---- prediction -----------------------------------------------------------
+def example_scores(split: Split, logits: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Row logits -> one score vector per example (chunks pooled): probabilities for
+    multilabel, logits for multiclass."""
+    from peft_utils.data import pool_chunks
+
+    scores = 1.0 / (1.0 + np.exp(-logits)) if multilabel else logits
+    if len(split.example_index) == len(split.frame) and (
+            split.example_index == np.arange(len(split.frame))).all():
+        return scores
+    return pool_chunks(scores, split.example_index, len(split.frame), how="mean")
+
+
+def predict_logits(model, split: Split, tokenizer, batch_size: int,
+                   precision: str = "fp32") -> np.ndarray:
+    """Logits of every row, in row order, without gradients, batches sorted by length."""
+    import contextlib
+
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    device = next(model.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    collate = DataCollatorWithPadding(tokenizer)
+    order = np.argsort([len(r["input_ids"]) for r in split.rows], kind="stable")
+    out = np.zeros((len(split.rows), model.config.num_labels), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = collate([{k: split.rows[i][k] for k in ("input_ids", "attention_mask")}
+                             for i in idx])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+# ---- training -------------------------------------------------------------
+def _best_state_callback(patience: int | None):
+    from transformers import TrainerCallback
+
+    class BestDevState(TrainerCallback):
+        """Keep the trainable state of the best dev evaluation, stop after `patience` worse
+        evaluations, restore the best state at the end. Model-agnostic, so adapter methods
+        keep their head too (the adapters trainer saves adapters only)."""
+
+        def __init__(self):
+            self.best, self.best_state, self.best_step, self.bad = None, None, None, 0
+            self.curve: list[dict[str, Any]] = []
+
+        def on_evaluate(self, args, state, control, model=None, metrics=None, **kw):
+            value = metrics["eval_main"]
+            self.curve.append({"step": state.global_step, "epoch": state.epoch, "dev": value,
+                               "loss": metrics.get("eval_loss")})
+            if self.best is None or value > self.best:
+                self.best, self.best_step, self.bad = value, state.global_step, 0
+                self.best_state = trainable_state(model)
+            else:
+                self.bad += 1
+                if patience and self.bad >= patience:
+                    control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, model=None, **kw):
+            if self.best_state is not None:
+                load_trainable_state(model, self.best_state)
+
+    return BestDevState()
+
+
+def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool):
+    from transformers import TrainingArguments
+
+    eval_strategy = "no" if not has_dev else ("steps" if config.eval_steps else "epoch")
+    return TrainingArguments(
+        output_dir=str(out / "trainer"), overwrite_output_dir=True,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
+        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
+        eval_strategy=eval_strategy, eval_steps=config.eval_steps, save_strategy="no",
+        logging_strategy="steps", logging_steps=max(1, config.eval_steps or 10),
+        report_to=[], seed=config.seed, data_seed=config.seed,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
+        tf32=True if device == "cuda" and precision != "fp32" else None,
+        group_by_length=True, remove_unused_columns=False, disable_tqdm=True,
+        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+        dataloader_num_workers=0, label_names=["labels"])
+
+
+def train_and_evaluate(config: RunConfig, results_root: str | Path | None = None) -> RunResult:
+    """Run `config` end to end and write `results/<run_id>/` (record, predictions, checkpoint).
+
+    A failure still writes a record with status "failed" and the traceback, then re-raises.
+    """
+    out = run_dir(results_root or config.results_dir, config.run_id)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    try:
+        return _run(config, out)
+    except BaseException as err:
+        _write_failure(config, out, err)
+        raise
+
+
+def _write_failure(config: RunConfig, out: Path, err: BaseException) -> None:
+    record = {"status": "failed", "error": "".join(traceback.format_exception(err))[-8000:],
+              "run_info": _run_info(config),
+              "meta": {**environment(config.device), "seed": config.seed}}
+    try:
+        write_record(out, record)
+    except OSError:
+        pass  # e.g. a full disk: the original error matters more and is re-raised
+
+
+def _run_info(config: RunConfig) -> dict[str, Any]:
+    return {**config.to_dict(), "run_id": config.run_id, "multilabel": config.multilabel,
+            "train_langs_resolved": config.resolved_train_langs,
+            "eval_langs_resolved": config.resolved_eval_langs,
+            "zero_shot_langs": config.zero_shot_langs}
+
+
+def _run(config: RunConfig, out: Path) -> RunResult:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import DataCollatorWithPadding, Trainer
+
+    device, precision = select_devices(config)
+    frames = load_frames(config)
+    seed_everything(config.seed)  # before the model: LoRA init and the head draw from it
+    built = build_model(config)
+    model, labels = built.model, built.labels
+    tokenizer = load_tokenizer(config.model)
+    splits = {name: encode(frame, tokenizer, config, labels) for name, frame in frames.items()}
+    multilabel, n_labels = config.multilabel, len(labels)
+    zero_div = M.zero_division(config.dataset, config.subtask)
+    main = M.main_metric(config.dataset, config.subtask)
+
+    train_langs = set(config.resolved_train_langs)
+    dev = splits["dev"]
+    sel_mask = dev.frame["lang"].isin(train_langs).to_numpy() if len(dev.frame) else np.zeros(0, bool)
+    if not sel_mask.any():
+        sel_mask = np.ones(len(dev.frame), bool)
+    labelled_dev = dev.labelled
+    selection = dev.subset(sel_mask)
+
+    def threshold_for(gold, probs) -> float:
+        if config.threshold == "tune":
+            return M.tune_threshold(gold, probs, zero_div)
+        return float(config.threshold)
+
+    # Dev rows sorted by length (less padding); compute_metrics puts them back in order,
+    # pools chunks per example and scores with the task's official metric.
+    order = np.argsort([len(r["input_ids"]) for r in selection.rows], kind="stable")
+
+    def compute_metrics(prediction) -> dict[str, float]:
+        logits = np.empty_like(prediction.predictions)
+        logits[order] = prediction.predictions
+        scores = example_scores(selection, logits, multilabel)
+        pred = M.decide(scores, multilabel,
+                        threshold_for(selection.gold, scores) if multilabel else 0.5)
+        return {"main": M.scores(selection.gold, pred, multilabel, n_labels, zero_div)[main]}
+
+    callback = _best_state_callback(config.early_stopping_patience)
+    args = _training_args(config, out, device, precision, labelled_dev)
+    trainer_cls = Trainer
+    if config.method in ADAPTER_METHODS:
+        from adapters import AdapterTrainer as trainer_cls
+    trainer = trainer_cls(model=model, args=args, train_dataset=splits["train"].rows,
+                          eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
+                          compute_metrics=compute_metrics,
+                          data_collator=DataCollatorWithPadding(tokenizer), callbacks=[callback])
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    train_output = trainer.train()
+    wall = time.perf_counter() - start
+    model = trainer.model
+
+    # ---- evaluation on the restored best state ---------------------------
+    eval_scores = {name: example_scores(s, predict_logits(model, s, tokenizer,
+                                                          config.eval_batch_size, precision),
+                                        multilabel)
+                   for name, s in splits.items() if name != "train" and len(s.frame)}
+    threshold = None
+    if multilabel:
+        threshold = (threshold_for(dev.gold[sel_mask], eval_scores["dev"][sel_mask])
+                     if "dev" in eval_scores and labelled_dev else
+                     (0.5 if config.threshold == "tune" else float(config.threshold)))
+    results: dict[str, Any] = {"dev": {}, "test": {}}
+    for name, scores in eval_scores.items():
+        split = splits[name]
+        pred = M.decide(scores, multilabel, threshold if multilabel else 0.5)
+        write_predictions(out / "predictions", name, split.frame, pred, labels, config)
+        has_gold = split.frame["labels"].map(len).to_numpy() > 0 if not multilabel else None
+        if split.labelled:
+            langs = split.frame["lang"].to_numpy()
+            if has_gold is not None:  # multiclass rows without a label cannot be scored
+                langs, gold, pred = langs[has_gold], split.gold[has_gold], pred[has_gold]
+            else:
+                gold = split.gold
+            results[name] = M.per_language(langs, gold, pred, multilabel, n_labels, zero_div)
+    baselines = {}
+    if labelled_dev:
+        baselines = M.baseline_scores(splits["train"].gold, dev.gold, multilabel, n_labels, zero_div)
+
+    # ---- checkpoint: the trainable parameters, enough to restore the run -----
+    state = {k: v.contiguous() for k, v in trainable_state(model).items()}
+    ckpt = out / CHECKPOINT
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(ckpt)
+
+    train_tokens = sum(len(r["input_ids"]) for r in splits["train"].rows)
+    epochs_done = float(trainer.state.epoch or 0.0)
+    if device == "cuda":
+        peak_mb, peak_kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    else:  # Linux reports kilobytes; the peak of this process (one cell per process in a grid)
+        peak_mb, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
+    costs = {**{k: built.report[k] for k in ("trainable", "total", "backbone", "head",
+                                                "method_params", "percent_trainable")},
+             "train_wall_s": wall,
+             "train_samples_per_s": len(splits["train"].rows) * epochs_done / wall,
+             "train_tokens_per_s": train_tokens * epochs_done / wall,
+             "train_steps": int(trainer.state.global_step), "epochs": epochs_done,
+             "train_rows": len(splits["train"].rows), "train_examples": len(frames["train"]),
+             "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
+             "checkpoint_mb": ckpt.stat().st_size / 2**20,
+             "final_train_loss": float(train_output.training_loss)}
+    curve = [entry for entry in trainer.state.log_history if "loss" in entry]
+    record = {
+        "status": "complete", "error": None, "run_info": _run_info(config),
+        "metrics": {"main_metric": main, "threshold": threshold,
+                    "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
+                    if multilabel else None,
+                    "best_step": callback.best_step, "best_dev": callback.best,
+                    **results, "baselines": baselines,
+                    "learning_curve": [{"step": e["step"], "epoch": e.get("epoch"),
+                                        "loss": e["loss"]} for e in curve],
+                    "dev_curve": callback.curve},
+        "costs": costs,
+        "meta": {**environment(device), "seed": config.seed, "precision": precision,
+                 "data_summary": {name: _summary(frame) for name, frame in frames.items()}},
+    }
+    write_record(out, record)
+    return RunResult(config.run_id, out, record)
+
+
+def _summary(frame) -> dict[str, Any]:
+    summary = frame.attrs.get("summary") if hasattr(frame, "attrs") else None
+    out = {"rows": int(len(frame)),
+           "by_lang": {k: int(v) for k, v in frame["lang"].value_counts().items()}
+           if len(frame) else {}}
+    if summary:
+        out["excluded"] = summary.get("excluded", 0)
+    return out
+
+
+def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels: list[str],
+                      config: RunConfig) -> None:
+    """One file per language in the official submission format (SemEval) or id<TAB>labels."""
+    names = ([[labels[j] for j in np.flatnonzero(row)] for row in pred] if config.multilabel
+             else [[labels[int(i)]] for i in pred])
+    for lang in dict.fromkeys(frame["lang"]):
+        mask = (frame["lang"] == lang).to_numpy()
+        lines = []
+        for (_, row), predicted in zip(frame[mask].iterrows(), np.asarray(names, dtype=object)[mask]):
+            fields = [str(row["id"])]
+            if config.dataset == "semeval2023" and config.subtask == 3:
+                fields.append(str(row["line"]))
+            fields.append(",".join(predicted))
+            lines.append("\t".join(fields))
+        atomic_write_text(folder / f"{split}-{lang}.txt", "\n".join(lines) + "\n")
+
+
+# ---- reload ---------------------------------------------------------------
+def load_run(directory: str | Path) -> tuple[RunConfig, BuiltModel, Any]:
+    """A finished run's model rebuilt from its config and checkpoint, with its tokenizer."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    config = RunConfig.from_dict(raw, source=str(directory / "config.json"))
+    seed_everything(config.seed)
+    built = build_model(config)
+    load_trainable_state(built.model, load_file(str(directory / CHECKPOINT)))
+    return config, built, load_tokenizer(config.model)
+
+
+# ---- CLI ------------------------------------------------------------------
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train and evaluate one configuration")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--results", default=None, help="results folder (default: config's)")
+    parser.set_defaults(func=_train_command)
+
+
+def _train_command(args) -> int:
+    config = load_config(args.config, parse_overrides(args.set))
+    result = train_and_evaluate(config, args.results)
+    main = result.metrics["main_metric"]
+    for split in ("dev", "test"):
+        for lang, values in result.metrics[split].items():
+            print(f"{split:>4} {lang:>8}: {main}={values[main]:.4f} (n={values['n']})")
+    print(f"record: {result.run_dir / 'record.json'}", file=sys.stderr)
+    return 0
