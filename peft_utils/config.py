@@ -213,8 +213,14 @@ def load_raw(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """File values < the file's `method_overrides[<method>]` < explicit `overrides`."""
     raw = load_raw(path) if path else {}
-    raw = {**raw, **(overrides or {})}
+    overrides = overrides or {}
+    per_method = raw.pop("method_overrides", None) or {}
+    if not isinstance(per_method, dict):
+        raise ConfigError(f"{path}: method_overrides must map a method to its settings")
+    method = overrides.get("method", raw.get("method", RunConfig.method))
+    raw = {**raw, **(per_method.get(method) or {}), **overrides}
     # YAML reads 3e-4 as a string; accept scientific notation for numeric fields.
     for key in ("learning_rate", "weight_decay", "lora_dropout"):
         if isinstance(raw.get(key), str):

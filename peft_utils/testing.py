@@ -14,7 +14,7 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # XLM-R's ids 0..3; <mask> goes la
 
 def make_tiny_model(out_dir: str | Path, texts: Iterable[str], hidden: int = 32, layers: int = 2,
                     heads: int = 4, intermediate: int = 64, max_length: int = 128,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, init_range: float = 0.2) -> Path:
     """Write a tiny XLM-R (config, safetensors weights, fast tokenizer) into `out_dir`."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -38,7 +38,8 @@ def make_tiny_model(out_dir: str | Path, texts: Iterable[str], hidden: int = 32,
     config = XLMRobertaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
                               num_attention_heads=heads, intermediate_size=intermediate,
                               max_position_embeddings=max_length + 2, pad_token_id=1,
-                              bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+                              bos_token_id=0, eos_token_id=2, type_vocab_size=1,
+                              initializer_range=init_range)
     torch.manual_seed(seed)
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out, safe_serialization=True)
     return out

@@ -31,6 +31,8 @@ class RunResult:
     run_id: str
     run_dir: Path
     record: dict[str, Any]
+    model: Any = None      # the trained model in memory (best dev state), for notebooks/tests
+    tokenizer: Any = None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -47,8 +49,14 @@ class Split:
     gold: np.ndarray                # [examples] class ids or [examples, C] multi-hot
 
     @property
+    def has_gold(self) -> np.ndarray:
+        if "has_gold" in self.frame:
+            return self.frame["has_gold"].to_numpy(bool)
+        return self.frame["labels"].map(len).gt(0).to_numpy(bool)
+
+    @property
     def labelled(self) -> bool:
-        return bool(len(self.frame)) and bool(self.frame["labels"].map(len).sum())
+        return bool(self.has_gold.any())
 
     def subset(self, mask: np.ndarray) -> "Split":
         """The examples where `mask` holds, with their rows, renumbered from 0."""
@@ -83,6 +91,14 @@ def _subset(frame, limit: int | None):
     return shuffled.groupby("lang", sort=False).head(limit).sort_index().reset_index(drop=True)
 
 
+def _with_gold_flag(frame):
+    """Mark rows with gold labels. A multilabel row with no label is a real answer ("none")
+    unless its file has no labels at all (a SemEval test split, BRIGHTER's English test)."""
+    frame = frame.copy()
+    frame["has_gold"] = frame.attrs.get("summary", {}).get("unlabelled", 0) == 0
+    return frame
+
+
 def load_frames(config: RunConfig) -> dict[str, Any]:
     """Training set of the scenario; dev and test per evaluation language where they exist."""
     import pandas as pd
@@ -99,12 +115,12 @@ def load_frames(config: RunConfig) -> dict[str, Any]:
         subtask=config.subtask, split="train", translations_dir=config.translations_dir),
         config.max_train_samples)}
     for split in ("dev", "test"):
-        parts = [load_split(config.dataset, config.data_root, split, langs=[lang],
-                            subtask=config.subtask)
+        parts = [_with_gold_flag(load_split(config.dataset, config.data_root, split,
+                                            langs=[lang], subtask=config.subtask))
                  for lang in config.resolved_eval_langs
                  if has_split(config.dataset, config.data_root, split, lang, config.subtask)]
         frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-            columns=["id", "lang", "text", "labels"])
+            columns=["id", "lang", "text", "labels", "has_gold"])
         frames[split] = _subset(frame, config.max_eval_samples)
     if frames["train"].empty:
         raise ValueError(f"{config.data_root}: the {config.scenario} scenario has no training rows")
@@ -200,9 +216,15 @@ def _best_state_callback(patience: int | None):
     return BestDevState()
 
 
-def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool):
+def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool,
+                   train_rows: int):
+    import math
+
     from transformers import TrainingArguments
 
+    per_epoch = math.ceil(train_rows / (config.batch_size * config.grad_accum))
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(
+        config.num_epochs * per_epoch)
     eval_strategy = "no" if not has_dev else ("steps" if config.eval_steps else "epoch")
     return TrainingArguments(
         output_dir=str(out / "trainer"), overwrite_output_dir=True,
@@ -212,7 +234,8 @@ def _training_args(config: RunConfig, out: Path, device: str, precision: str, ha
         weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
         num_train_epochs=config.num_epochs, max_steps=config.max_steps,
         eval_strategy=eval_strategy, eval_steps=config.eval_steps, save_strategy="no",
-        logging_strategy="steps", logging_steps=max(1, config.eval_steps or 10),
+        # About 25 points on the learning curve, whatever the run's length.
+        logging_strategy="steps", logging_steps=max(1, total_steps // 25),
         report_to=[], seed=config.seed, data_seed=config.seed,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
         tf32=True if device == "cuda" and precision != "fp32" else None,
@@ -271,9 +294,10 @@ def _run(config: RunConfig, out: Path) -> RunResult:
 
     train_langs = set(config.resolved_train_langs)
     dev = splits["dev"]
-    sel_mask = dev.frame["lang"].isin(train_langs).to_numpy() if len(dev.frame) else np.zeros(0, bool)
+    gold_dev = dev.has_gold
+    sel_mask = gold_dev & dev.frame["lang"].isin(train_langs).to_numpy(bool)
     if not sel_mask.any():
-        sel_mask = np.ones(len(dev.frame), bool)
+        sel_mask = gold_dev
     labelled_dev = dev.labelled
     selection = dev.subset(sel_mask)
 
@@ -295,7 +319,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         return {"main": M.scores(selection.gold, pred, multilabel, n_labels, zero_div)[main]}
 
     callback = _best_state_callback(config.early_stopping_patience)
-    args = _training_args(config, out, device, precision, labelled_dev)
+    args = _training_args(config, out, device, precision, labelled_dev,
+                          len(splits["train"].rows))
     trainer_cls = Trainer
     if config.method in ADAPTER_METHODS:
         from adapters import AdapterTrainer as trainer_cls
@@ -325,14 +350,11 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         split = splits[name]
         pred = M.decide(scores, multilabel, threshold if multilabel else 0.5)
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
-        has_gold = split.frame["labels"].map(len).to_numpy() > 0 if not multilabel else None
-        if split.labelled:
-            langs = split.frame["lang"].to_numpy()
-            if has_gold is not None:  # multiclass rows without a label cannot be scored
-                langs, gold, pred = langs[has_gold], split.gold[has_gold], pred[has_gold]
-            else:
-                gold = split.gold
-            results[name] = M.per_language(langs, gold, pred, multilabel, n_labels, zero_div)
+        if split.labelled:  # rows without gold labels are predicted, not scored
+            gold_rows = split.has_gold
+            results[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
+                                           split.gold[gold_rows], pred[gold_rows], multilabel,
+                                           n_labels, zero_div)
     baselines = {}
     if labelled_dev:
         baselines = M.baseline_scores(splits["train"].gold, dev.gold, multilabel, n_labels, zero_div)
@@ -377,7 +399,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                  "data_summary": {name: _summary(frame) for name, frame in frames.items()}},
     }
     write_record(out, record)
-    return RunResult(config.run_id, out, record)
+    return RunResult(config.run_id, out, record, model, tokenizer)
 
 
 def _summary(frame) -> dict[str, Any]:

@@ -1,0 +1,49 @@
+"""Shared fixtures: small data trees in the official layouts and a tiny XLM-R built here."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from fixtures_data import (FILLER, FRAME_CUES, GENRE_CUES, SIB200_CUES, EMOTION_CUES,  # noqa: E402
+                           TECHNIQUE_CUES, make_brighter_tree, make_semeval_tree,
+                           make_sib200_tree)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sib_root(tmp_path_factory) -> Path:
+    return make_sib200_tree(tmp_path_factory.mktemp("data"),
+                            langs=("eng_Latn", "fra_Latn", "deu_Latn", "spa_Latn"),
+                            sizes={"train": 70, "dev": 21, "test": 21})
+
+
+@pytest.fixture(scope="session")
+def brighter_root(tmp_path_factory) -> Path:
+    return make_brighter_tree(tmp_path_factory.mktemp("data"), langs=("eng", "deu", "rus"),
+                              sizes={"train": 60, "dev": 20, "test": 20})
+
+
+@pytest.fixture(scope="session")
+def semeval_root(tmp_path_factory) -> Path:
+    return make_semeval_tree(tmp_path_factory.mktemp("data"), langs=("en", "ge", "es"),
+                             n_articles=12, n_paragraphs=6)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide XLM-R whose vocabulary covers every fixture word."""
+    from peft_utils.testing import make_tiny_model
+
+    texts = [t for v in FILLER.values() for t in v]
+    texts += [*GENRE_CUES.values(), *FRAME_CUES.values(), *TECHNIQUE_CUES.values(),
+              *SIB200_CUES.values(), *EMOTION_CUES.values()]
+    texts += ["and she said no way twice second line after a newline"] + \
+             [str(i) for i in range(100)]
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-xlmr", texts, max_length=256)
