@@ -334,6 +334,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     train_output = trainer.train()
     wall = time.perf_counter() - start
     model = trainer.model
+    if not trainer.is_world_process_zero():
+        return RunResult(config.run_id, out, {}, model, tokenizer)  # `accelerate launch`: rank 0 writes
 
     # ---- evaluation on the restored best state ---------------------------
     eval_scores = {name: example_scores(s, predict_logits(model, s, tokenizer,
@@ -414,19 +416,23 @@ def _summary(frame) -> dict[str, Any]:
 
 def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels: list[str],
                       config: RunConfig) -> None:
-    """One file per language in the official submission format (SemEval) or id<TAB>labels."""
-    names = ([[labels[j] for j in np.flatnonzero(row)] for row in pred] if config.multilabel
-             else [[labels[int(i)]] for i in pred])
-    for lang in dict.fromkeys(frame["lang"]):
-        mask = (frame["lang"] == lang).to_numpy()
-        lines = []
-        for (_, row), predicted in zip(frame[mask].iterrows(), np.asarray(names, dtype=object)[mask]):
-            fields = [str(row["id"])]
-            if config.dataset == "semeval2023" and config.subtask == 3:
-                fields.append(str(row["line"]))
-            fields.append(",".join(predicted))
-            lines.append("\t".join(fields))
-        atomic_write_text(folder / f"{split}-{lang}.txt", "\n".join(lines) + "\n")
+    """One file per language in the official submission format (SemEval) or id<TAB>labels,
+    and `<split>-examples.csv` (id, line, lang, gold, pred) for paired bootstrap tests."""
+    import pandas as pd
+
+    names = [",".join(labels[j] for j in np.flatnonzero(row)) if config.multilabel
+             else labels[int(row)] for row in pred]
+    table = pd.DataFrame({"id": frame["id"].astype(str),
+                          "line": frame["line"] if "line" in frame else "",
+                          "lang": frame["lang"], "pred": names,
+                          "gold": [",".join(x) if g else None
+                                   for x, g in zip(frame["labels"], frame["has_gold"])]})
+    atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
+    with_line = config.dataset == "semeval2023" and config.subtask == 3
+    columns = ["id", "line", "pred"] if with_line else ["id", "pred"]
+    for lang, part in table.groupby("lang", sort=False):
+        atomic_write_text(folder / f"{split}-{lang}.txt",
+                          part[columns].to_csv(sep="\t", header=False, index=False))
 
 
 # ---- reload ---------------------------------------------------------------
