@@ -216,6 +216,18 @@ def _best_state_callback(patience: int | None):
     return BestDevState()
 
 
+def _in_order_eval(trainer_cls):
+    """`group_by_length` also shuffles Trainer's eval batches; compute_metrics needs the
+    dataset's own order (already sorted by length) to map logits back to examples."""
+    import torch
+
+    class InOrderEval(trainer_cls):
+        def _get_eval_sampler(self, eval_dataset):
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
+    return InOrderEval
+
+
 def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool,
                    train_rows: int):
     import math
@@ -324,7 +336,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     trainer_cls = Trainer
     if config.method in ADAPTER_METHODS:
         from adapters import AdapterTrainer as trainer_cls
-    trainer = trainer_cls(model=model, args=args, train_dataset=splits["train"].rows,
+    trainer = _in_order_eval(trainer_cls)(model=model, args=args, train_dataset=splits["train"].rows,
                           eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
                           compute_metrics=compute_metrics,
                           data_collator=DataCollatorWithPadding(tokenizer), callbacks=[callback])

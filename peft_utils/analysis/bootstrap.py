@@ -1,0 +1,292 @@
+"""PEFT − FFT differences with a paired bootstrap over examples and seeds.
+
+Each replicate draws examples with replacement (within each language, so the language mix of
+the evaluation set stays fixed) and seeds with replacement, and recomputes the task's main
+metric for every run from its per-example predictions. Both methods see the same examples in
+every replicate, and the same seeds where their seed lists match: the pairing removes the
+variance the two methods share. The metric is computed from weighted confusion counts, which
+equals `peft_utils.metrics.scores` on unit weights (tested) and is fast enough for B=1000.
+"""
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from peft_utils import metrics as M
+from peft_utils.analysis.load import (CELL, CONDITION, REFERENCE, Results, as_results,
+                                      sort_cells)
+from peft_utils.analysis.tables import reference_variants
+
+KEY = ["lang", "id", "line"]   # how examples align across runs of one split
+_BLOCK_CELLS = 4_000_000       # replicate rows × examples held in memory at once
+
+
+# ---- the metric on resampling weights -----------------------------------------
+def weighted_scores(weights: np.ndarray, gold: np.ndarray, pred: np.ndarray, multilabel: bool,
+                    metric: str, zero_div: float = 0.0) -> np.ndarray:
+    """`metric` for each row of `weights` ([B, n] example multiplicities).
+
+    Multiclass (`gold`, `pred`: [n] class ids): macro-F1 over the labels present in gold or
+    prediction, micro-F1 (= accuracy), as `metrics.multiclass_scores`. Multilabel ([n, L]
+    0/1): micro/macro-F1 with `zero_div` where a denominator is zero, as scikit-learn.
+    """
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if multilabel:
+        gold, pred = gold.astype(np.float64), pred.astype(np.float64)
+        tp, fp, fn = (weights @ (gold * pred), weights @ ((1 - gold) * pred),
+                      weights @ (gold * (1 - pred)))
+        if metric == "micro_f1":
+            return _divide(2 * tp.sum(1), 2 * tp.sum(1) + fp.sum(1) + fn.sum(1), zero_div)
+        if metric == "macro_f1":
+            return _divide(2 * tp, 2 * tp + fp + fn, zero_div).mean(1)
+    else:
+        n_labels = int(max(gold.max(initial=0), pred.max(initial=0))) + 1
+        eye = np.eye(n_labels)
+        gold_hot, pred_hot = eye[gold], eye[pred]
+        tp = weights @ (gold_hot * (gold == pred)[:, None])
+        if metric == "micro_f1" or metric == "accuracy":
+            return _divide(tp.sum(1), weights.sum(1), 0.0)
+        if metric == "macro_f1":
+            denom = weights @ gold_hot + weights @ pred_hot
+            present = denom > 0
+            f1 = np.where(present, 2 * tp / np.where(present, denom, 1), 0.0)
+            return _divide(f1.sum(1), present.sum(1).astype(np.float64), 0.0)
+    raise ValueError(f"no weighted form of metric {metric!r}; use macro_f1 or micro_f1")
+
+
+def _divide(num: np.ndarray, den: np.ndarray, zero_div: float) -> np.ndarray:
+    ok = den > 0
+    return np.where(ok, num / np.where(ok, den, 1), zero_div)
+
+
+def resample_weights(rng: np.random.Generator, strata: list[np.ndarray], n: int,
+                     size: int) -> np.ndarray:
+    """[size, n] multiplicities: each stratum's examples drawn with replacement, its size kept."""
+    counts = np.zeros(size * n, dtype=np.int64)
+    offsets = (np.arange(size) * n)[:, None]
+    for members in strata:
+        draws = members[rng.integers(0, len(members), size=(size, len(members)))]
+        counts += np.bincount((offsets + draws).ravel(), minlength=size * n)
+    return counts.reshape(size, n).astype(np.float64)
+
+
+@dataclass
+class BootstrapResult:
+    method_score: float     # mean over the method's seeds, all examples
+    reference_score: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float          # two-sided: how often replicates fall on either side of 0
+    method_runs: np.ndarray       # per-run point scores (seed order)
+    reference_runs: np.ndarray
+
+
+def paired_bootstrap(score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                     method_preds: list[np.ndarray], reference_preds: list[np.ndarray],
+                     strata: list[np.ndarray], n: int, paired_seeds: bool, n_boot: int = 1000,
+                     ci: float = 0.95, rng: np.random.Generator | None = None) -> BootstrapResult:
+    """Percentile CI of mean(method) − mean(reference) over replicates of examples and seeds.
+    `score(weights, pred)` gives the metric of one run for each row of weights."""
+    rng = rng or np.random.default_rng(0)
+    ones = np.ones((1, n))
+    a_runs = np.array([score(ones, p)[0] for p in method_preds])
+    b_runs = np.array([score(ones, p)[0] for p in reference_preds])
+    diffs = np.empty(n_boot)
+    block = max(1, min(n_boot, _BLOCK_CELLS // max(n, 1)))
+    for start in range(0, n_boot, block):
+        size = min(block, n_boot - start)
+        weights = resample_weights(rng, strata, n, size)
+        a = np.stack([score(weights, p) for p in method_preds], axis=1)
+        b = np.stack([score(weights, p) for p in reference_preds], axis=1)
+        a_idx = rng.integers(0, a.shape[1], size=a.shape)
+        b_idx = a_idx if paired_seeds else rng.integers(0, b.shape[1], size=b.shape)
+        diffs[start:start + size] = (np.take_along_axis(a, a_idx, 1).mean(1)
+                                     - np.take_along_axis(b, b_idx, 1).mean(1))
+    alpha = (1 - ci) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha])
+    p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
+    return BootstrapResult(float(a_runs.mean()), float(b_runs.mean()),
+                           float(a_runs.mean() - b_runs.mean()), float(low), float(high),
+                           float(p_value), a_runs, b_runs)
+
+
+# ---- from results folders -----------------------------------------------------
+def _label_list(dataset: str, subtask, observed: set[str]) -> list[str]:
+    from peft_utils.data.labels import label_names
+
+    try:
+        labels = list(label_names(dataset, subtask))
+    except ValueError:
+        labels = []
+    # Labels outside the head's vocabulary cannot come from the trainer; keep them scoreable.
+    return labels + sorted(observed - set(labels))
+
+
+def _split_labels(values: pd.Series) -> list[list[str]]:
+    return [[x for x in v.split(",") if x] for v in values]
+
+
+def _aligned(results: Results, run_ids: list[str], split: str) -> tuple[pd.DataFrame, list]:
+    """Gold rows present in every run, in one order, and each run's predictions on them."""
+    tables = []
+    for run_id in run_ids:
+        table = results.examples(run_id, split)
+        table = table[table["has_gold"]]
+        duplicated = table.duplicated(KEY)
+        if duplicated.any():
+            row = table[duplicated].iloc[0]
+            raise ValueError(f"{results.root / run_id}/predictions/{split}-examples.csv: "
+                             f"example {tuple(row[KEY])} appears twice; ids must be unique "
+                             "per language and line")
+        tables.append(table.set_index(KEY))
+    common = tables[0].index
+    for table in tables[1:]:
+        common = common.intersection(table.index, sort=False)
+    common = common.sort_values()
+    gold = tables[0].loc[common, "gold"]
+    for run_id, table in zip(run_ids[1:], tables[1:]):
+        if not table.loc[common, "gold"].equals(gold):
+            raise ValueError(f"{run_id}: gold labels of {split} differ from {run_ids[0]}; "
+                             "runs compared must share one evaluation set")
+    frame = gold.reset_index()
+    return frame, [table.loc[common, "pred"].to_numpy() for table in tables]
+
+
+def _encode(frame: pd.DataFrame, preds: list[np.ndarray], multilabel: bool, dataset: str,
+            subtask) -> tuple[np.ndarray, list[np.ndarray]]:
+    if multilabel:
+        gold_sets = _split_labels(frame["gold"])
+        pred_sets = [_split_labels(pd.Series(p)) for p in preds]
+        observed = {x for rows in [gold_sets, *pred_sets] for row in rows for x in row}
+        labels = _label_list(dataset, subtask, observed)
+        return M.multihot(gold_sets, labels), [M.multihot(p, labels) for p in pred_sets]
+    observed = set(frame["gold"]) | {x for p in preds for x in p}
+    lookup = {label: i for i, label in enumerate(_label_list(dataset, subtask, observed))}
+    return (frame["gold"].map(lookup).to_numpy(np.int64),
+            [np.array([lookup[x] for x in p], dtype=np.int64) for p in preds])
+
+
+def _choose_split(results: Results, run_ids: list[str]) -> str:
+    has_test = all("overall" in results.records[r]["metrics"].get("test", {}) for r in run_ids)
+    return "test" if has_test else "dev"
+
+
+def bootstrap_differences(source: Results | str | Path, n_boot: int = 1000, ci: float = 0.95,
+                          seed: int = 0, by_language: bool = False) -> pd.DataFrame:
+    """Method − FFT on the main metric for every non-FFT cell with an FFT counterpart, on test
+    (dev where test has no gold), overall (and per language with `by_language`).
+
+    `contains_zero` says whether the CI includes 0: `verdict` is "comparable" then, else
+    "better" or "worse" than FFT. `matches_record` checks the recomputed point scores
+    against the records.
+    """
+    results = as_results(source)
+    rows = []
+    if results.runs.empty:
+        return pd.DataFrame(rows)
+    refs = reference_variants(results)
+    for _, ref in refs.iterrows():
+        condition = results.runs[(results.runs[CONDITION] == ref[CONDITION]).all(axis=1)]
+        reference = condition[(condition["method"] == REFERENCE)
+                              & (condition["variant"] == ref["ref_variant"])]
+        for cell, runs in condition[condition["method"] != REFERENCE].groupby(
+                ["method", "variant"], sort=False):
+            rows.extend(_compare(results, runs, reference, n_boot, ci, seed, by_language))
+    return sort_cells(pd.DataFrame(rows), ["_lang_pos"]).drop(columns="_lang_pos") if rows \
+        else pd.DataFrame(rows)
+
+
+def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_boot: int,
+             ci: float, seed: int, by_language: bool) -> list[dict]:
+    runs, reference = runs.sort_values("seed"), reference.sort_values("seed")
+    first = runs.iloc[0]
+    run_ids = [*runs["run_id"], *reference["run_id"]]
+    split = _choose_split(results, run_ids)
+    frame, preds = _aligned(results, run_ids, split)
+    if frame.empty:
+        return []
+    gold, encoded = _encode(frame, preds, bool(first["multilabel"]), first["dataset"],
+                            first.get("subtask"))
+    metric = first["main_metric"]
+    zero_div = M.zero_division(first["dataset"], _subtask(first.get("subtask")))
+    paired = list(runs["seed"]) == list(reference["seed"])
+    k = len(runs)
+    langs = frame["lang"].to_numpy()
+    scopes = [("overall", np.ones(len(frame), bool))]
+    if by_language:
+        scopes = [(lang, langs == lang) for lang in dict.fromkeys(langs)] + scopes
+    out = []
+    for position, (lang, mask) in enumerate(scopes):
+        sub_gold = gold[mask]
+        strata = [np.flatnonzero(langs[mask] == l) for l in dict.fromkeys(langs[mask])]
+
+        def score(weights, pred):
+            return weighted_scores(weights, sub_gold, pred, bool(first["multilabel"]), metric,
+                                   zero_div)
+
+        key = "|".join(map(str, [*first[CELL], split, lang]))
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        res = paired_bootstrap(score, [p[mask] for p in encoded[:k]],
+                               [p[mask] for p in encoded[k:]], strata, int(mask.sum()), paired,
+                               n_boot, ci, rng)
+        matches = _matches_record(results, run_ids, split, lang, metric,
+                                  [*res.method_runs, *res.reference_runs], int(mask.sum()))
+        contains_zero = res.ci_low <= 0 <= res.ci_high
+        out.append({**{c: first[c] for c in CELL}, "reference": REFERENCE,
+                    "reference_variant": reference["variant"].iloc[0], "split": split,
+                    "lang": lang, "_lang_pos": position, "metric": metric,
+                    "n_examples": int(mask.sum()), "n_seeds": k,
+                    "n_reference_seeds": len(reference), "paired_seeds": paired,
+                    "method_score": res.method_score, "reference_score": res.reference_score,
+                    "diff": res.diff, "ci_low": res.ci_low, "ci_high": res.ci_high,
+                    "ci_level": ci, "n_boot": n_boot, "contains_zero": contains_zero,
+                    "verdict": "comparable" if contains_zero else (
+                        "better" if res.ci_low > 0 else "worse"),
+                    "p_value": res.p_value, "matches_record": matches})
+    return out
+
+
+def _subtask(value):
+    return None if value is None or value != value else int(value)
+
+
+def _matches_record(results: Results, run_ids: list[str], split: str, lang: str, metric: str,
+                    recomputed: list[float], n: int) -> bool | None:
+    """Whether the recomputed scores equal the records' (None when rows were dropped in
+    alignment, so the two are not computed on the same examples)."""
+    recorded = [results.records[r]["metrics"][split].get(lang, {}) for r in run_ids]
+    if any(values.get("n") != n for values in recorded):
+        return None
+    ok = bool(np.allclose([v[metric] for v in recorded], recomputed, rtol=0, atol=1e-9))
+    if not ok:
+        warnings.warn(f"recomputed {metric} on {split}/{lang} differs from the records of "
+                      f"{', '.join(run_ids)}: the examples tables and records disagree")
+    return ok
+
+
+def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    from peft_utils.analysis.tables import display_keys
+
+    if table.empty:
+        return pd.DataFrame()
+    keys = display_keys(table)
+    level = f"{table['ci_level'].iloc[0]:.0%}"
+    return pd.DataFrame({
+        **{k: table[k] for k in keys}, "split": table["split"], "lang": table["lang"],
+        "metric": table["metric"], "seeds": table["n_seeds"].astype(str) + " vs "
+        + table["n_reference_seeds"].astype(str),
+        "score": table["method_score"].map(lambda v: f"{v:.{digits}f}"),
+        "FFT score": table["reference_score"].map(lambda v: f"{v:.{digits}f}"),
+        "Δ (method − FFT)": table["diff"].map(lambda v: f"{v:+.{digits}f}"),
+        f"{level} CI": [f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                        for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "CI contains 0": table["contains_zero"].map({True: "yes", False: "no"}),
+        "verdict": table["verdict"],
+    })

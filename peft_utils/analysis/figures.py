@@ -1,0 +1,163 @@
+"""Figures of the study; each function returns a matplotlib Figure, `save_figure` writes it
+as PNG (for the HTML report) and PDF (for the paper)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from peft_utils.analysis.load import CELL, CONDITION, Results, sort_cells
+from peft_utils.analysis.tables import DEV_MARK, ZERO_SHOT_MARK, cost_table, f1_table
+
+_SINGLE_PANEL = (6.4, 4.0)
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # lazily: importing the package must not pick a backend
+
+    return plt
+
+
+def cell_label(frame: pd.DataFrame) -> pd.Series:
+    """`lora`, or `lora [lora_r=2]` where a method has several hyper-parameter variants."""
+    variant = frame["variant"].fillna("") if "variant" in frame else ""
+    return frame["method"] + np.where(variant != "", " [" + variant + "]", "")
+
+
+def condition_label(frame: pd.DataFrame) -> pd.Series:
+    """The scenario, plus model and setting where the results hold several."""
+    label = frame["scenario"].astype(str)
+    if frame["model"].nunique() > 1:
+        label = label + " · " + frame["model"].map(lambda m: Path(str(m)).name)
+    if frame["setting"].astype(bool).any():
+        label = label + np.where(frame["setting"] != "", " · " + frame["setting"], "")
+    return label
+
+
+def safe_name(*parts: str) -> str:
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_") for p in parts if p)
+
+
+def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    _plt().close(fig)
+    return paths
+
+
+def _per_run_scores(results: Results) -> pd.DataFrame:
+    """Per-run scores on the split the F1 table uses, with language tick labels."""
+    chosen = f1_table(results)[[*CELL, "lang", "split"]]
+    scores = results.scores.merge(chosen, on=[*CELL, "lang", "split"])
+    scores["lang_label"] = (scores["lang"] + np.where(scores["zero_shot"], ZERO_SHOT_MARK, "")
+                            + np.where(scores["split"] == "dev", DEV_MARK, ""))
+    scores["cell"] = cell_label(scores)
+    return sort_cells(scores)
+
+
+def f1_by_language_figures(results: Results) -> dict[str, object]:
+    """One grouped bar chart per task × condition: languages on x, methods as hue, bars the
+    mean over seeds and whiskers one standard deviation."""
+    import seaborn as sns
+
+    plt = _plt()
+    scores = _per_run_scores(results)
+    figures = {}
+    for key, part in scores.groupby(CONDITION, sort=False):
+        task, scenario, model, setting = key
+        langs = list(dict.fromkeys(part.loc[part["lang"] != "overall", "lang_label"]))
+        langs += list(dict.fromkeys(part.loc[part["lang"] == "overall", "lang_label"]))
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(langs) + 2), 4.0))
+        sns.barplot(data=part, x="lang_label", y="score", hue="cell", order=langs,
+                    errorbar="sd", ax=ax, palette="colorblind")
+        ax.set(xlabel=f"language ({ZERO_SHOT_MARK} zero-shot, {DEV_MARK} dev split)",
+               ylabel=part["metric"].iloc[0], ylim=(0, 1),
+               title=f"{task} · {condition_label(part).iloc[0]}")
+        ax.legend(title="method", fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
+        figures[safe_name("f1_by_language", task, scenario,
+                          Path(str(model)).name if scores["model"].nunique() > 1 else "",
+                          setting)] = fig
+    return figures
+
+
+def f1_vs_params_figure(results: Results):
+    """Overall score against trainable parameters (log scale), one panel per task."""
+    plt = _plt()
+    overall = f1_table(results).query("lang == 'overall'")
+    costs = cost_table(results)[[*CELL, "trainable"]]
+    data = sort_cells(overall.merge(costs, on=CELL))
+    data["cell"], data["condition"] = cell_label(data), condition_label(data)
+    tasks = list(dict.fromkeys(data["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.0), squeeze=False)
+    cells = list(dict.fromkeys(data["cell"]))
+    colours = dict(zip(cells, _palette(len(cells))))
+    markers = dict(zip(dict.fromkeys(data["condition"]), "osD^vP*X"))
+    for ax, task in zip(axes[0], tasks):
+        for row in data[data["task"] == task].itertuples(index=False):
+            ax.errorbar(row.trainable, row.mean, yerr=0 if pd.isna(row.std) else row.std,
+                        fmt=markers.get(row.condition, "o"), color=colours[row.cell],
+                        capsize=3, markersize=7)
+        ax.set(xscale="log", xlabel="trainable parameters (log)",
+               ylabel=data["metric"].iloc[0], title=task)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=l) for l, c in colours.items()]
+    handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=l)
+                for l, m in markers.items()]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1, 0.5), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _palette(n: int):
+    import seaborn as sns
+
+    return sns.color_palette("colorblind", max(n, 1))
+
+
+def costs_figure(results: Results):
+    """Training time and peak memory per method (bars: mean over seeds, whiskers: sd),
+    one row per task, scenarios as hue."""
+    import seaborn as sns
+
+    runs = sort_cells(results.runs.copy())
+    runs["cell"] = cell_label(runs)
+    runs["condition"] = condition_label(runs)
+    long = runs.melt(id_vars=["task", "cell", "condition"],
+                     value_vars=["cost_train_wall_s", "cost_peak_memory_mb"],
+                     var_name="measure", value_name="value")
+    long["measure"] = long["measure"].map({"cost_train_wall_s": "training time (s)",
+                                           "cost_peak_memory_mb": "peak memory (MB)"})
+    grid = sns.catplot(data=long, kind="bar", x="cell", y="value", hue="condition",
+                       col="measure", row="task", sharey=False, errorbar="sd",
+                       palette="colorblind", height=3.2, aspect=1.4)
+    grid.set_titles("{row_name} · {col_name}")
+    grid.set_axis_labels("method", "")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", rotation=30)
+    return grid.figure
+
+
+def heatmap_figure(results: Results):
+    """Overall score per condition × method, one panel per task."""
+    import seaborn as sns
+
+    plt = _plt()
+    overall = sort_cells(f1_table(results).query("lang == 'overall'"))
+    overall["cell"], overall["condition"] = cell_label(overall), condition_label(overall)
+    tasks = list(dict.fromkeys(overall["task"]))
+    fig, axes = plt.subplots(1, len(tasks), squeeze=False,
+                             figsize=(max(4.5, 1.2 * overall["cell"].nunique() + 2) * len(tasks),
+                                      1 + 0.6 * overall["condition"].nunique() + 1))
+    for ax, task in zip(axes[0], tasks):
+        part = overall[overall["task"] == task]
+        grid = part.pivot_table(index="condition", columns="cell", values="mean", sort=False)
+        sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax,
+                    cbar_kws={"label": part["metric"].iloc[0]})
+        ax.set(title=task, xlabel="method", ylabel="scenario")
+    fig.tight_layout()
+    return fig

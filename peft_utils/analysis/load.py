@@ -1,0 +1,207 @@
+"""Read a results folder (records + per-example predictions) into tidy frames.
+
+Only `results/<run_id>/record.json` and `predictions/<split>-examples.csv` are read: the
+analysis must be reproducible from the results folder alone.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from peft_utils.config import METHODS, NON_IDENTITY, SCENARIOS
+from peft_utils.results import RECORD
+
+REFERENCE = "fft"
+# What a comparison is made within: the experimental condition every method shares.
+CONDITION = ["task", "scenario", "model", "setting"]
+# One cell of the study: a method (with its hyper-parameters) under a condition.
+CELL = [*CONDITION, "method", "variant"]
+# Config keys that change the data or the evaluation, hence the condition (not the method).
+SCOPE_KEYS = ("train_langs", "eval_langs", "max_train_samples", "max_eval_samples",
+              "max_length", "long_text", "chunk_stride")
+_NAMING_KEYS = ("dataset", "subtask", "method", "scenario", "model", "seed", "run_id")
+# Derived fields the training adds to run_info next to the config.
+_DERIVED_KEYS = ("multilabel", "train_langs_resolved", "eval_langs_resolved", "zero_shot_langs")
+
+
+def task_name(dataset: str, subtask: Any = None) -> str:
+    """`semeval2023-st1`, `sib200`: the same spelling as run ids."""
+    return dataset + (f"-st{int(subtask)}" if subtask not in (None, "") and subtask == subtask
+                      else "")
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "+".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _varying_label(frame: pd.DataFrame, keys: list[str], by: list[str]) -> pd.Series:
+    """For each row, `k=v; ...` over the `keys` whose value differs within its `by` group;
+    empty when nothing varies, so a plain grid keeps one cell per method."""
+    out = pd.Series("", index=frame.index, dtype=object)
+    if frame.empty:
+        return out
+    for _, group in frame.groupby(by, sort=False, dropna=False):
+        varying = [k for k in keys if group[k].map(_label_value).nunique() > 1]
+        if varying:
+            out[group.index] = group[varying].apply(
+                lambda row: "; ".join(f"{k}={_label_value(row[k])}" for k in varying), axis=1)
+    return out
+
+
+@dataclass
+class Results:
+    """The complete runs under a results folder and the records that could not be used."""
+
+    root: Path
+    runs: pd.DataFrame            # one row per complete run (config, cell keys, costs)
+    records: dict[str, dict[str, Any]]
+    failed: pd.DataFrame          # run_id, folder, status, reason
+    _examples: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def examples(self, run_id: str, split: str) -> pd.DataFrame:
+        """Per-example predictions of a run with a boolean `has_gold`, as strings."""
+        key = (run_id, split)
+        if key not in self._examples:
+            path = self.root / run_id / "predictions" / f"{split}-examples.csv"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: missing; the bootstrap needs each run's per-example predictions "
+                    "(written by peft_utils.training); re-run the cell to regenerate them")
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            # An empty gold field is either "no labels" (a valid multilabel answer) or "no gold";
+            # the record says which languages were scored, so it decides.
+            if "has_gold" in table:
+                table["has_gold"] = table["has_gold"].str.lower().isin(("true", "1"))
+            else:
+                scored = set(self.records[run_id]["metrics"].get(split, {})) - {"overall"}
+                table["has_gold"] = table["lang"].isin(scored)
+            self._examples[key] = table
+        return self._examples[key]
+
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        """One row per run × split × language (and `overall`) with the run's main metric."""
+        rows = []
+        for run in self.runs.itertuples(index=False):
+            metrics = self.records[run.run_id]["metrics"]
+            for split in ("dev", "test"):
+                for lang, values in metrics.get(split, {}).items():
+                    rows.append({**{k: getattr(run, k) for k in CELL}, "run_id": run.run_id,
+                                 "seed": run.seed, "split": split, "lang": lang,
+                                 "zero_shot": lang in run.zero_shot_langs,
+                                 "metric": run.main_metric, "score": values.get(run.main_metric),
+                                 "n": values.get("n")})
+        columns = [*CELL, "run_id", "seed", "split", "lang", "zero_shot", "metric", "score", "n"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+def _failure(run_id: str, folder: Path, status: str, reason: str) -> dict[str, str]:
+    return {"run_id": run_id, "folder": str(folder), "status": status, "reason": reason}
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no error recorded"
+
+
+def load_results(root: str | Path) -> Results:
+    """Read every run folder under `root`; failed, partial and unreadable ones are listed in
+    `Results.failed` instead of raising, so one broken cell never hides the rest."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist; train runs first "
+                                "(`python -m peft_utils train ...` or `make demo`)")
+    rows, records, failed = [], {}, []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        path = folder / RECORD
+        if not path.is_file():
+            if (folder / "config.json").is_file():
+                failed.append(_failure(folder.name, folder, "no record",
+                                       "config.json without record.json: still running or killed"))
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            failed.append(_failure(folder.name, folder, "unreadable", f"{path}: {err}"))
+            continue
+        run_id = record.get("run_info", {}).get("run_id", folder.name)
+        if record.get("status") != "complete":
+            failed.append(_failure(run_id, folder, str(record.get("status")),
+                                   _last_line(record.get("error"))))
+            continue
+        if not record.get("metrics") or not record.get("costs"):
+            failed.append(_failure(run_id, folder, "incomplete", "record without metrics/costs"))
+            continue
+        records[run_id] = record
+        rows.append(_run_row(record))
+    runs = pd.DataFrame(rows)
+    if not runs.empty:
+        runs = _with_cell_labels(runs)
+        runs = runs.sort_values(["task", "scenario", "model", "setting", "method", "variant",
+                                 "seed"], key=_order_key).reset_index(drop=True)
+    return Results(root, runs, records, pd.DataFrame(
+        failed, columns=["run_id", "folder", "status", "reason"]))
+
+
+def _run_row(record: dict[str, Any]) -> dict[str, Any]:
+    info, costs, meta = record["run_info"], record["costs"], record.get("meta", {})
+    return {
+        **{k: v for k, v in info.items() if k not in _DERIVED_KEYS},
+        "task": task_name(info["dataset"], info.get("subtask")),
+        "main_metric": record["metrics"]["main_metric"],
+        "multilabel": bool(info.get("multilabel", False)),
+        "zero_shot_langs": tuple(info.get("zero_shot_langs") or ()),
+        "eval_langs_order": tuple(info.get("eval_langs_resolved") or ()),
+        "device": meta.get("device"),
+        **{f"cost_{k}": v for k, v in costs.items() if not isinstance(v, (dict, list))},
+    }
+
+
+def _with_cell_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = runs.copy()
+    identity = [k for k in runs.columns if k not in (*_NAMING_KEYS, *NON_IDENTITY, "task",
+                                                     "main_metric", "multilabel", "device",
+                                                     "zero_shot_langs", "eval_langs_order")
+                and not k.startswith("cost_")]
+    scope = [k for k in SCOPE_KEYS if k in runs]
+    hyper = [k for k in identity if k not in scope]
+    runs["setting"] = _varying_label(runs, scope, ["task", "scenario", "model"])
+    runs["variant"] = _varying_label(runs, hyper, ["task", "scenario", "model", "setting",
+                                                   "method"])
+    return runs
+
+
+def _order_key(column: pd.Series) -> pd.Series:
+    """Methods and scenarios in the study's order (FFT first), the rest alphabetically."""
+    orders = {"method": METHODS, "scenario": SCENARIOS}
+    if column.name in orders:
+        known = {v: i for i, v in enumerate(orders[column.name])}
+        return column.map(lambda v: f"{known.get(v, len(known)):03d}{v}")
+    if column.dtype == object:
+        return column.astype(str)
+    return column
+
+
+def sort_cells(frame: pd.DataFrame, extra: list[str] | None = None) -> pd.DataFrame:
+    keys = [k for k in [*CELL, *(extra or [])] if k in frame]
+    return frame.sort_values(keys, key=_order_key, kind="stable").reset_index(drop=True)
+
+
+def as_results(source: "Results | str | Path") -> Results:
+    return source if isinstance(source, Results) else load_results(source)
+
+
+def cell_std(values: pd.Series) -> float:
+    """Sample standard deviation over seeds (ddof=1); NaN for a single seed."""
+    values = values.dropna()
+    return float(values.std(ddof=1)) if len(values) > 1 else np.nan

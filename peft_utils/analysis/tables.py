@@ -1,0 +1,246 @@
+"""Score, cost and baseline tables: numeric (tidy, for CSV) and formatted (for reading).
+
+Every number is a mean over seeds with a sample standard deviation (ddof=1); a single seed has
+no spread, shown as "–".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from peft_utils.analysis.load import (CELL, CONDITION, REFERENCE, Results, as_results, cell_std,
+                                      sort_cells)
+
+DASH = "–"
+ZERO_SHOT_MARK = "*"   # language without training data in the scenario
+DEV_MARK = "†"         # no gold on test: the dev score stands in
+# Cost columns of a record -> table columns, in reading order.
+COSTS = {"cost_trainable": "trainable", "cost_total": "total",
+         "cost_percent_trainable": "percent_trainable", "cost_train_wall_s": "train_wall_s",
+         "cost_train_samples_per_s": "samples_per_s", "cost_peak_memory_mb": "peak_memory_mb",
+         "cost_checkpoint_mb": "checkpoint_mb"}
+
+
+# ---- formatting -------------------------------------------------------------
+def fmt_mean_std(mean: float, std: float, digits: int = 3) -> str:
+    if mean is None or pd.isna(mean):
+        return ""
+    spread = DASH if std is None or pd.isna(std) else f"{std:.{digits}f}"
+    return f"{mean:.{digits}f} ± {spread}"
+
+
+def fmt_number(value: float, digits: int = 1, suffix: str = "") -> str:
+    if value is None or pd.isna(value):
+        return DASH
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def display_keys(frame: pd.DataFrame) -> list[str]:
+    """The cell keys worth a column: model/setting/variant only where they tell runs apart."""
+    keys = ["task", "scenario"]
+    if "model" in frame and frame["model"].nunique() > 1:
+        keys.append("model")
+    if "setting" in frame and frame["setting"].astype(bool).any():
+        keys.append("setting")
+    keys.append("method")
+    if "variant" in frame and frame["variant"].astype(bool).any():
+        keys.append("variant")
+    return keys
+
+
+# ---- F1 per language --------------------------------------------------------
+def _language_order(results: Results) -> dict[tuple, list[str]]:
+    """Languages of each condition in evaluation order (training first), `overall` last."""
+    order: dict[tuple, list[str]] = {}
+    for key, runs in results.runs.groupby(CONDITION, sort=False):
+        langs = list(dict.fromkeys(lang for langs in runs["eval_langs_order"] for lang in langs))
+        order[key] = langs
+    return order
+
+
+def _language_position(order: dict[tuple, list[str]], condition: tuple, lang: str) -> int:
+    langs = order.get(condition, [])
+    if lang == "overall":
+        return len(langs) + 1
+    return langs.index(lang) if lang in langs else len(langs)
+
+
+def f1_table(source: Results | str | Path) -> pd.DataFrame:
+    """Main-metric score per cell × language on test (dev where test has no gold), mean ± std
+    over seeds. Columns: cell keys, lang, zero_shot, split, metric, mean, std, n_seeds, n."""
+    results = as_results(source)
+    scores = results.scores
+    columns = [*CELL, "lang", "zero_shot", "split", "metric", "mean", "std", "n_seeds", "n"]
+    if scores.empty:
+        return pd.DataFrame(columns=columns)
+    # One split per condition and language, the same for every method, so columns compare.
+    has_test = (scores.assign(t=scores["split"].eq("test"))
+                .groupby([*CONDITION, "lang"])["t"].transform("any"))
+    chosen = scores[scores["split"].eq(np.where(has_test, "test", "dev"))]
+    table = (chosen.groupby([*CELL, "lang"], sort=False)
+             .agg(zero_shot=("zero_shot", "any"), split=("split", "first"),
+                  metric=("metric", "first"), mean=("score", "mean"), std=("score", cell_std),
+                  n_seeds=("seed", "nunique"), n=("n", "max"))
+             .reset_index())
+    order = _language_order(results)
+    table["_lang_pos"] = [_language_position(order, cond, lang) for cond, lang in
+                          zip(table[CONDITION].itertuples(index=False, name=None), table["lang"])]
+    table = sort_cells(table, ["_lang_pos"]).drop(columns="_lang_pos")
+    return table[columns]
+
+
+def f1_wide(long: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """One row per cell, one column per language (`overall` last), cells `mean ± std`;
+    `*` marks a zero-shot language, `†` a dev score where test has no gold."""
+    if long.empty:
+        return pd.DataFrame()
+    keys = display_keys(long)
+    frame = long.copy()
+    frame["cell"] = [fmt_mean_std(m, s, digits) + (ZERO_SHOT_MARK if z else "")
+                     + (DEV_MARK if split == "dev" else "")
+                     for m, s, z, split in zip(frame["mean"], frame["std"], frame["zero_shot"],
+                                               frame["split"])]
+    langs = list(dict.fromkeys(l for l in frame["lang"] if l != "overall"))
+    if (frame["lang"] == "overall").any():
+        langs.append("overall")
+    wide = frame.pivot_table(index=[*keys, "metric"], columns="lang", values="cell",
+                             aggfunc="first", sort=False)
+    wide = wide.reindex(columns=langs).fillna("").reset_index()
+    wide.columns.name = None
+    return sort_cells(wide)
+
+
+# ---- costs ------------------------------------------------------------------
+def _cell_means(results: Results, columns: dict[str, str]) -> pd.DataFrame:
+    runs = results.runs
+    present = {k: v for k, v in columns.items() if k in runs}
+    grouped = runs.groupby(CELL, sort=False)
+    table = grouped[list(present)].mean(numeric_only=True).rename(columns=present)
+    table["n_seeds"] = grouped["seed"].nunique()
+    return table.reset_index()
+
+
+def reference_variants(source: Results | str | Path) -> pd.DataFrame:
+    """The FFT cell each condition compares against. With several FFT variants (e.g. a
+    learning-rate sweep) the best on dev stands as the reference, as a tuned baseline would."""
+    results = as_results(source)
+    scores = results.scores
+    dev = scores[(scores["split"] == "dev") & (scores["lang"] == "overall")
+                 & (scores["method"] == REFERENCE)]
+    if dev.empty:
+        return pd.DataFrame(columns=[*CONDITION, "ref_variant"])
+    means = dev.groupby([*CONDITION, "variant"], sort=False)["score"].mean().reset_index()
+    best = means.loc[means.groupby(CONDITION, sort=False)["score"].idxmax()]
+    return best.rename(columns={"variant": "ref_variant"})[[*CONDITION, "ref_variant"]]
+
+
+def _with_reference(table: pd.DataFrame, results: Results, columns: list[str]) -> pd.DataFrame:
+    ref = reference_variants(results)
+    fft = table[table["method"] == REFERENCE].merge(
+        ref, left_on=[*CONDITION, "variant"], right_on=[*CONDITION, "ref_variant"])
+    fft = fft[[*CONDITION, *columns]].rename(columns={c: f"fft_{c}" for c in columns})
+    return table.merge(fft, on=CONDITION, how="left")
+
+
+def cost_table(source: Results | str | Path) -> pd.DataFrame:
+    """Costs per cell (mean over seeds) and their ratio to the condition's FFT: trainable
+    parameters FFT/method (×), training-time and peak-memory reduction in % of FFT.
+    Cells without an FFT counterpart get NaN ratios."""
+    results = as_results(source)
+    if results.runs.empty:
+        return pd.DataFrame(columns=[*CELL, "n_seeds", *COSTS.values()])
+    table = _cell_means(results, COSTS)
+    table = _with_reference(table, results, ["trainable", "train_wall_s", "peak_memory_mb"])
+    table["ratio_to_fft"] = table["fft_trainable"] / table["trainable"]
+    table["time_reduction_pct"] = 100 * (1 - table["train_wall_s"] / table["fft_train_wall_s"])
+    table["memory_reduction_pct"] = 100 * (1 - table["peak_memory_mb"]
+                                           / table["fft_peak_memory_mb"])
+    meta = results.runs.groupby(CELL, sort=False).agg(
+        peak_memory_kind=("cost_peak_memory_kind", lambda s: ",".join(sorted(set(s.dropna())))),
+        device=("device", lambda s: ",".join(sorted(set(map(str, s.dropna())))))).reset_index()
+    table = table.merge(meta, on=CELL, how="left")
+    order = [*CELL, "n_seeds", "trainable", "total", "percent_trainable", "ratio_to_fft",
+             "train_wall_s", "time_reduction_pct", "samples_per_s", "peak_memory_mb",
+             "memory_reduction_pct", "peak_memory_kind", "checkpoint_mb", "device"]
+    return sort_cells(table[[c for c in order if c in table]])
+
+
+def cost_display(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return pd.DataFrame()
+    keys = display_keys(table)
+    return pd.DataFrame({
+        **{k: table[k] for k in keys},
+        "seeds": table["n_seeds"],
+        "trainable params": table["trainable"].map(lambda v: fmt_number(v, 0)),
+        "% of total": table["percent_trainable"].map(lambda v: fmt_number(v, 3)),
+        "FFT / method": table["ratio_to_fft"].map(
+            lambda v: fmt_number(v, 0 if v >= 10 else 1, "×")),
+        "train time (s)": table["train_wall_s"].map(lambda v: fmt_number(v, 1)),
+        "time vs FFT": table["time_reduction_pct"].map(lambda v: fmt_number(-v, 1, "%")),
+        "samples/s": table["samples_per_s"].map(lambda v: fmt_number(v, 1)),
+        "peak memory (MB)": table["peak_memory_mb"].map(lambda v: fmt_number(v, 0)),
+        "memory kind": table["peak_memory_kind"],
+        "checkpoint (MB)": table["checkpoint_mb"].map(lambda v: fmt_number(v, 2)),
+    })
+
+
+# ---- trivial baselines ------------------------------------------------------
+def baseline_table(source: Results | str | Path) -> pd.DataFrame:
+    """Each cell's dev score (overall, main metric) beside the trivial predictors the record
+    scored on the same dev set: the strongest baseline, the margin over it (mean over seeds)
+    and whether every run beats it."""
+    results = as_results(source)
+    rows = []
+    for run in results.runs.itertuples(index=False):
+        metrics = results.records[run.run_id]["metrics"]
+        dev = metrics.get("dev", {}).get("overall")
+        baselines = {name: values.get(run.main_metric)
+                     for name, values in (metrics.get("baselines") or {}).items()}
+        if dev is None or not baselines:
+            continue
+        best_name = max(baselines, key=lambda name: baselines[name])
+        same_rows = all(values.get("n") == dev.get("n")
+                        for values in metrics["baselines"].values())
+        rows.append({**{k: getattr(run, k) for k in CELL}, "seed": run.seed,
+                     "metric": run.main_metric, "score": dev[run.main_metric],
+                     **{f"baseline_{k}": v for k, v in baselines.items()},
+                     "best_baseline": best_name, "baseline": baselines[best_name],
+                     "margin": dev[run.main_metric] - baselines[best_name],
+                     "same_rows": same_rows})
+    if not rows:
+        return pd.DataFrame(columns=[*CELL, "metric", "dev_mean", "dev_std", "baseline",
+                                     "margin", "min_run_margin", "beats_all"])
+    runs = pd.DataFrame(rows)
+    named = [c for c in runs if c.startswith("baseline_")]
+    table = runs.groupby(CELL, sort=False).agg(
+        metric=("metric", "first"), n_seeds=("seed", "nunique"), dev_mean=("score", "mean"),
+        dev_std=("score", cell_std), **{c: (c, "mean") for c in named},
+        best_baseline=("best_baseline", lambda s: ",".join(sorted(set(s)))),
+        baseline=("baseline", "mean"), margin=("margin", "mean"),
+        min_run_margin=("margin", "min"), same_rows=("same_rows", "all")).reset_index()
+    table["beats_all"] = table["min_run_margin"] > 0
+    return sort_cells(table)
+
+
+def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    if table.empty:
+        return pd.DataFrame()
+    keys = display_keys(table)
+    named = [c for c in table if c.startswith("baseline_")]
+    return pd.DataFrame({
+        **{k: table[k] for k in keys}, "metric": table["metric"],
+        "dev score": [fmt_mean_std(m, s, digits) for m, s in zip(table["dev_mean"],
+                                                                 table["dev_std"])],
+        **{c.removeprefix("baseline_"): table[c].map(lambda v: fmt_number(v, digits))
+           for c in named},
+        "margin": table["margin"].map(lambda v: f"{v:+.{digits}f}"),
+        "worst run margin": table["min_run_margin"].map(lambda v: f"{v:+.{digits}f}"),
+        "every run beats it": table["beats_all"].map({True: "yes", False: "NO"}),
+    })
+
+
+def failed_display(results: Results) -> pd.DataFrame:
+    return results.failed[["run_id", "status", "reason"]].copy()

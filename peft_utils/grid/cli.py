@@ -1,0 +1,102 @@
+"""`python -m peft_utils grid run|status|run-cell`."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    grid = subparsers.add_parser("grid", help="run a grid of configurations (one notebook each)")
+    sub = grid.add_subparsers(dest="grid_command", required=True)
+
+    run = sub.add_parser("run", help="run the cells of a grid file that are not complete")
+    run.add_argument("grid_file")
+    run.add_argument("--workers", type=int, default=1,
+                     help="cells at once (local: processes; slurm: array parallelism)")
+    run.add_argument("--executor", choices=("local", "slurm"), default="local")
+    run.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    run.add_argument("--results", help="results folder (default: the grid file's, else results)")
+    run.add_argument("--notebook", help="notebook to execute (default notebooks/train.ipynb)")
+    run.set_defaults(func=_run)
+
+    status = sub.add_parser("status", help="state of every cell of a grid file")
+    status.add_argument("grid_file")
+    status.add_argument("--results", help="results folder (default: the grid file's, else results)")
+    status.set_defaults(func=_status)
+
+    cell = sub.add_parser("run-cell", help="(internal) execute one cell from its grid-cell.json")
+    cell.add_argument("spec")
+    cell.set_defaults(func=lambda args: _run_cell(args.spec))
+
+
+def _run(args) -> int:
+    from peft_utils.grid.spec import load_grid
+    from peft_utils.grid.state import COMPLETE, cell_state
+
+    grid = load_grid(args.grid_file, results_dir=args.results)
+    if args.dry_run:
+        keys = grid.varying()
+        for cell in grid.cells:
+            print(f"{cell.run_id}  {grid.describe(cell, keys)}")
+        if grid.duplicates:
+            print(f"({grid.duplicates} duplicate cells collapsed)")
+        print(f"{len(grid.cells)} cells")
+        return 0
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    todo = [c for c in grid.cells if cell_state(grid.results_dir, c) != COMPLETE]
+    print(f"grid {grid.path.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} "
+          f"already complete (skipped), {len(todo)} to run; results in {grid.results_dir}")
+    if not todo:
+        return 0
+    return _execute(grid, todo, args)
+
+
+def _execute(grid, todo, args) -> int:
+    from peft_utils.grid.executors import Progress, run_local, run_submitit, visible_gpus
+
+    notebook = Path(args.notebook).resolve() if args.notebook else None
+    progress = Progress(len(todo), echo=lambda line: print(line, flush=True))
+    start = time.monotonic()
+    try:
+        if args.executor == "local":
+            gpus = visible_gpus()
+            print(f"local executor: {args.workers} worker(s) on "
+                  + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU"), flush=True)
+            outcomes = run_local(grid, todo, args.workers, progress, notebook)
+        else:
+            outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
+    except KeyboardInterrupt:
+        print(f"interrupted after {progress.done} of {len(todo)} cells; run the same command "
+              "again to finish the grid", file=sys.stderr)
+        return 130
+    failed = [o for o in outcomes if not o.ok]
+    print(f"{len(outcomes) - len(failed)} complete, {len(failed)} failed "
+          f"in {time.monotonic() - start:.0f} s")
+    if failed:
+        print("failed cells:", file=sys.stderr)
+        for outcome in failed:
+            print(f"  {outcome.run_id}: {_first_line(outcome.error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _first_line(error: str | None) -> str:
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "unknown error"
+
+
+def _status(args) -> int:
+    from peft_utils.grid.spec import load_grid
+    from peft_utils.grid.state import status_table
+
+    print(status_table(load_grid(args.grid_file, results_dir=args.results)))
+    return 0
+
+
+def _run_cell(spec: str) -> int:
+    from peft_utils.grid.cell import main
+
+    return main(spec)

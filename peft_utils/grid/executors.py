@@ -1,0 +1,217 @@
+"""Run pending cells: locally (N at a time, one process each) or as Slurm jobs (submitit).
+
+Both report each finished cell to a Progress and return its Outcome; neither stops at a
+failing cell.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from queue import Queue
+from typing import Any, Callable
+
+from peft_utils.grid.cell import Outcome, write_failure, write_spec
+from peft_utils.grid.spec import Cell, Grid
+from peft_utils.results import read_record, run_dir
+
+# Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
+GENERIC = {"timeout_min", "mem_gb", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task",
+           "name", "stderr_to_stdout"}
+
+
+class Progress:
+    """Prints `[done/total] state run_id (time) | failures | ETA` as cells finish."""
+
+    def __init__(self, total: int, echo: Callable[[str], None] = print):
+        self.total, self.done, self.failed, self.echo = total, 0, [], echo
+        self.start = time.monotonic()
+        self.lock = threading.Lock()
+
+    def finished(self, outcome: Outcome) -> None:
+        with self.lock:
+            self.done += 1
+            if not outcome.ok:
+                self.failed.append(outcome)
+            elapsed = time.monotonic() - self.start
+            # Throughput so far, so parallel workers are accounted for.
+            eta = elapsed / self.done * (self.total - self.done)
+            self.echo(f"[{self.done}/{self.total}] {outcome.status:<8} {outcome.run_id} "
+                      f"({_clock(outcome.wall_s)}) | {len(self.failed)} failed | "
+                      f"ETA {_clock(eta)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _outcome_from_record(cell: Cell, wall: float, fallback_error: str) -> Outcome:
+    """What a worker left behind; a cell that left no record gets a failed one written."""
+    folder = run_dir(cell.config.results_dir, cell.run_id)
+    try:
+        record = read_record(folder)
+    except (OSError, ValueError):
+        write_failure(cell.config, fallback_error)
+        return Outcome(cell.run_id, "failed", fallback_error, wall)
+    ok = record.get("status") == "complete"
+    return Outcome(cell.run_id, "complete" if ok else "failed",
+                   None if ok else (record.get("error") or fallback_error).strip().splitlines()[-1],
+                   wall)
+
+
+# ---- local ----------------------------------------------------------------
+def visible_gpus() -> list[str]:
+    """GPU ids to hand out, as CUDA_VISIBLE_DEVICES values of this process's own GPUs."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:
+        count = 0
+    inherited = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return inherited[:count] if inherited else [str(i) for i in range(count)]
+
+
+def cell_env(slot: int, workers: int, gpus: list[str]) -> dict[str, str]:
+    """The environment of the worker in `slot`: its own GPU, or a share of the CPU cores."""
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = str(max(1, (cores or 1) // workers))
+    # An explicit OMP_NUM_THREADS from the user wins over the even split.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
+
+
+def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
+              notebook: Path | None = None) -> list[Outcome]:
+    gpus = visible_gpus()
+    slots: Queue[int] = Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    running: set[subprocess.Popen] = set()
+    stopping = threading.Event()
+    lock = threading.Lock()
+
+    def work(cell: Cell) -> Outcome:
+        slot = slots.get()
+        if stopping.is_set():
+            slots.put(slot)
+            raise KeyboardInterrupt
+        spec = write_spec(cell.config, grid.path, notebook)
+        start, proc = time.perf_counter(), None
+        try:
+            with open(spec.parent / "run.log", "w", encoding="utf-8") as log:
+                with lock:   # no new worker once the runner is stopping
+                    if stopping.is_set():
+                        raise KeyboardInterrupt
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "peft_utils", "grid", "run-cell", str(spec)],
+                        env=cell_env(slot, workers, gpus), stdout=log, stderr=subprocess.STDOUT,
+                        start_new_session=True)   # Ctrl-C reaches the runner, which stops it
+                    running.add(proc)
+            rc = proc.wait()
+        finally:
+            if proc is not None:
+                with lock:
+                    running.discard(proc)
+            slots.put(slot)
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        outcome = _outcome_from_record(cell, time.perf_counter() - start,
+                                       f"worker exited with status {rc}; see {spec.parent / 'run.log'}")
+        if outcome.ok and rc != 0:   # trained and recorded, but a later notebook cell failed
+            outcome = Outcome(cell.run_id, "failed", "notebook error after the run completed "
+                              f"(record kept); see {spec.parent / 'train.ipynb'}", outcome.wall_s)
+        return outcome
+
+    outcomes = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
+    try:
+        futures = {pool.submit(work, cell): cell for cell in cells}
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes.append(outcome)
+            progress.finished(outcome)
+    except BaseException:
+        stopping.set()
+        with lock:
+            for proc in running:
+                _terminate(proc)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return outcomes
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM the worker, which shuts its kernel down; SIGKILL its group if it lingers."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ---- slurm (submitit) -----------------------------------------------------
+def submitit_executor(grid: Grid, workers: int | None = None):
+    """An AutoExecutor from the grid's `slurm:` mapping; `cluster: local` runs the jobs as local
+    processes (used by the tests), `cluster: debug` in this process."""
+    import submitit
+
+    params = dict(grid.slurm)
+    cluster = params.pop("cluster", "slurm")
+    folder = grid.results_dir / "_submitit" / grid.name / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    translated: dict[str, Any] = {"name": f"grid-{grid.name}"}
+    for key, value in params.items():
+        translated[key if key in GENERIC or key.startswith(("slurm_", "local_")) else
+                   f"slurm_{key}"] = value
+    if workers and cluster == "slurm":
+        translated.setdefault("slurm_array_parallelism", workers)
+    if cluster != "slurm":   # slurm_* keys do not apply to the local and debug executors
+        translated = {k: v for k, v in translated.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**translated)
+    return executor
+
+
+def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: Progress,
+                 notebook: Path | None = None, poll_s: float = 5.0) -> list[Outcome]:
+    import submitit
+
+    from peft_utils.grid.cell import run_cell
+
+    executor = submitit_executor(grid, workers)
+    specs = {cell.run_id: write_spec(cell.config, grid.path, notebook) for cell in cells}
+    with executor.batch():   # one array job, one task per cell
+        jobs = {cell.run_id: executor.submit(run_cell, str(specs[cell.run_id])) for cell in cells}
+    by_job = {id(job): cell for cell, job in zip(cells, jobs.values())}
+    progress.echo(f"submitted {len(jobs)} jobs ({', '.join(sorted({j.job_id.split('_')[0] for j in jobs.values()}))}); "
+                  f"logs under {grid.results_dir / '_submitit' / grid.name}")
+    outcomes = []
+    started = time.perf_counter()
+    try:
+        for job in submitit.helpers.as_completed(list(jobs.values()), poll_frequency=poll_s):
+            cell = by_job[id(job)]
+            try:
+                outcome = Outcome(**job.result())
+            except Exception as err:   # the job itself died: timeout, preemption, OOM kill
+                outcome = _outcome_from_record(cell, time.perf_counter() - started,
+                                               f"job {job.job_id} failed: {err}")
+            outcomes.append(outcome)
+            progress.finished(outcome)
+    except KeyboardInterrupt:
+        progress.echo("stopped waiting; the jobs keep running (check with `grid status`)")
+        raise
+    return outcomes

@@ -1,0 +1,134 @@
+"""What notebooks/train.ipynb calls: build a RunConfig from its papermill parameters, and
+show a finished record (learning curve, per-language table). Kept here so it is tested.
+
+Path rule: relative paths given as notebook parameters resolve against the kernel's working
+directory (the notebook's folder, in JupyterLab and under `grid run`); relative paths written
+in a preset resolve against the project root, as for `python -m peft_utils train --config`.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from peft_utils.config import ConfigError, RunConfig, load_config, load_raw
+
+PATH_KEYS = ("data_root", "translations_dir", "results_dir")
+
+
+def project_root(*starts: str | Path) -> Path:
+    """The nearest folder holding pyproject.toml above any of `starts`, else the cwd."""
+    for start in starts:
+        for folder in [Path(start).resolve(), *Path(start).resolve().parents]:
+            if (folder / "pyproject.toml").is_file():
+                return folder
+    return Path.cwd()
+
+
+def build_config(config_file: str | Path | None, params: dict[str, Any],
+                 overrides: dict[str, Any] | None = None, results_dir: str | None = None,
+                 fallback: dict[str, Any] | None = None) -> RunConfig:
+    """Preset < `fallback` (used only when the preset file is missing) < `params` that are not
+    None < `overrides`. Raises ConfigError naming the bad parameter."""
+    source = "notebook parameters"
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{source}: overrides must be a dict of RunConfig keys, "
+                          f"got {type(overrides).__name__}")
+    cwd = Path.cwd()
+    preset = Path(config_file) if config_file else None
+    base: dict[str, Any] = {}
+    if preset is not None and not preset.is_file():
+        if fallback is None:
+            raise ConfigError(f"{source}: config_file {str(config_file)!r} not found "
+                              f"(relative to {cwd}); set config_file=None to use the "
+                              "parameters alone")
+        preset, base = None, dict(fallback)
+    explicit = {**base, **{k: v for k, v in params.items() if v is not None}, **overrides}
+    if results_dir is not None:
+        explicit["results_dir"] = results_dir
+    root = project_root(*([preset.parent] if preset else []), cwd)
+    preset_raw = load_raw(preset) if preset else {}
+    if "model" not in explicit and "model" not in preset_raw:
+        explicit["model"] = _default_model(root)
+    try:
+        config = load_config(preset, explicit)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return _resolve_paths(config, set(explicit), cwd, root)
+
+
+def _default_model(root: Path) -> str:
+    from peft_utils.e5_convert import default_model_name
+
+    # The offline model is built under models/ of the project, not of the notebook folder.
+    with contextlib.chdir(root):
+        name = default_model_name()
+        return str(Path(name).resolve()) if Path(name).exists() else name
+
+
+def _resolve_paths(config: RunConfig, given: set[str], cwd: Path, root: Path) -> RunConfig:
+    changes = {}
+    for key in (*PATH_KEYS, "model"):
+        value = getattr(config, key)
+        if not value or Path(value).is_absolute():
+            continue
+        path = (cwd if key in given else root) / value
+        # A model is a local folder only if one exists (else a hub name), as in from_pretrained.
+        if key != "model" or path.exists():
+            changes[key] = str(path.resolve())
+    return config.replace(**changes) if changes else config
+
+
+# ---- showing a record -----------------------------------------------------
+def learning_curve_figure(record: dict[str, Any]):
+    """Training loss and dev score against the optimiser step; the best dev step marked."""
+    import matplotlib.pyplot as plt
+
+    metrics = record["metrics"]
+    fig, loss_ax = plt.subplots(figsize=(7, 3.5))
+    train = metrics.get("learning_curve") or []
+    loss_ax.plot([e["step"] for e in train], [e["loss"] for e in train], color="tab:blue",
+                 label="training loss")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("training loss", color="tab:blue")
+    dev = metrics.get("dev_curve") or []
+    if dev:
+        dev_ax = loss_ax.twinx()
+        dev_ax.plot([e["step"] for e in dev], [e["dev"] for e in dev], "o-", color="tab:orange",
+                    label=f"dev {metrics['main_metric']}")
+        dev_ax.set_ylabel(f"dev {metrics['main_metric']}", color="tab:orange")
+        if metrics.get("best_step") is not None:
+            loss_ax.axvline(metrics["best_step"], color="grey", linestyle=":", label="best dev")
+    loss_ax.set_title(record["run_info"]["run_id"], fontsize=9)
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def language_table(record: dict[str, Any]):
+    """One row per language (and `overall`), dev and test scores side by side, zero-shot
+    languages (no training data in this scenario) marked."""
+    import pandas as pd
+
+    metrics = record["metrics"]
+    zero_shot = set(record["run_info"].get("zero_shot_langs", []))
+    main = metrics["main_metric"]
+    rows = []
+    for split in ("dev", "test"):
+        for lang, values in metrics.get(split, {}).items():
+            rows.append({"lang": lang, "split": split, **values})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    keep = [c for c in (main, "macro_f1", "micro_f1", "accuracy", "n") if c in frame]
+    keep = list(dict.fromkeys(keep))
+    table = frame.pivot(index="lang", columns="split", values=keep)
+    table.columns = [f"{split} {metric}" for metric, split in table.columns]
+    table = table[sorted(table.columns, key=lambda c: (c.split()[0] != "dev",
+                                                       c.split()[1] != main))]
+    order = [lang for lang in dict.fromkeys(frame["lang"]) if lang != "overall"] + ["overall"]
+    table = table.reindex([lang for lang in order if lang in table.index])
+    table.insert(0, "zero-shot", ["yes" if lang in zero_shot else "" for lang in table.index])
+    return table

@@ -1,0 +1,181 @@
+"""Grid files: presets × a cartesian product of settings, expanded into one RunConfig per cell.
+
+```yaml
+presets: [../demo/sib200.yaml]      # required; relative to this file, like `base:` in a preset
+set: {max_train_samples: 64}        # applied to every cell
+grid: {method: [fft, lora], seed: [1, 2]}          # cartesian product (any RunConfig keys)
+sweep: {learning_rate: [1.0e-4, 3.0e-4]}           # swept hyper-parameters, also cartesian
+exclude: [{scenario: en+translations, dataset: brighter}]   # cells to skip
+results_dir: results                # optional; --results wins
+slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 600}  # for --executor slurm
+```
+
+Every path other than `presets` (results_dir, data_root, model) is relative to the directory
+the grid is run from, as with `python -m peft_utils train --config`. Cells carry absolute paths
+so that the notebook kernel, whatever its working directory, reads the same files.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from peft_utils.config import ConfigError, RunConfig, load_config, read_yaml
+
+GRID_KEYS = ("presets", "set", "grid", "sweep", "exclude", "results_dir", "slurm", "description")
+# Relative to the working directory; absolute in every cell (data paths are not part of the id).
+PATH_KEYS = ("data_root", "translations_dir", "results_dir")
+# Shown first when a cell is described, in this order, when they vary across cells.
+LEADING = ("dataset", "subtask", "method", "scenario", "seed")
+RUN_KEYS = {f.name for f in fields(RunConfig)}
+
+
+@dataclass
+class Cell:
+    config: RunConfig
+    preset: Path
+    values: dict[str, Any]          # this cell's grid and sweep values
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+
+@dataclass
+class Grid:
+    path: Path
+    cells: list[Cell]
+    results_dir: Path
+    slurm: dict[str, Any] = field(default_factory=dict)
+    duplicates: int = 0             # cells that collapsed into an earlier one with the same id
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def varying(self) -> list[str]:
+        """Config keys whose value differs between cells, leading keys first."""
+        if len(self.cells) < 2:
+            return [k for k in LEADING if any(k in c.values for c in self.cells)]
+        dicts = [c.config.to_dict() for c in self.cells]
+        keys = [k for k in dicts[0] if k not in ("results_dir",)
+                and any(repr(d[k]) != repr(dicts[0][k]) for d in dicts)]
+        return [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
+
+    def describe(self, cell: Cell, keys: list[str] | None = None) -> str:
+        keys = self.varying() if keys is None else keys
+        return " ".join(f"{k}={_short(getattr(cell.config, k))}" for k in keys)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def expand_grid(path: str | Path, base_dir: str | Path | None = None,
+                results_dir: str | Path | None = None) -> list[RunConfig]:
+    """The distinct RunConfigs of a grid file, in file order (presets, then grid, then sweep)."""
+    return [cell.config for cell in load_grid(path, base_dir, results_dir).cells]
+
+
+def load_grid(path: str | Path, base_dir: str | Path | None = None,
+              results_dir: str | Path | None = None) -> Grid:
+    """Parse and expand a grid file; `base_dir` (default: the working directory) anchors
+    relative paths; `results_dir` overrides the file's."""
+    path = Path(path)
+    raw = read_yaml(path)
+    base = Path(base_dir or Path.cwd()).resolve()
+
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"{path}: {msg}")
+
+    unknown = sorted(set(raw) - set(GRID_KEYS))
+    if unknown:
+        raise bad(f"unknown grid key(s) {', '.join(unknown)}; a grid file has: "
+                  f"{', '.join(GRID_KEYS)} (RunConfig keys go under set, grid or sweep)")
+    presets = raw.get("presets")
+    if isinstance(presets, str):
+        presets = [presets]
+    if not presets or not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
+        raise bad("`presets` is required: a list of preset YAML files relative to the grid file, "
+                  "e.g. presets: [semeval/st1.yaml]")
+    fixed = _mapping(raw, "set", bad)
+    axes = {**_axes(raw, "grid", bad), **_axes(raw, "sweep", bad)}
+    clash = sorted(set(_axes(raw, "grid", bad)) & set(_axes(raw, "sweep", bad)))
+    clash += sorted(set(fixed) & set(axes))
+    if clash:
+        raise bad(f"{', '.join(clash)} set in more than one of set/grid/sweep; keep one")
+    excludes = raw.get("exclude") or []
+    if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
+        raise bad("`exclude` must be a list of mappings, e.g. exclude: [{method: fft, seed: 3}]")
+    for key in [*fixed, *axes, *(k for e in excludes for k in e)]:
+        if key not in RUN_KEYS:
+            raise bad(f"unknown RunConfig key {key!r}; valid keys are: {', '.join(sorted(RUN_KEYS))}")
+    slurm = _mapping(raw, "slurm", bad)
+
+    results = Path(results_dir or raw.get("results_dir") or "results")
+    results = results if results.is_absolute() else base / results
+    cells: dict[str, Cell] = {}
+    duplicates = 0
+    for preset_name in presets:
+        preset = (path.parent / preset_name).resolve()
+        if not preset.is_file():
+            raise bad(f"preset {preset_name!r} not found (looked for {preset}); "
+                      "preset paths are relative to the grid file")
+        for combo in itertools.product(*axes.values()):
+            values = dict(zip(axes, combo))
+            try:
+                config = load_config(preset, {**fixed, **values})
+                config = _absolute_paths(config, base, results)
+            except ConfigError as err:
+                raise bad(f"cell {values or '(no grid)'} of preset {preset_name}: {err}") from None
+            if any(_matches(config, rule) for rule in excludes):
+                continue
+            if config.run_id in cells:
+                duplicates += 1
+                continue
+            cells[config.run_id] = Cell(config, preset, values)
+    return Grid(path.resolve(), list(cells.values()), results, slurm, duplicates)
+
+
+def _mapping(raw: dict, key: str, bad) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise bad(f"`{key}` must be a mapping of keys to values")
+    return value
+
+
+def _axes(raw: dict, key: str, bad) -> dict[str, list[Any]]:
+    axes = _mapping(raw, key, bad)
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise bad(f"{key}.{name} must be a non-empty list of values, e.g. {name}: [a, b]")
+    return axes
+
+
+def _absolute_paths(config: RunConfig, base: Path, results: Path) -> RunConfig:
+    changes: dict[str, Any] = {"results_dir": str(results)}
+    for key in PATH_KEYS[:-1]:
+        value = getattr(config, key)
+        if value and not Path(value).is_absolute():
+            changes[key] = str((base / value).resolve())
+    # A model is a local folder if one exists there (as in from_pretrained), else a hub name.
+    local = base / config.model
+    if not Path(config.model).is_absolute() and local.exists():
+        changes["model"] = str(local.resolve())
+    return config.replace(**changes)
+
+
+def _matches(config: RunConfig, rule: dict[str, Any]) -> bool:
+    return all(_same(getattr(config, key), value) for key, value in rule.items())
+
+
+def _same(actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, float) and not isinstance(wanted, bool):
+        try:
+            return actual == float(wanted)   # YAML reads 1e-4 as a string
+        except (TypeError, ValueError):
+            return False
+    return actual == wanted or str(actual) == str(wanted)

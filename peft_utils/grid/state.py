@@ -1,0 +1,51 @@
+"""Where each cell of a grid stands, read from its run folder (the only state there is)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft_utils.grid.spec import Cell, Grid
+from peft_utils.results import read_record, run_dir
+
+COMPLETE, FAILED, PARTIAL, PENDING = "complete", "failed", "running-or-partial", "pending"
+STATES = (COMPLETE, FAILED, PARTIAL, PENDING)
+
+
+def cell_state(results_dir: Path, cell: Cell) -> str:
+    """complete / failed from the record; a folder without a record is a cell running now
+    or one that was interrupted (the next `grid run` redoes it); no folder: pending."""
+    folder = run_dir(results_dir, cell.run_id)
+    try:
+        status = read_record(folder).get("status")
+    except (OSError, ValueError):
+        status = None
+    if status in (COMPLETE, FAILED):
+        return status
+    return PARTIAL if folder.is_dir() and any(folder.iterdir()) else PENDING
+
+
+def status_table(grid: Grid) -> str:
+    """One line per cell: state, run id, dev score (main metric, overall), varying settings."""
+    keys = grid.varying()
+    rows = []
+    counts = dict.fromkeys(STATES, 0)
+    for cell in grid.cells:
+        state = cell_state(grid.results_dir, cell)
+        counts[state] += 1
+        rows.append((state, cell.run_id, _dev_score(grid.results_dir, cell, state),
+                     grid.describe(cell, keys)))
+    width = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("state", "run id", "dev"))]
+    lines = [f"{'state':<{width[0]}}  {'run id':<{width[1]}}  {'dev':>{width[2]}}  settings"]
+    lines += [f"{s:<{width[0]}}  {r:<{width[1]}}  {d:>{width[2]}}  {v}" for s, r, d, v in rows]
+    lines.append(", ".join(f"{n} {state}" for state, n in counts.items())
+                 + f" of {len(grid.cells)} cells")
+    return "\n".join(lines)
+
+
+def _dev_score(results_dir: Path, cell: Cell, state: str) -> str:
+    if state != COMPLETE:
+        return "-"
+    try:
+        metrics = read_record(run_dir(results_dir, cell.run_id))["metrics"]
+        return f"{metrics['dev']['overall'][metrics['main_metric']]:.4f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "-"

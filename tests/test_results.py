@@ -1,0 +1,55 @@
+"""Records: atomic writes, schema validation, safe run folders, collection."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from peft_utils.results import (atomic_write_text, collect, is_complete, run_dir,
+                                validate_record, write_record)
+
+
+def minimal(status="failed", run_id="r1"):
+    return {"status": status, "error": "boom", "meta": {"packages": {}, "git_commit": None,
+                                                        "device": "cpu", "seed": 1},
+            "run_info": {"run_id": run_id, "dataset": "sib200", "method": "lora",
+                         "scenario": "en", "model": "m", "seed": 1}}
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "record.json"
+    atomic_write_text(target, "old")
+
+    def explode(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", explode)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # temp file removed
+
+
+def test_schema_rejects_broken_records(tmp_path):
+    write_record(tmp_path, minimal())
+    record = json.loads((tmp_path / "record.json").read_text())
+    validate_record(record)
+    record["costs"] = {"trainable": -1}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_record(record)
+    assert not is_complete(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", ".hidden", "x" * 200])
+def test_run_ids_cannot_escape_results(tmp_path, bad):
+    with pytest.raises(ValueError):
+        run_dir(tmp_path, bad)
+
+
+def test_collect_skips_failed_and_unreadable(tmp_path):
+    write_record(tmp_path / "r1", minimal())
+    (tmp_path / "r2").mkdir()
+    (tmp_path / "r2" / "record.json").write_text("{half")
+    assert collect(tmp_path).empty
+    assert len(collect(tmp_path, include_failed=True)) == 1
