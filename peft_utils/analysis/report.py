@@ -1,0 +1,98 @@
+"""Write every table (CSV numeric; Markdown and LaTeX formatted) and figure (PNG, PDF)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from peft_utils.analysis import figures as F
+from peft_utils.analysis.bootstrap import bootstrap_differences, bootstrap_display
+from peft_utils.analysis.load import CELL, Results, load_results
+from peft_utils.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
+                                        baseline_table, cost_display, cost_table, f1_table,
+                                        f1_wide, failed_display)
+from peft_utils.results import atomic_write_text
+
+# pdflatex-safe spellings of the symbols the formatted tables use.
+_LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$",
+          "−": "-"}
+
+CAPTIONS = {
+    "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} zero-shot "
+                      f"language, {DEV_MARK} dev split (no test gold).",
+    "costs": "Training costs, mean over seeds; ratio and reductions relative to full "
+             "fine-tuning (FFT) under the same task and scenario.",
+    "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap confidence interval "
+                   "over examples and seeds.",
+    "baselines": "Dev score beside the trivial predictors scored on the same dev set.",
+    "failed_runs": "Runs left out of every table: failed, unreadable or unfinished.",
+    "runs": "The runs the tables are computed from.",
+}
+
+
+@dataclass
+class Report:
+    results: Results
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)    # numeric, as in the CSVs
+    display: dict[str, pd.DataFrame] = field(default_factory=dict)   # formatted, as in md/tex
+    figures: dict[str, list[Path]] = field(default_factory=dict)     # name -> [png, pdf]
+    files: list[Path] = field(default_factory=list)
+
+
+def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
+    text = table.to_latex(index=False, escape=True, caption=caption, label=label)
+    for symbol, latex in _LATEX.items():
+        text = text.replace(symbol, latex)
+    return text
+
+
+def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
+                directory: str | Path) -> list[Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    caption = CAPTIONS.get(name, name)
+    atomic_write_text(paths[0], numeric.to_csv(index=False))
+    atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
+                                                    if not display.empty else "(no rows)") + "\n")
+    atomic_write_text(paths[2], to_latex(display if not display.empty else
+                                         pd.DataFrame({"": ["(no rows)"]}), caption,
+                                         f"tab:{name}"))
+    return paths
+
+
+def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
+                 figures_dir: str | Path = "figures", n_boot: int = 1000, ci: float = 0.95,
+                 seed: int = 0) -> Report:
+    """Analyse `results_dir` and write `tables_dir/<table>.{csv,md,tex}` and
+    `figures_dir/<figure>.{png,pdf}`. Failed records are skipped and listed in `failed_runs`."""
+    results = load_results(results_dir)
+    report = Report(results)
+
+    def add(name: str, numeric: pd.DataFrame, display: pd.DataFrame) -> None:
+        report.tables[name], report.display[name] = numeric, display
+        report.files += write_table(name, numeric, display, tables_dir)
+
+    add("failed_runs", results.failed, failed_display(results))
+    if results.runs.empty:
+        raise ValueError(f"{results_dir}: no complete run records "
+                         f"({len(results.failed)} failed or unfinished, listed in "
+                         f"{Path(tables_dir) / 'failed_runs.csv'}); train runs first")
+    runs = results.runs[["run_id", *CELL, "seed", "main_metric"]]
+    add("runs", runs, runs)
+    f1 = f1_table(results)
+    add("f1_by_language", f1, f1_wide(f1))
+    costs = cost_table(results)
+    add("costs", costs, cost_display(costs))
+    diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed)
+    add("peft_vs_fft", diffs, bootstrap_display(diffs))
+    baselines = baseline_table(results)
+    add("baselines", baselines, baseline_display(baselines))
+
+    made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
+            "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results)}
+    for name, fig in made.items():
+        report.figures[name] = F.save_figure(fig, figures_dir, name)
+        report.files += report.figures[name]
+    return report
