@@ -16,7 +16,8 @@ METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
 SCENARIOS = ("multilingual", "en", "en+translations")
 LONG_TEXT = ("head", "head+tail", "chunks")
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
-NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir")
+NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir", "attention",
+                "gradient_checkpointing", "torch_compile")
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,11 @@ class RunConfig:
     max_train_samples: int | None = None  # per language, for subsetting (documented in reports)
     max_eval_samples: int | None = None   # per language and split
     device: str = "auto"
+    attention: str = "sdpa"               # sdpa (fused kernels) or eager
+    padding: str = "dynamic"              # dynamic, or max_length (the paper's pipeline)
+    group_by_length: bool = True          # length-grouped training batches
+    gradient_checkpointing: bool = False  # trade compute for memory on long inputs
+    torch_compile: bool = False
     precision: str = "auto"               # auto: bf16 on GPUs that support it, fp32 on CPU
     results_dir: str = "results"
     notes: str = ""
@@ -169,6 +175,10 @@ class RunConfig:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r} "
                       "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        if self.padding not in ("dynamic", "max_length"):
+            raise bad(f"padding must be dynamic or max_length, got {self.padding!r}")
+        if self.attention not in ("sdpa", "eager"):
+            raise bad(f"attention must be sdpa or eager, got {self.attention!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise bad(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for key in ("max_train_samples", "max_eval_samples", "early_stopping_patience",

@@ -58,13 +58,16 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
     if meta:
         with torch.device("meta"):
             return AutoModelForSequenceClassification.from_config(hf_config)
+    # Prefix tuning edits keys/values inside the eager attention code path.
+    attention = "eager" if config.method == "prefix" else config.attention
     if Path(config.model).is_dir() and not any(Path(config.model).glob("*.safetensors")):
         raise FileNotFoundError(
             f"{config.model}: no *.safetensors weights in this folder; the project loads "
             "weights only as safetensors (convert the checkpoint, or prepare the offline "
             "model with `python -m peft_utils model prepare e5-small`)")
     return AutoModelForSequenceClassification.from_pretrained(
-        config.model, config=hf_config, use_safetensors=True, trust_remote_code=False)
+        config.model, config=hf_config, use_safetensors=True, trust_remote_code=False,
+        attn_implementation=attention)
 
 
 def _head_module(model):

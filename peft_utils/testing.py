@@ -14,7 +14,8 @@ SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # XLM-R's ids 0..3; <mask> goes la
 
 def make_tiny_model(out_dir: str | Path, texts: Iterable[str], hidden: int = 32, layers: int = 2,
                     heads: int = 4, intermediate: int = 64, max_length: int = 128,
-                    seed: int = 0, init_range: float = 0.2) -> Path:
+                    seed: int = 0, init_range: float = 0.2,
+                    dropout: float = 0.1) -> Path:
     """Write a tiny XLM-R (config, safetensors weights, fast tokenizer) into `out_dir`."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -39,7 +40,8 @@ def make_tiny_model(out_dir: str | Path, texts: Iterable[str], hidden: int = 32,
                               num_attention_heads=heads, intermediate_size=intermediate,
                               max_position_embeddings=max_length + 2, pad_token_id=1,
                               bos_token_id=0, eos_token_id=2, type_vocab_size=1,
-                              initializer_range=init_range)
+                              initializer_range=init_range, hidden_dropout_prob=dropout,
+                              attention_probs_dropout_prob=dropout)
     torch.manual_seed(seed)
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out, safe_serialization=True)
     return out

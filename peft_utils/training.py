@@ -21,6 +21,7 @@ from peft_utils.config import RunConfig, load_config, parse_overrides
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
                                seed_everything, trainable_state)
 from peft_utils.results import atomic_write_text, environment, run_dir, write_record
+from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE
 
 CHECKPOINT = "checkpoint/trainable.safetensors"
 ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
@@ -83,6 +84,19 @@ def select_devices(config: RunConfig) -> tuple[str, str]:
     return device, precision
 
 
+def set_cpu_threads() -> int:
+    """Intra-op threads = the cores this process may use (a grid worker's share when the
+    runner sets OMP_NUM_THREADS), not the machine's count that torch assumes."""
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = int(os.environ.get("OMP_NUM_THREADS") or cores or 1)
+    torch.set_num_threads(max(1, threads))
+    return threads
+
+
 def _subset(frame, limit: int | None):
     # A fixed shuffle (seed 0), not the run seed: every method and seed sees the same subset.
     if limit is None or frame.empty:
@@ -127,11 +141,11 @@ def load_frames(config: RunConfig) -> dict[str, Any]:
     return frames
 
 
-def encode(frame, tokenizer, config: RunConfig, labels: list[str]) -> Split:
-    from peft_utils.data import encode_texts
+def encode(frame, tokenizer, config: RunConfig, labels: list[str], cache_dir=None) -> Split:
+    from peft_utils.token_cache import cached_encode
 
-    enc = encode_texts(list(frame["text"]), tokenizer, config.max_length,
-                       strategy=config.long_text, stride=config.chunk_stride)
+    enc = cached_encode(list(frame["text"]), tokenizer, config.max_length, config.long_text,
+                        config.chunk_stride, cache_dir)
     index = np.asarray(enc["example_index"], dtype=np.int64)
     if config.multilabel:
         gold = M.multihot(frame["labels"], labels)
@@ -159,18 +173,27 @@ def example_scores(split: Split, logits: np.ndarray, multilabel: bool) -> np.nda
     return pool_chunks(scores, split.example_index, len(split.frame), how="mean")
 
 
-def predict_logits(model, split: Split, tokenizer, batch_size: int,
+def collator(tokenizer, config: RunConfig):
+    """Pads each batch to its longest row, or to max_length as the paper's pipeline did."""
+    from transformers import DataCollatorWithPadding
+
+    if config.padding == "max_length":
+        return DataCollatorWithPadding(tokenizer, padding="max_length",
+                                       max_length=config.max_length)
+    return DataCollatorWithPadding(tokenizer)
+
+
+def predict_logits(model, split: Split, tokenizer, batch_size: int, config: RunConfig,
                    precision: str = "fp32") -> np.ndarray:
     """Logits of every row, in row order, without gradients, batches sorted by length."""
     import contextlib
 
     import torch
-    from transformers import DataCollatorWithPadding
 
     device = next(model.parameters()).device
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                 else contextlib.nullcontext())
-    collate = DataCollatorWithPadding(tokenizer)
+    collate = collator(tokenizer, config)
     order = np.argsort([len(r["input_ids"]) for r in split.rows], kind="stable")
     out = np.zeros((len(split.rows), model.config.num_labels), dtype=np.float32)
     model.eval()
@@ -251,9 +274,13 @@ def _training_args(config: RunConfig, out: Path, device: str, precision: str, ha
         report_to=[], seed=config.seed, data_seed=config.seed,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
         tf32=True if device == "cuda" and precision != "fp32" else None,
-        group_by_length=True, remove_unused_columns=False, disable_tqdm=True,
+        group_by_length=config.group_by_length, remove_unused_columns=False, disable_tqdm=True,
         optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
-        dataloader_num_workers=0, label_names=["labels"])
+        # Tokenised rows live in memory: worker processes would only add start-up cost.
+        dataloader_num_workers=0, label_names=["labels"],
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        torch_compile=config.torch_compile)
 
 
 def train_and_evaluate(config: RunConfig, results_root: str | Path | None = None) -> RunResult:
@@ -291,15 +318,19 @@ def _run_info(config: RunConfig) -> dict[str, Any]:
 def _run(config: RunConfig, out: Path) -> RunResult:
     import torch
     from safetensors.torch import save_file
-    from transformers import DataCollatorWithPadding, Trainer
+    from transformers import Trainer
 
     device, precision = select_devices(config)
+    if device == "cpu":
+        set_cpu_threads()
     frames = load_frames(config)
     seed_everything(config.seed)  # before the model: LoRA init and the head draw from it
     built = build_model(config)
     model, labels = built.model, built.labels
     tokenizer = load_tokenizer(config.model)
-    splits = {name: encode(frame, tokenizer, config, labels) for name, frame in frames.items()}
+    cache = None if config.extra.get("no_token_cache") else DEFAULT_CACHE
+    splits = {name: encode(frame, tokenizer, config, labels, cache)
+              for name, frame in frames.items()}
     multilabel, n_labels = config.multilabel, len(labels)
     zero_div = M.zero_division(config.dataset, config.subtask)
     main = M.main_metric(config.dataset, config.subtask)
@@ -339,7 +370,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     trainer = _in_order_eval(trainer_cls)(model=model, args=args, train_dataset=splits["train"].rows,
                           eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
                           compute_metrics=compute_metrics,
-                          data_collator=DataCollatorWithPadding(tokenizer), callbacks=[callback])
+                          data_collator=collator(tokenizer, config), callbacks=[callback])
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -351,7 +382,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
 
     # ---- evaluation on the restored best state ---------------------------
     eval_scores = {name: example_scores(s, predict_logits(model, s, tokenizer,
-                                                          config.eval_batch_size, precision),
+                                                          config.eval_batch_size, config,
+                                                          precision),
                                         multilabel)
                    for name, s in splits.items() if name != "train" and len(s.frame)}
     threshold = None

@@ -82,8 +82,8 @@ def test_saved_run_reloads_to_identical_predictions(method, tmp_path, sib_root, 
     from peft_utils.training import load_frames
 
     dev = encode(load_frames(config)["dev"], tokenizer, config, built.labels)
-    before = predict_logits(result.model, dev, tokenizer, 16)
-    after = predict_logits(built.model, dev, tokenizer, 16)
+    before = predict_logits(result.model, dev, tokenizer, 16, config)
+    after = predict_logits(built.model, dev, tokenizer, 16, config)
     np.testing.assert_array_equal(before.argmax(-1), after.argmax(-1))
     np.testing.assert_allclose(before, after, rtol=0, atol=1e-6)
     # The saved predictions are those of the restored model.

@@ -221,7 +221,9 @@ def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_bo
     langs = frame["lang"].to_numpy()
     scopes = [("overall", np.ones(len(frame), bool))]
     if by_language:
-        scopes = [(lang, langs == lang) for lang in dict.fromkeys(langs)] + scopes
+        order = [l for l in first["eval_langs_order"] if l in set(langs)]
+        order += sorted(set(langs) - set(order))
+        scopes = [(lang, langs == lang) for lang in order] + scopes
     out = []
     for position, (lang, mask) in enumerate(scopes):
         sub_gold = gold[mask]
@@ -290,3 +292,13 @@ def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "CI contains 0": table["contains_zero"].map({True: "yes", False: "no"}),
         "verdict": table["verdict"],
     })
+
+
+def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """How many task × scenario cells each method is comparable to, better or worse than FFT."""
+    overall = table[table["lang"] == "overall"] if not table.empty else table
+    if overall.empty:
+        return pd.DataFrame()
+    counts = overall.groupby(["method", "verdict"]).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=["better", "comparable", "worse"], fill_value=0)
+    return sort_cells(counts.reset_index().rename_axis(columns=None))

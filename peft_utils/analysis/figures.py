@@ -87,6 +87,8 @@ def f1_by_language_figures(results: Results) -> dict[str, object]:
 
 def f1_vs_params_figure(results: Results):
     """Overall score against trainable parameters (log scale), one panel per task."""
+    from matplotlib.ticker import NullFormatter
+
     plt = _plt()
     overall = f1_table(results).query("lang == 'overall'")
     costs = cost_table(results)[[*CELL, "trainable"]]
@@ -104,6 +106,7 @@ def f1_vs_params_figure(results: Results):
                         capsize=3, markersize=7)
         ax.set(xscale="log", xlabel="trainable parameters (log)",
                ylabel=data["metric"].iloc[0], title=task)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on narrow ranges
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=l) for l, c in colours.items()]
     handles += [plt.Line2D([], [], color="grey", marker=m, ls="", label=l)
@@ -159,5 +162,6 @@ def heatmap_figure(results: Results):
         sns.heatmap(grid, annot=True, fmt=".3f", cmap="viridis", ax=ax,
                     cbar_kws={"label": part["metric"].iloc[0]})
         ax.set(title=task, xlabel="method", ylabel="scenario")
+        ax.tick_params(axis="y", rotation=0)
     fig.tight_layout()
     return fig

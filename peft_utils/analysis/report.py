@@ -7,11 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from peft_utils.analysis import figures as F
-from peft_utils.analysis.bootstrap import bootstrap_differences, bootstrap_display
+from peft_utils.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
+                                           verdict_counts)
 from peft_utils.analysis.load import CELL, Results, load_results
 from peft_utils.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
-                                        baseline_table, cost_display, cost_table, f1_table,
-                                        f1_wide, failed_display)
+                                        baseline_table, cost_display, cost_ranges,
+                                        cost_ranges_display, cost_table, f1_table, f1_wide,
+                                        failed_display, provenance)
 from peft_utils.results import atomic_write_text
 
 # pdflatex-safe spellings of the symbols the formatted tables use.
@@ -21,6 +23,10 @@ _LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", 
 CAPTIONS = {
     "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} zero-shot "
                       f"language, {DEV_MARK} dev split (no test gold).",
+    "cost_ranges": "Range over tasks and scenarios of the headline cost claims, per method.",
+    "verdicts": "Task × scenario cells per method where the CI of method − FFT lies above 0, "
+                "contains 0 or lies below 0 (overall score).",
+    "provenance": "Code, packages and devices that produced the runs.",
     "costs": "Training costs, mean over seeds; ratio and reductions relative to full "
              "fine-tuning (FFT) under the same task and scenario.",
     "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap confidence interval "
@@ -85,10 +91,16 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("f1_by_language", f1, f1_wide(f1))
     costs = cost_table(results)
     add("costs", costs, cost_display(costs))
+    ranges = cost_ranges(costs)
+    add("cost_ranges", ranges, cost_ranges_display(ranges))
     diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed)
     add("peft_vs_fft", diffs, bootstrap_display(diffs))
+    verdicts = verdict_counts(diffs)
+    add("verdicts", verdicts, verdicts)
     baselines = baseline_table(results)
     add("baselines", baselines, baseline_display(baselines))
+    sources = provenance(results)
+    add("provenance", sources, sources)
 
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
             "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results)}

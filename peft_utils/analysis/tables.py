@@ -37,6 +37,12 @@ def fmt_number(value: float, digits: int = 1, suffix: str = "") -> str:
     return f"{value:,.{digits}f}{suffix}"
 
 
+def fmt_signed(value: float, digits: int = 1, suffix: str = "") -> str:
+    if value is None or pd.isna(value):
+        return DASH
+    return f"{value:+,.{digits}f}{suffix}"
+
+
 def display_keys(frame: pd.DataFrame) -> list[str]:
     """The cell keys worth a column: model/setting/variant only where they tell runs apart."""
     keys = ["task", "scenario"]
@@ -124,15 +130,18 @@ def _cell_means(results: Results, columns: dict[str, str]) -> pd.DataFrame:
 
 def reference_variants(source: Results | str | Path) -> pd.DataFrame:
     """The FFT cell each condition compares against. With several FFT variants (e.g. a
-    learning-rate sweep) the best on dev stands as the reference, as a tuned baseline would."""
+    learning-rate sweep) the best on dev stands as the reference, as a tuned baseline would;
+    variants without a dev score rank last."""
     results = as_results(source)
-    scores = results.scores
-    dev = scores[(scores["split"] == "dev") & (scores["lang"] == "overall")
-                 & (scores["method"] == REFERENCE)]
-    if dev.empty:
+    fft = results.runs[results.runs["method"] == REFERENCE] if not results.runs.empty else None
+    if fft is None or fft.empty:
         return pd.DataFrame(columns=[*CONDITION, "ref_variant"])
-    means = dev.groupby([*CONDITION, "variant"], sort=False)["score"].mean().reset_index()
-    best = means.loc[means.groupby(CONDITION, sort=False)["score"].idxmax()]
+    scores = results.scores
+    dev = scores[(scores["split"] == "dev") & (scores["lang"] == "overall")]
+    means = dev.groupby([*CONDITION, "variant"])["score"].mean()
+    cells = fft[[*CONDITION, "variant"]].drop_duplicates()
+    cells["dev"] = [means.get(tuple(row), -np.inf) for row in cells.itertuples(index=False)]
+    best = cells.loc[cells.groupby(CONDITION, sort=False)["dev"].idxmax()]
     return best.rename(columns={"variant": "ref_variant"})[[*CONDITION, "ref_variant"]]
 
 
@@ -179,9 +188,12 @@ def cost_display(table: pd.DataFrame) -> pd.DataFrame:
         "FFT / method": table["ratio_to_fft"].map(
             lambda v: fmt_number(v, 0 if v >= 10 else 1, "×")),
         "train time (s)": table["train_wall_s"].map(lambda v: fmt_number(v, 1)),
-        "time vs FFT": table["time_reduction_pct"].map(lambda v: fmt_number(-v, 1, "%")),
+        # Signed change, so "−35%" reads as "35% less than FFT".
+        "time vs FFT": table["time_reduction_pct"].map(lambda v: fmt_signed(0.0 - v, 1, "%")),
         "samples/s": table["samples_per_s"].map(lambda v: fmt_number(v, 1)),
         "peak memory (MB)": table["peak_memory_mb"].map(lambda v: fmt_number(v, 0)),
+        "memory vs FFT": table["memory_reduction_pct"].map(
+            lambda v: fmt_signed(0.0 - v, 1, "%")),
         "memory kind": table["peak_memory_kind"],
         "checkpoint (MB)": table["checkpoint_mb"].map(lambda v: fmt_number(v, 2)),
     })
@@ -244,3 +256,45 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
 
 def failed_display(results: Results) -> pd.DataFrame:
     return results.failed[["run_id", "status", "reason"]].copy()
+
+
+def cost_ranges(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the range over tasks and scenarios of the two headline cost claims:
+    FFT/method trainable parameters (×) and training-time reduction (%)."""
+    peft = costs[(costs["method"] != REFERENCE) & costs["ratio_to_fft"].notna()]
+    if peft.empty:
+        return pd.DataFrame(columns=["method", "cells", "ratio_min", "ratio_max",
+                                     "time_reduction_min_pct", "time_reduction_max_pct"])
+    return sort_cells(peft.groupby("method", sort=False).agg(
+        cells=("task", "size"), ratio_min=("ratio_to_fft", "min"),
+        ratio_max=("ratio_to_fft", "max"), time_reduction_min_pct=("time_reduction_pct", "min"),
+        time_reduction_max_pct=("time_reduction_pct", "max")).reset_index())
+
+
+def cost_ranges_display(ranges: pd.DataFrame) -> pd.DataFrame:
+    if ranges.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "method": ranges["method"], "cells": ranges["cells"],
+        "FFT / method": [f"{fmt_number(lo, 0)}–{fmt_number(hi, 0)}×"
+                         for lo, hi in zip(ranges["ratio_min"], ranges["ratio_max"])],
+        "training time saved": [f"{fmt_number(lo, 0)}–{fmt_number(hi, 0)}%" for lo, hi in
+                                zip(ranges["time_reduction_min_pct"],
+                                    ranges["time_reduction_max_pct"])],
+    })
+
+
+def provenance(results: Results) -> pd.DataFrame:
+    """Which code, packages and devices produced the runs (one row per distinct combination)."""
+    rows = []
+    for run_id, record in results.records.items():
+        meta = record.get("meta", {})
+        packages = meta.get("packages") or {}
+        rows.append({"git_commit": (meta.get("git_commit") or "")[:10],
+                     "device": meta.get("device"), "precision": meta.get("precision"),
+                     **{name: packages.get(name) for name in
+                        ("torch", "transformers", "peft", "adapters")}})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).fillna("")
+    return frame.groupby(list(frame.columns)).size().rename("runs").reset_index()

@@ -8,6 +8,7 @@ kernel inherits, and so that papermill's change of working directory stays priva
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import traceback
@@ -59,6 +60,9 @@ def write_spec(config: RunConfig, grid: Path | None = None,
 def run_cell(spec_path: str | Path) -> dict[str, Any]:
     """Execute the cell described by `spec_path`; returns its Outcome as a dict (picklable,
     for submitit). Never raises for a failing notebook: the failure is in the record."""
+    # Under Slurm, use the cores the job was given (torch would otherwise take the node's).
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        os.environ.setdefault("OMP_NUM_THREADS", os.environ["SLURM_CPUS_PER_TASK"])
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     config = RunConfig.from_dict(spec["config"], source=str(spec_path))
     out = run_dir(config.results_dir, config.run_id)

@@ -187,12 +187,14 @@ def submitit_executor(grid: Grid, workers: int | None = None):
 
 
 def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: Progress,
-                 notebook: Path | None = None, poll_s: float = 5.0) -> list[Outcome]:
+                 notebook: Path | None = None) -> list[Outcome]:
     import submitit
 
     from peft_utils.grid.cell import run_cell
 
     executor = submitit_executor(grid, workers)
+    # sacct is queried on every poll: gently on a cluster, often for local processes.
+    poll_s = 15.0 if executor.cluster == "slurm" else 1.0
     specs = {cell.run_id: write_spec(cell.config, grid.path, notebook) for cell in cells}
     with executor.batch():   # one array job, one task per cell
         jobs = {cell.run_id: executor.submit(run_cell, str(specs[cell.run_id])) for cell in cells}

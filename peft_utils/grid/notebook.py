@@ -8,6 +8,7 @@ in a preset resolve against the project root, as for `python -m peft_utils train
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _default_model(root: Path) -> str:
     # The offline model is built under models/ of the project, not of the notebook folder.
     with contextlib.chdir(root):
         name = default_model_name()
-        return str(Path(name).resolve()) if Path(name).exists() else name
+        return os.path.abspath(name) if Path(name).exists() else name
 
 
 def _resolve_paths(config: RunConfig, given: set[str], cwd: Path, root: Path) -> RunConfig:
@@ -77,7 +78,7 @@ def _resolve_paths(config: RunConfig, given: set[str], cwd: Path, root: Path) ->
         path = (cwd if key in given else root) / value
         # A model is a local folder only if one exists (else a hub name), as in from_pretrained.
         if key != "model" or path.exists():
-            changes[key] = str(path.resolve())
+            changes[key] = os.path.abspath(path)
     return config.replace(**changes) if changes else config
 
 
@@ -115,20 +116,23 @@ def language_table(record: dict[str, Any]):
     metrics = record["metrics"]
     zero_shot = set(record["run_info"].get("zero_shot_langs", []))
     main = metrics["main_metric"]
-    rows = []
+    parts = []
     for split in ("dev", "test"):
-        for lang, values in metrics.get(split, {}).items():
-            rows.append({"lang": lang, "split": split, **values})
-    if not rows:
+        scores = metrics.get(split) or {}
+        if not scores:
+            continue
+        part = pd.DataFrame.from_dict(scores, orient="index")
+        metric_cols = [main] + sorted(c for c in part if c not in (main, "n"))
+        part = part[metric_cols + (["n"] if "n" in part else [])]
+        if "n" in part:
+            part["n"] = part["n"].astype(int)
+        part.columns = [f"{split} {c}" for c in part.columns]
+        parts.append(part)
+    if not parts:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows)
-    keep = [c for c in (main, "macro_f1", "micro_f1", "accuracy", "n") if c in frame]
-    keep = list(dict.fromkeys(keep))
-    table = frame.pivot(index="lang", columns="split", values=keep)
-    table.columns = [f"{split} {metric}" for metric, split in table.columns]
-    table = table[sorted(table.columns, key=lambda c: (c.split()[0] != "dev",
-                                                       c.split()[1] != main))]
-    order = [lang for lang in dict.fromkeys(frame["lang"]) if lang != "overall"] + ["overall"]
-    table = table.reindex([lang for lang in order if lang in table.index])
+    table = pd.concat(parts, axis=1)
+    langs = [lang for lang in table.index if lang != "overall"]
+    table = table.reindex(langs + (["overall"] if "overall" in table.index else []))
+    table.index.name = "lang"
     table.insert(0, "zero-shot", ["yes" if lang in zero_shot else "" for lang in table.index])
     return table

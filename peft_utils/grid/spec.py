@@ -17,6 +17,7 @@ so that the notebook kernel, whatever its working directory, reads the same file
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -160,11 +161,11 @@ def _absolute_paths(config: RunConfig, base: Path, results: Path) -> RunConfig:
     for key in PATH_KEYS[:-1]:
         value = getattr(config, key)
         if value and not Path(value).is_absolute():
-            changes[key] = str((base / value).resolve())
+            changes[key] = os.path.abspath(base / value)
     # A model is a local folder if one exists there (as in from_pretrained), else a hub name.
     local = base / config.model
     if not Path(config.model).is_absolute() and local.exists():
-        changes["model"] = str(local.resolve())
+        changes["model"] = os.path.abspath(local)
     return config.replace(**changes)
 
 
