@@ -14,7 +14,10 @@ from typing import Any, Sequence
 
 from peft_utils.results import atomic_write_text
 
-DEFAULT_DIR = Path(os.environ.get("PEFT_UTILS_CACHE", ".cache")) / "tokens"
+# One place for every cell, whatever its working directory (papermill runs in notebooks/).
+DEFAULT_DIR = Path(os.environ.get("PEFT_UTILS_CACHE")
+                   or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "peft_utils"
+                   ) / "tokens"
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

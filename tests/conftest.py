@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests keep their token cache to themselves (a fresh folder per session).
+os.environ.setdefault("PEFT_UTILS_CACHE", tempfile.mkdtemp(prefix="peft-utils-cache-"))
 
 from fixtures_data import (FILLER, FRAME_CUES, GENRE_CUES, SIB200_CUES, EMOTION_CUES,  # noqa: E402
                            TECHNIQUE_CUES, make_brighter_tree, make_semeval_tree,
