@@ -32,4 +32,15 @@ test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
 
 clean:
-	rm -rf $(VENV) results reports tables .cache
+	rm -rf $(VENV) results reports tables
+	find figures -maxdepth 1 -type f \( -name '*.png' -o -name '*.pdf' \) -delete
+
+# The analysis notebook over RESULTS (records only), executed into reports/ and rendered to HTML
+# with figures embedded; tables/ and figures/ receive the CSV/Markdown/LaTeX and PNG/PDF files.
+RESULTS ?= results
+report: install
+	mkdir -p reports
+	$(PY) -m papermill notebooks/analysis.ipynb reports/analysis.ipynb --cwd notebooks \
+		-k python3 -r results_dir "$(abspath $(RESULTS))" -r tables_dir "$(abspath tables)" \
+		-r figures_dir "$(abspath figures)"
+	$(PY) -m nbconvert --to html --no-input reports/analysis.ipynb --output-dir reports

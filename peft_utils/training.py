@@ -461,7 +461,8 @@ def _summary(frame) -> dict[str, Any]:
 def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels: list[str],
                       config: RunConfig) -> None:
     """One file per language in the official submission format (SemEval) or id<TAB>labels,
-    and `<split>-examples.csv` (id, line, lang, gold, pred) for paired bootstrap tests."""
+    and `<split>-examples.csv` (id, line, lang, pred, gold, has_gold) for paired bootstrap
+    tests."""
     import pandas as pd
 
     names = [",".join(labels[j] for j in np.flatnonzero(row)) if config.multilabel
@@ -469,8 +470,9 @@ def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels:
     table = pd.DataFrame({"id": frame["id"].astype(str),
                           "line": frame["line"] if "line" in frame else "",
                           "lang": frame["lang"], "pred": names,
-                          "gold": [",".join(x) if g else None
-                                   for x, g in zip(frame["labels"], frame["has_gold"])]})
+                          "gold": [",".join(x) for x in frame["labels"]],
+                          # An empty gold is "no label" only where the row has gold at all.
+                          "has_gold": frame["has_gold"].astype(bool)})
     atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
     with_line = config.dataset == "semeval2023" and config.subtask == 3
     columns = ["id", "line", "pred"] if with_line else ["id", "pred"]

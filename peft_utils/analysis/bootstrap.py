@@ -196,11 +196,12 @@ def bootstrap_differences(source: Results | str | Path, n_boot: int = 1000, ci: 
         condition = results.runs[(results.runs[CONDITION] == ref[CONDITION]).all(axis=1)]
         reference = condition[(condition["method"] == REFERENCE)
                               & (condition["variant"] == ref["ref_variant"])]
-        for cell, runs in condition[condition["method"] != REFERENCE].groupby(
+        for _, runs in condition[condition["method"] != REFERENCE].groupby(
                 ["method", "variant"], sort=False):
             rows.extend(_compare(results, runs, reference, n_boot, ci, seed, by_language))
-    return sort_cells(pd.DataFrame(rows), ["_lang_pos"]).drop(columns="_lang_pos") if rows \
-        else pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    return sort_cells(pd.DataFrame(rows), ["_lang_pos"]).drop(columns="_lang_pos")
 
 
 def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_boot: int,

@@ -21,8 +21,8 @@ _LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", 
           "−": "-"}
 
 CAPTIONS = {
-    "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} zero-shot "
-                      f"language, {DEV_MARK} dev split (no test gold).",
+    "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} "
+                      f"zero-shot language, {DEV_MARK} dev split (no test gold).",
     "cost_ranges": "Range over tasks and scenarios of the headline cost claims, per method.",
     "verdicts": "Task × scenario cells per method where the CI of method − FFT lies above 0, "
                 "contains 0 or lies below 0 (overall score).",
@@ -70,9 +70,10 @@ def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
 
 def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
                  figures_dir: str | Path = "figures", n_boot: int = 1000, ci: float = 0.95,
-                 seed: int = 0) -> Report:
+                 seed: int = 0, by_language: bool = False) -> Report:
     """Analyse `results_dir` and write `tables_dir/<table>.{csv,md,tex}` and
-    `figures_dir/<figure>.{png,pdf}`. Failed records are skipped and listed in `failed_runs`."""
+    `figures_dir/<figure>.{png,pdf}`. Failed records are skipped and listed in `failed_runs`.
+    `by_language` adds per-language rows to the bootstrap table (the verdicts stay overall)."""
     results = load_results(results_dir)
     report = Report(results)
 
@@ -93,7 +94,8 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("costs", costs, cost_display(costs))
     ranges = cost_ranges(costs)
     add("cost_ranges", ranges, cost_ranges_display(ranges))
-    diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed)
+    diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed,
+                                  by_language=by_language)
     add("peft_vs_fft", diffs, bootstrap_display(diffs))
     verdicts = verdict_counts(diffs)
     add("verdicts", verdicts, verdicts)

@@ -271,14 +271,22 @@ def cost_ranges(costs: pd.DataFrame) -> pd.DataFrame:
         time_reduction_max_pct=("time_reduction_pct", "max")).reset_index())
 
 
+def _span(low: float, high: float, digits: int, suffix: str) -> str:
+    low_text, high_text = fmt_number(low, digits), fmt_number(high, digits)
+    if low_text == high_text:
+        return low_text + suffix
+    joiner = "–" if low >= 0 else " to "  # a dash after a minus sign reads as a double minus
+    return f"{low_text}{joiner}{high_text}{suffix}"
+
+
 def cost_ranges_display(ranges: pd.DataFrame) -> pd.DataFrame:
     if ranges.empty:
         return pd.DataFrame()
     return pd.DataFrame({
         "method": ranges["method"], "cells": ranges["cells"],
-        "FFT / method": [f"{fmt_number(lo, 0)}–{fmt_number(hi, 0)}×"
+        "FFT / method": [_span(lo, hi, 0, "×")
                          for lo, hi in zip(ranges["ratio_min"], ranges["ratio_max"])],
-        "training time saved": [f"{fmt_number(lo, 0)}–{fmt_number(hi, 0)}%" for lo, hi in
+        "training time saved": [_span(lo, hi, 0, "%") for lo, hi in
                                 zip(ranges["time_reduction_min_pct"],
                                     ranges["time_reduction_max_pct"])],
     })

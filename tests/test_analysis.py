@@ -1,0 +1,347 @@
+"""The analysis reads results folders only: tables on hand-built records with known answers,
+the bootstrap on synthetic predictions whose answer is known, and the whole report (package
+and notebook) on runs actually trained on fixture data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from peft_utils import analysis as A
+from peft_utils import metrics as M
+from peft_utils.data.labels import EMOTIONS, SIB200_LABELS
+from peft_utils.results import write_record
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+COSTS = {"trainable": 1000, "total": 1000, "backbone": 900, "head": 100, "method_params": 0,
+         "percent_trainable": 100.0, "train_wall_s": 10.0, "train_samples_per_s": 50.0,
+         "train_tokens_per_s": 500.0, "peak_memory_mb": 800.0, "peak_memory_kind": "cpu_peak_rss",
+         "checkpoint_mb": 4.0}
+
+
+# ---- hand-built results folders -------------------------------------------------
+def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
+              scenario: str = "multilingual", metrics: dict | None = None,
+              examples: dict[str, pd.DataFrame] | None = None, costs: dict | None = None,
+              baselines: dict | None = None, zero_shot=("es",), langs=("en", "fr", "es")) -> str:
+    """A complete run folder. With `examples`, the record's scores are computed from them
+    with peft_utils.metrics, as training does (rows whose gold is None are unscored)."""
+    run_id = f"{dataset}-{method}-{scenario}-s{seed}-fake"
+    folder = root / run_id
+    multilabel = dataset == "brighter"
+    if examples is not None:
+        metrics = {split: _scores(table, multilabel) for split, table in examples.items()}
+        (folder / "predictions").mkdir(parents=True, exist_ok=True)
+        for split, table in examples.items():
+            table.assign(gold=table["gold"].fillna("")).to_csv(
+                folder / "predictions" / f"{split}-examples.csv", index=False)
+    main = M.main_metric(dataset)
+    metrics = metrics or {split: {"overall": {main: 0.5, "n": 30}} for split in ("dev", "test")}
+    record = {
+        "status": "complete", "error": None,
+        "run_info": {"run_id": run_id, "dataset": dataset, "subtask": None, "method": method,
+                     "scenario": scenario, "model": "tiny", "seed": seed,
+                     "learning_rate": 1e-3, "multilabel": multilabel,
+                     "eval_langs_resolved": list(langs), "zero_shot_langs": list(zero_shot)},
+        "metrics": {"main_metric": main, "dev": metrics.get("dev", {}),
+                    "test": metrics.get("test", {}),
+                    "baselines": baselines or {"majority": {main: 0.1, "n": 30}}},
+        "costs": {**COSTS, **(costs or {})},
+        "meta": {"packages": {"torch": "x"}, "git_commit": "abc", "device": "cpu",
+                 "seed": seed},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    write_record(folder, record)
+    return run_id
+
+
+def _scores(table: pd.DataFrame, multilabel: bool) -> dict:
+    scored = table[table["gold"].notna()]
+    if multilabel:
+        split = lambda col: [[x for x in v.split(",") if x] for v in scored[col]]  # noqa: E731
+        gold, pred = M.multihot(split("gold"), EMOTIONS), M.multihot(split("pred"), EMOTIONS)
+        n_labels = len(EMOTIONS)
+    else:
+        lookup = {label: i for i, label in enumerate(SIB200_LABELS)}
+        gold, pred = scored["gold"].map(lookup).to_numpy(), scored["pred"].map(lookup).to_numpy()
+        n_labels = len(lookup)
+    return M.per_language(scored["lang"].to_numpy(), gold, pred, multilabel, n_labels)
+
+
+def examples_table(gold: list, pred: list, langs: list) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"x{i}" for i in range(len(gold))], "line": "", "lang": langs,
+                         "pred": pred, "gold": gold})
+
+
+def sib_examples(rng: np.random.Generator, n_per_lang: int = 30):
+    langs = [lang for lang in ("en", "fr", "es") for _ in range(n_per_lang)]
+    gold = list(rng.choice(SIB200_LABELS, size=len(langs)))
+    return gold, langs
+
+
+def test_f1_table_mean_std_markers_and_fallback(tmp_path):
+    main = "macro_f1"
+    for seed, score in zip((1, 2, 3), (0.5, 0.6, 0.7)):
+        # German has no gold on test: its dev score stands in.
+        write_run(tmp_path, "fft", seed, langs=("en", "de", "es"), metrics={
+            "test": {"en": {main: score, "n": 10}, "es": {main: 0.2, "n": 10},
+                     "overall": {main: score - 0.1, "n": 20}},
+            "dev": {"en": {main: 0.9, "n": 10}, "de": {main: score / 2, "n": 10},
+                    "es": {main: 0.1, "n": 10}, "overall": {main: 0.5, "n": 30}}})
+    write_run(tmp_path, "lora", 1, langs=("en", "de", "es"), metrics={
+        "test": {"en": {main: 0.55, "n": 10}, "es": {main: 0.3, "n": 10},
+                 "overall": {main: 0.4, "n": 20}},
+        "dev": {"en": {main: 0.9, "n": 10}, "de": {main: 0.2, "n": 10},
+                "es": {main: 0.1, "n": 10}, "overall": {main: 0.5, "n": 30}}})
+
+    table = A.f1_table(tmp_path)
+    assert len(table) == 2 * 4  # methods × (en, de, es, overall)
+    fft_en = table.query("method == 'fft' and lang == 'en'").iloc[0]
+    assert fft_en["mean"] == pytest.approx(0.6) and fft_en["std"] == pytest.approx(0.1)
+    assert fft_en["n_seeds"] == 3 and fft_en["split"] == "test"
+    fft_de = table.query("method == 'fft' and lang == 'de'").iloc[0]
+    assert fft_de["split"] == "dev" and fft_de["mean"] == pytest.approx(0.3)
+    assert table.query("lang == 'es'")["zero_shot"].all()
+    assert list(table.query("method == 'fft'")["lang"]) == ["en", "de", "es", "overall"]
+    assert np.isnan(table.query("method == 'lora' and lang == 'en'").iloc[0]["std"])
+
+    wide = A.f1_wide(table).set_index("method")
+    assert wide.loc["fft", "en"] == "0.600 ± 0.100"
+    assert wide.loc["fft", "de"] == "0.300 ± 0.050†"
+    assert wide.loc["fft", "es"] == "0.200 ± 0.000*"
+    assert wide.loc["lora", "en"] == "0.550 ± –"   # a single seed has no spread
+    assert list(wide.columns)[-1] == "overall"
+
+
+def test_cost_table_ratios_and_missing_fft(tmp_path):
+    for seed, wall in ((1, 9.0), (2, 11.0)):
+        write_run(tmp_path, "fft", seed, costs={"train_wall_s": wall, "peak_memory_mb": 1000})
+        write_run(tmp_path, "lora", seed, costs={"trainable": 10, "total": 1010,
+                                                 "train_wall_s": 6.0, "peak_memory_mb": 600})
+    write_run(tmp_path, "lora", 1, scenario="en", costs={"trainable": 10})  # no FFT run here
+
+    costs = A.cost_table(tmp_path).set_index(["scenario", "method"])
+    lora = costs.loc[("multilingual", "lora")]
+    assert lora["ratio_to_fft"] == pytest.approx(100)
+    assert lora["time_reduction_pct"] == pytest.approx(40)
+    assert lora["memory_reduction_pct"] == pytest.approx(40)
+    assert costs.loc[("multilingual", "fft"), "train_wall_s"] == pytest.approx(10)
+    assert np.isnan(costs.loc[("en", "lora"), "ratio_to_fft"])
+    shown = A.cost_display(A.cost_table(tmp_path)).set_index(["scenario", "method"])
+    assert shown.loc[("multilingual", "lora"), "FFT / method"] == "100×"
+    assert shown.loc[("multilingual", "lora"), "time vs FFT"] == "-40.0%"
+    assert shown.loc[("en", "lora"), "FFT / method"] == "–"
+    ranges = A.cost_ranges(A.cost_table(tmp_path))
+    assert list(ranges["method"]) == ["lora"] and ranges["cells"].iloc[0] == 1
+
+
+def test_baselines_beside_dev_scores(tmp_path):
+    main = "macro_f1"
+    for seed, dev in ((1, 0.30), (2, 0.05)):
+        write_run(tmp_path, "lora", seed, metrics={"dev": {"overall": {main: dev, "n": 30}}},
+                  baselines={"majority": {main: 0.10, "n": 30}})
+    table = A.baseline_table(tmp_path).iloc[0]
+    assert table["dev_mean"] == pytest.approx(0.175) and table["baseline"] == pytest.approx(0.1)
+    assert table["margin"] == pytest.approx(0.075)
+    assert table["min_run_margin"] == pytest.approx(-0.05) and not table["beats_all"]
+
+
+def test_failed_and_unfinished_runs_are_listed_not_used(tmp_path):
+    write_run(tmp_path, "fft", 1, metrics={"dev": {"overall": {"macro_f1": 0.5, "n": 3}}})
+    failed = tmp_path / "sib200-lora-multilingual-s1-bad"
+    failed.mkdir()
+    write_record(failed, {"status": "failed", "error": "Traceback\nValueError: out of memory\n",
+                          "run_info": {"run_id": failed.name, "dataset": "sib200",
+                                       "method": "lora", "scenario": "multilingual",
+                                       "model": "tiny", "seed": 1},
+                          "meta": {"packages": {}, "git_commit": None, "device": "cpu",
+                                   "seed": 1}})
+    (tmp_path / "sib200-ia3-running").mkdir()
+    (tmp_path / "sib200-ia3-running" / "config.json").write_text("{}")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "record.json").write_text("{not json")
+
+    results = A.load_results(tmp_path)
+    assert list(results.runs["method"]) == ["fft"]
+    reasons = results.failed.set_index("status")["reason"]
+    assert set(reasons.index) == {"failed", "no record", "unreadable"}
+    assert reasons["failed"] == "ValueError: out of memory"
+
+
+def test_write_report_without_fft_and_with_one_seed(tmp_path):
+    rng = np.random.default_rng(4)
+    gold, langs = sib_examples(rng, n_per_lang=10)
+    write_run(tmp_path / "results", "lora", 1,
+              examples={"test": examples_table(gold, list(rng.choice(SIB200_LABELS, 30)), langs)})
+    report = A.write_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures",
+                            n_boot=50)
+    assert report.tables["peft_vs_fft"].empty and report.tables["cost_ranges"].empty
+    assert report.display["costs"]["FFT / method"].tolist() == ["–"]
+    assert "± –" in report.display["f1_by_language"]["overall"].iloc[0]
+    assert "(no rows)" in (tmp_path / "tables" / "peft_vs_fft.md").read_text()
+    assert all(path.is_file() for paths in report.figures.values() for path in paths)
+
+
+def test_write_report_refuses_a_folder_without_complete_runs(tmp_path):
+    (tmp_path / "results" / "killed").mkdir(parents=True)
+    (tmp_path / "results" / "killed" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="no complete run records"):
+        A.write_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures")
+    assert len(pd.read_csv(tmp_path / "tables" / "failed_runs.csv")) == 1
+
+
+# ---- the metric behind the bootstrap ----------------------------------------------
+@pytest.mark.parametrize("multilabel,zero_div", [(False, 0.0), (True, 0.0), (True, 1.0)])
+def test_weighted_scores_equal_metrics_module(multilabel, zero_div):
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n, labels = int(rng.integers(5, 40)), int(rng.integers(2, 6))
+        if multilabel:
+            gold = (rng.random((n, labels)) < 0.3).astype(np.int64)
+            pred = (rng.random((n, labels)) < 0.3).astype(np.int64)
+        else:  # some classes absent from gold, prediction or both
+            gold, pred = rng.integers(0, labels, n), rng.integers(0, labels + 1, n)
+        counts = rng.integers(0, 3, n)
+        counts[0] = max(counts[0], 1)
+        for weights, rows in ((np.ones(n), np.arange(n)), (counts, np.repeat(np.arange(n),
+                                                                               counts))):
+            expected = M.scores(gold[rows], pred[rows], multilabel, labels + 1, zero_div)
+            for metric in ("macro_f1", "micro_f1"):
+                got = A.weighted_scores(weights[None], gold, pred, multilabel, metric, zero_div)
+                assert got[0] == pytest.approx(expected[metric], abs=1e-12), (trial, metric)
+
+
+# ---- bootstrap: answers known in advance -------------------------------------------
+def test_bootstrap_identical_predictions_give_a_zero_interval(tmp_path):
+    rng = np.random.default_rng(1)
+    gold, langs = sib_examples(rng)
+    for seed in (1, 2):
+        pred = [g if rng.random() < 0.6 else SIB200_LABELS[0] for g in gold]
+        for method in ("fft", "lora"):
+            write_run(tmp_path, method, seed, examples={"test": examples_table(gold, pred, langs),
+                                                        "dev": examples_table(gold, pred, langs)})
+    table = A.bootstrap_differences(tmp_path, n_boot=300, by_language=True)
+    assert list(table["lang"]) == ["en", "fr", "es", "overall"]
+    assert (table["ci_low"] == 0).all() and (table["ci_high"] == 0).all()
+    assert table["contains_zero"].all() and (table["verdict"] == "comparable").all()
+    assert table["paired_seeds"].all() and table["matches_record"].all()
+    assert (table["split"] == "test").all() and table["n_examples"].iloc[-1] == 90
+
+
+def test_bootstrap_clearly_better_method_excludes_zero(tmp_path):
+    rng = np.random.default_rng(2)
+    gold, langs = sib_examples(rng)
+    for seed in (1, 2, 3):
+        noisy = [g if rng.random() < 0.3 else rng.choice(SIB200_LABELS) for g in gold]
+        write_run(tmp_path, "fft", seed, examples={"dev": examples_table(gold, noisy, langs)})
+        write_run(tmp_path, "lora", seed, examples={"dev": examples_table(gold, gold, langs)})
+    row = A.bootstrap_differences(tmp_path, n_boot=500).iloc[0]
+    assert row["split"] == "dev"  # no test predictions: dev stands in
+    assert row["method_score"] == pytest.approx(1.0)
+    assert row["ci_low"] > 0 and not row["contains_zero"] and row["verdict"] == "better"
+    assert row["ci_low"] <= row["diff"] <= row["ci_high"] and row["matches_record"]
+    # Reproducible for a given seed.
+    again = A.bootstrap_differences(tmp_path, n_boot=500).iloc[0]
+    assert (again["ci_low"], again["ci_high"]) == (row["ci_low"], row["ci_high"])
+
+
+def test_bootstrap_multilabel_keeps_empty_gold_rows_of_scored_languages(tmp_path):
+    """An empty gold field means "no emotion" in a scored language, "no gold" elsewhere."""
+    rng = np.random.default_rng(3)
+    langs = ["en"] * 20 + ["de"] * 20
+    gold = [",".join(e for e in EMOTIONS if rng.random() < 0.3) for _ in langs]
+    for seed in (1, 2):
+        for method in ("fft", "lora"):
+            pred = [",".join(e for e in EMOTIONS if rng.random() < 0.3) for _ in langs]
+            test = examples_table([None] * 20 + gold[20:], pred, langs)  # English: no gold
+            write_run(tmp_path, method, seed, dataset="brighter", langs=("en", "de"),
+                      zero_shot=(), examples={"test": test,
+                                              "dev": examples_table(gold, pred, langs)},
+                      baselines={"all_negative": {"macro_f1": 0.0, "n": 40}})
+    table = A.bootstrap_differences(tmp_path, n_boot=200, by_language=True)
+    assert list(table["lang"]) == ["de", "overall"] and (table["n_examples"] == 20).all()
+    assert table["matches_record"].all()
+    f1 = A.f1_table(tmp_path).query("method == 'fft'").set_index("lang")
+    assert f1.loc["en", "split"] == "dev" and f1.loc["de", "split"] == "test"
+
+
+# ---- on runs actually trained --------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, sib_root, tiny_model) -> Path:
+    """Three methods × two seeds trained on the SIB-200 fixture, plus one failed run."""
+    import torch
+
+    from peft_utils.config import RunConfig
+    from peft_utils.training import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("analysis") / "results"
+    base = dict(dataset="sib200", data_root=str(sib_root), model=str(tiny_model),
+                scenario="multilingual", train_langs=["en", "fr"], eval_langs=["en", "fr", "es"],
+                max_length=64, learning_rate=3e-3, batch_size=8, eval_batch_size=16,
+                warmup_steps=0, max_steps=10, eval_steps=5, results_dir=str(root))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend on a busy machine
+    try:
+        for method in ("fft", "lora", "pfeiffer"):
+            for seed in (1, 2):
+                train_and_evaluate(RunConfig(**base, method=method, seed=seed))
+        with pytest.raises(Exception):
+            train_and_evaluate(RunConfig(**{**base, "model": str(root / "missing-model")},
+                                         method="lora", seed=3))
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+def test_tables_from_trained_runs(trained):
+    results = A.load_results(trained)
+    assert len(results.runs) == 6 and len(results.failed) == 1
+    f1 = A.f1_table(results)
+    assert len(f1) == 3 * 4 and (f1["n_seeds"] == 2).all() and (f1["split"] == "test").all()
+    assert set(f1.loc[f1["zero_shot"], "lang"]) == {"es"}
+    assert list(A.f1_wide(f1)["method"]) == ["fft", "lora", "pfeiffer"]
+    costs = A.cost_table(results).set_index("method")
+    assert costs.loc["fft", "ratio_to_fft"] == 1 and costs.loc["lora", "ratio_to_fft"] > 1
+    diffs = A.bootstrap_differences(results, n_boot=200)
+    assert list(diffs["method"]) == ["lora", "pfeiffer"] and diffs["matches_record"].all()
+    assert (diffs["n_examples"] == 63).all() and diffs["paired_seeds"].all()
+    assert len(A.baseline_table(results)) == 3
+
+
+def test_write_report_writes_tables_and_figures(trained, tmp_path):
+    report = A.write_report(trained, tmp_path / "tables", tmp_path / "figures", n_boot=100)
+    for name in ("f1_by_language", "costs", "cost_ranges", "peft_vs_fft", "verdicts",
+                 "baselines", "failed_runs", "runs", "provenance"):
+        for ext in ("csv", "md", "tex"):
+            assert (tmp_path / "tables" / f"{name}.{ext}").stat().st_size > 0, (name, ext)
+    assert len(pd.read_csv(tmp_path / "tables" / "failed_runs.csv")) == 1
+    tex = (tmp_path / "tables" / "f1_by_language.tex").read_text()
+    assert "$\\pm$" in tex and "±" not in tex
+    names = {"f1_by_language-sib200-multilingual", "f1_vs_params", "costs", "overall_heatmap"}
+    assert set(report.figures) == names
+    for name in names:
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_analysis_notebook_executes_on_results(trained, tmp_path):
+    import papermill as pm
+
+    out = tmp_path / "analysis.ipynb"
+    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(NOTEBOOK.parent),
+                        parameters={"results_dir": str(trained),
+                                    "tables_dir": str(tmp_path / "tables"),
+                                    "figures_dir": str(tmp_path / "figures"), "bootstrap": 100},
+                        progress_bar=False)
+    assert len(pd.read_csv(tmp_path / "tables" / "f1_by_language.csv")) == 12
+    assert len(pd.read_csv(tmp_path / "tables" / "peft_vs_fft.csv")) == 2
+    assert len(pd.read_csv(tmp_path / "tables" / "costs.csv")) == 3
+    assert (tmp_path / "figures" / "overall_heatmap.png").is_file()
+    assert (tmp_path / "figures" / "f1_vs_params.pdf").is_file()
+    executed = json.loads(out.read_text())
+    images = [o for c in executed["cells"] for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert len(images) >= 4
