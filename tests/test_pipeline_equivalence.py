@@ -2,7 +2,6 @@
 the same metrics as padding to max_length and tokenising afresh, for a fixed seed."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 

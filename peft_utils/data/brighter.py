@@ -14,7 +14,7 @@ import pandas as pd
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.labels import EMOTIONS
-from peft_utils.data.langs import FOLDER_TO_ISO, to_iso
+from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
 from peft_utils.data.summary import attach, combine
 from peft_utils.data.textio import read_text
 
@@ -43,11 +43,7 @@ def load_brighter(root: str | Path, langs: Iterable[str] | None, split: str) -> 
             raise DataError(split_dir, "no <lang>.csv file found", fix="expected eng.csv, ...")
     frames = []
     for code in dict.fromkeys(langs):
-        try:
-            iso = to_iso(DATASET, code)
-        except ValueError as err:
-            raise DataError(root, str(err)) from None
-        folder = next(f for f, i in table.items() if i == iso)
+        iso, folder = iso_and_folder(DATASET, code, root)
         frames.append(_load_file(split_dir / f"{folder}.csv", iso))
     return combine(frames)
 

@@ -48,3 +48,14 @@ def to_folder(dataset: str, code: str) -> str:
     """ISO or folder code -> the folder code used on disk."""
     iso = to_iso(dataset, code)
     return next(folder for folder, i in FOLDER_TO_ISO[dataset].items() if i == iso)
+
+
+def iso_and_folder(dataset: str, code: str, where) -> tuple[str, str]:
+    """(ISO code, folder code) of `code`; an unknown code is a DataError about `where`."""
+    from peft_utils.data.errors import DataError
+
+    try:
+        iso = to_iso(dataset, code)
+    except ValueError as err:
+        raise DataError(where, str(err)) from None
+    return iso, to_folder(dataset, iso)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.labels import SEMEVAL_LABELS, _check_subtask
-from peft_utils.data.langs import FOLDER_TO_ISO, to_iso
+from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
 from peft_utils.data.summary import attach, combine, excluded
 from peft_utils.data.textio import delimiter_hint, numbered_lines, read_text
 
@@ -79,11 +79,7 @@ def _language_dirs(root: Path, k: int, split: str, langs: Iterable[str] | None):
         return found
     out = []
     for code in dict.fromkeys(langs):
-        try:
-            iso = to_iso(DATASET, code)
-        except ValueError as err:
-            raise DataError(root, str(err)) from None
-        folder = next(f for f, i in table.items() if i == iso)
+        iso, folder = iso_and_folder(DATASET, code, root)
         lang_dir = next((root / n for n in (folder, iso) if (root / n).is_dir()), root / folder)
         if not lang_dir.is_dir():
             present = sorted(p.name for p in root.iterdir() if p.is_dir())

@@ -11,7 +11,7 @@ import pandas as pd
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.labels import SIB200_LABELS
-from peft_utils.data.langs import FOLDER_TO_ISO, to_iso
+from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
 from peft_utils.data.summary import attach, combine
 from peft_utils.data.textio import delimiter_hint, numbered_lines, read_text
 
@@ -45,11 +45,7 @@ def load_sib200(root: str | Path, langs: Iterable[str] | None, split: str) -> pd
     allowed = label_set(root)
     frames = []
     for code in dict.fromkeys(langs):
-        try:
-            iso = to_iso(DATASET, code)
-        except ValueError as err:
-            raise DataError(root, str(err)) from None
-        folder = next(f for f, i in table.items() if i == iso)
+        iso, folder = iso_and_folder(DATASET, code, root)
         frames.append(_load_file(root / folder / f"{split}.tsv", iso, allowed))
     return combine(frames)
 
