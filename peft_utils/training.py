@@ -507,6 +507,8 @@ def register(subparsers) -> None:
 def _train_command(args) -> int:
     config = load_config(args.config, parse_overrides(args.set))
     result = train_and_evaluate(config, args.results)
+    if not result.record:
+        return 0  # not rank 0 under `accelerate launch`: rank 0 reports
     main = result.metrics["main_metric"]
     for split in ("dev", "test"):
         for lang, values in result.metrics[split].items():

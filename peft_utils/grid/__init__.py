@@ -34,8 +34,15 @@ Data-parallel training of one configuration goes through accelerate and the `tra
         --set method=fft --set seed=1
 
 `batch_size` is per process, so the effective batch is num_processes × batch_size × grad_accum;
-scale `batch_size` or `grad_accum` to keep the paper's batch. The same works on CPU for a smoke
-test: `accelerate launch --cpu --num_processes 2 -m peft_utils train --config ...`.
+scale `batch_size` or `grad_accum` to keep the paper's batch. With two or more GPUs visible,
+accelerate picks its multi-GPU (torchrun) launcher by itself. A two-process smoke test on a
+machine without GPUs needs the launcher named, and then runs both processes on the CPU (gloo):
+
+    accelerate launch --multi_gpu --num_processes 2 -m peft_utils train --config tiny.yaml
+
+(`accelerate launch --cpu --num_processes 2` does not: `--cpu` uses the single-process launcher
+unless MPI is set up.) A grid cell always runs in one process; run multi-GPU configurations
+with the command above.
 """
 from __future__ import annotations
 

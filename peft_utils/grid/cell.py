@@ -8,6 +8,7 @@ kernel inherits, and so that papermill's change of working directory stays priva
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -17,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.config import RunConfig
-from peft_utils.results import (atomic_write_text, environment, read_record, run_dir,
-                                write_record)
+from peft_utils.results import (
+    atomic_write_text,
+    environment,
+    read_record,
+    run_dir,
+    write_record,
+)
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
@@ -67,6 +73,8 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
     config = RunConfig.from_dict(spec["config"], source=str(spec_path))
     out = run_dir(config.results_dir, config.run_id)
     start = time.perf_counter()
+    if _record_status(out) == "complete":   # e.g. a requeued Slurm job whose cell finished
+        return asdict(Outcome(config.run_id, "complete", None, 0.0))
     # A record from an earlier failed attempt would otherwise outlive an interrupted retry.
     (out / "record.json").unlink(missing_ok=True)
     error = _execute(Path(spec["notebook"]), out / "train.ipynb", notebook_parameters(config),
@@ -134,11 +142,19 @@ def write_failure(config: RunConfig, error: str) -> Path:
 
 
 def main(spec_path: str) -> int:
-    """Entry point of `grid run-cell`: SIGTERM (the runner stopping) shuts the kernel down."""
+    """Entry point of `grid run-cell`. SIGTERM (the runner stopping) shuts the kernel down,
+    unless the run is already recorded: then only plotting is left, and it may finish, so that
+    a complete record always comes with its executed notebook."""
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    out = run_dir(spec["config"]["results_dir"], spec["run_id"])
+
     def stop(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        if _record_status(out) != "complete":
+            raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    # papermill logs each cell and, with log_output, its output: the cell's run.log.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     outcome = run_cell(spec_path)
     print(json.dumps(outcome))
     return 0 if outcome["status"] == "complete" else 1

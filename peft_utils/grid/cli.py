@@ -1,6 +1,7 @@
 """`python -m peft_utils grid run|status|run-cell`."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,9 +56,16 @@ def _run(args) -> int:
 
 
 def _execute(grid, todo, args) -> int:
-    from peft_utils.grid.executors import Progress, run_local, run_submitit, visible_gpus
+    from peft_utils.grid.executors import (
+        Progress,
+        run_local,
+        run_submitit,
+        visible_gpus,
+    )
 
     notebook = Path(args.notebook).resolve() if args.notebook else None
+    # `kill`, or Slurm ending the job that runs the grid, stops it like Ctrl-C: workers too.
+    signal.signal(signal.SIGTERM, _interrupt)
     progress = Progress(len(todo), echo=lambda line: print(line, flush=True))
     start = time.monotonic()
     try:
@@ -69,8 +77,12 @@ def _execute(grid, todo, args) -> int:
         else:
             outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
     except KeyboardInterrupt:
-        print(f"interrupted after {progress.done} of {len(todo)} cells; run the same command "
-              "again to finish the grid", file=sys.stderr)
+        if args.executor == "local":
+            print(f"interrupted after {progress.done} of {len(todo)} cells; run the same "
+                  "command again to finish the grid", file=sys.stderr)
+        else:   # a rerun now would submit the still-running cells a second time
+            print(f"stopped waiting after {progress.done} of {len(todo)} cells; the jobs go on: "
+                  "follow them with `grid status`, rerun once they have ended", file=sys.stderr)
         return 130
     failed = [o for o in outcomes if not o.ok]
     print(f"{len(outcomes) - len(failed)} complete, {len(failed)} failed "
@@ -81,6 +93,10 @@ def _execute(grid, todo, args) -> int:
             print(f"  {outcome.run_id}: {_first_line(outcome.error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _first_line(error: str | None) -> str:

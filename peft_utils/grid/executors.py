@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from queue import Queue
-from typing import Any, Callable
+from typing import Any
 
+from peft_utils.config import ConfigError
 from peft_utils.grid.cell import Outcome, write_failure, write_spec
 from peft_utils.grid.spec import Cell, Grid
 from peft_utils.results import read_record, run_dir
@@ -47,7 +49,7 @@ class Progress:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
@@ -173,7 +175,11 @@ def submitit_executor(grid: Grid, workers: int | None = None):
     params = dict(grid.slurm)
     cluster = params.pop("cluster", "slurm")
     folder = grid.results_dir / "_submitit" / grid.name / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    except RuntimeError as err:   # no srun here
+        raise ConfigError(f"{grid.path}: --executor slurm: {err} (to try the jobs on this "
+                          "machine, set `cluster: local` under `slurm:`)") from None
     translated: dict[str, Any] = {"name": f"grid-{grid.name}"}
     for key, value in params.items():
         translated[key if key in GENERIC or key.startswith(("slurm_", "local_")) else
@@ -195,17 +201,18 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
     executor = submitit_executor(grid, workers)
     # sacct is queried on every poll: gently on a cluster, often for local processes.
     poll_s = 15.0 if executor.cluster == "slurm" else 1.0
-    specs = {cell.run_id: write_spec(cell.config, grid.path, notebook) for cell in cells}
+    specs = [str(write_spec(cell.config, grid.path, notebook)) for cell in cells]
     with executor.batch():   # one array job, one task per cell
-        jobs = {cell.run_id: executor.submit(run_cell, str(specs[cell.run_id])) for cell in cells}
-    by_job = {id(job): cell for cell, job in zip(cells, jobs.values())}
-    progress.echo(f"submitted {len(jobs)} jobs ({', '.join(sorted({j.job_id.split('_')[0] for j in jobs.values()}))}); "
+        jobs = [executor.submit(run_cell, spec) for spec in specs]
+    cell_of = {job.job_id: cell for job, cell in zip(jobs, cells)}
+    array_ids = sorted({job.job_id.split("_")[0] for job in jobs})
+    progress.echo(f"submitted {len(jobs)} jobs ({', '.join(array_ids)}); "
                   f"logs under {grid.results_dir / '_submitit' / grid.name}")
     outcomes = []
     started = time.perf_counter()
     try:
-        for job in submitit.helpers.as_completed(list(jobs.values()), poll_frequency=poll_s):
-            cell = by_job[id(job)]
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=poll_s):
+            cell = cell_of[job.job_id]
             try:
                 outcome = Outcome(**job.result())
             except Exception as err:   # the job itself died: timeout, preemption, OOM kill

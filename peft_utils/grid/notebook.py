@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.config import ConfigError, RunConfig, load_config, load_raw
+from peft_utils.e5_convert import DEFAULT_OUT
 
 PATH_KEYS = ("data_root", "translations_dir", "results_dir")
 
@@ -51,8 +52,11 @@ def build_config(config_file: str | Path | None, params: dict[str, Any],
         explicit["results_dir"] = results_dir
     root = project_root(*([preset.parent] if preset else []), cwd)
     preset_raw = load_raw(preset) if preset else {}
-    if "model" not in explicit and "model" not in preset_raw:
-        explicit["model"] = _default_model(root)
+    if "model" not in explicit:
+        if "model" not in preset_raw:
+            explicit["model"] = _default_model(root)
+        elif preset_raw["model"] == DEFAULT_OUT:   # the offline model, maybe not built yet
+            _prepare_offline_model(root)
     try:
         config = load_config(preset, explicit)
     except ConfigError as err:
@@ -67,6 +71,12 @@ def _default_model(root: Path) -> str:
     with contextlib.chdir(root):
         name = default_model_name()
         return os.path.abspath(name) if Path(name).exists() else name
+
+
+def _prepare_offline_model(root: Path) -> None:
+    from peft_utils.e5_convert import prepare_e5_small
+
+    prepare_e5_small(root / DEFAULT_OUT)   # returns at once when the folder is complete
 
 
 def _resolve_paths(config: RunConfig, given: set[str], cwd: Path, root: Path) -> RunConfig:

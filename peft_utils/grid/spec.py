@@ -57,10 +57,12 @@ class Grid:
 
     def varying(self) -> list[str]:
         """Config keys whose value differs between cells, leading keys first."""
-        if len(self.cells) < 2:
-            return [k for k in LEADING if any(k in c.values for c in self.cells)]
+        if len(self.cells) < 2:   # nothing varies: show the cell's own grid values
+            return list(self.cells[0].values) if self.cells else []
         dicts = [c.config.to_dict() for c in self.cells]
-        keys = [k for k in dicts[0] if k not in ("results_dir",)
+        axes = {k for c in self.cells for k in c.values}
+        # Data paths follow the preset's dataset; they are news only when they are an axis.
+        keys = [k for k in dicts[0] if (k not in PATH_KEYS or k in axes)
                 and any(repr(d[k]) != repr(dicts[0][k]) for d in dicts)]
         return [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
 
@@ -103,9 +105,9 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         raise bad("`presets` is required: a list of preset YAML files relative to the grid file, "
                   "e.g. presets: [semeval/st1.yaml]")
     fixed = _mapping(raw, "set", bad)
-    axes = {**_axes(raw, "grid", bad), **_axes(raw, "sweep", bad)}
-    clash = sorted(set(_axes(raw, "grid", bad)) & set(_axes(raw, "sweep", bad)))
-    clash += sorted(set(fixed) & set(axes))
+    grid_axes, sweep_axes = _axes(raw, "grid", bad), _axes(raw, "sweep", bad)
+    axes = {**grid_axes, **sweep_axes}
+    clash = sorted(set(grid_axes) & set(sweep_axes)) + sorted(set(fixed) & set(axes))
     if clash:
         raise bad(f"{', '.join(clash)} set in more than one of set/grid/sweep; keep one")
     excludes = raw.get("exclude") or []

@@ -1,0 +1,292 @@
+"""Grid files expand into cells; `grid run` executes the train notebook once per cell,
+resumes after an interruption without re-running finished cells, isolates failures, and
+reports; `grid status` reads the run folders; submitit runs cells as jobs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from peft_utils.cli import main
+from peft_utils.config import ConfigError
+from peft_utils.grid import expand_grid, load_grid
+from peft_utils.grid.cell import Outcome, run_cell, write_spec
+from peft_utils.grid.executors import Progress, cell_env
+from peft_utils.results import read_record
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(dataset="sib200", train_langs=["en", "fr"], eval_langs=["en", "fr", "es"],
+            max_length=64, learning_rate=3.0e-3, batch_size=8, eval_batch_size=16,
+            warmup_steps=0, max_steps=10, eval_steps=5)
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def presets(tmp_path, sib_root, tiny_model) -> Path:
+    folder = tmp_path / "configs"
+    write_yaml(folder / "presets" / "tiny.yaml",
+               {**TINY, "data_root": str(sib_root), "model": str(tiny_model)})
+    # Same settings, a model folder that does not exist: fails inside the notebook.
+    write_yaml(folder / "presets" / "broken.yaml",
+               {"base": "tiny.yaml", "model": str(tmp_path / "no-such-model")})
+    return folder
+
+
+def cli(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "peft_utils", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ---- expansion ------------------------------------------------------------
+def test_expand_grid_product_set_sweep_exclude_and_duplicates(tmp_path, presets):
+    grid = write_yaml(presets / "grids" / "g.yaml", {
+        "presets": ["../presets/tiny.yaml"],
+        "set": {"max_train_samples": 16},
+        "grid": {"method": ["fft", "lora"], "seed": [1, 2]},
+        "sweep": {"learning_rate": ["1e-4", 3.0e-4]},
+        "exclude": [{"method": "fft", "learning_rate": 1e-4}],
+    })
+    configs = expand_grid(grid, base_dir=tmp_path)
+    assert len(configs) == 2 * 2 * 2 - 2
+    assert {(c.method, c.seed, c.learning_rate) for c in configs} >= {("lora", 1, 1e-4),
+                                                                      ("fft", 2, 3e-4)}
+    assert not any(c.method == "fft" and c.learning_rate == 1e-4 for c in configs)
+    assert all(c.max_train_samples == 16 for c in configs)
+    assert all(c.results_dir == str(tmp_path / "results") for c in configs)
+    assert len({c.run_id for c in configs}) == len(configs)
+
+    # The same preset twice, and a seed listed twice: one cell each.
+    write_yaml(grid, {"presets": ["../presets/tiny.yaml", "../presets/tiny.yaml"],
+                      "grid": {"seed": [1, 1, 2]}})
+    loaded = load_grid(grid, base_dir=tmp_path)
+    assert len(loaded.cells) == 2 and loaded.duplicates == 4
+
+
+def test_expand_grid_makes_paths_absolute(tmp_path, sib_root, tiny_model, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m").symlink_to(tiny_model)
+    write_yaml(tmp_path / "p.yaml", {**TINY, "data_root": "data/x", "model": "models/m"})
+    grid = write_yaml(tmp_path / "g.yaml", {"presets": ["p.yaml"], "results_dir": "out"})
+    monkeypatch.chdir(tmp_path)
+    (config,) = expand_grid(grid)
+    assert config.data_root == str(tmp_path / "data" / "x")
+    assert config.model == str(tmp_path / "models" / "m")
+    assert config.results_dir == str(tmp_path / "out")
+    write_yaml(tmp_path / "p.yaml", {**TINY, "model": "xlm-roberta-base"})   # a hub name
+    assert expand_grid(grid)[0].model == "xlm-roberta-base"
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"grid": {"method": ["lora"]}}, r"`presets` is required"),
+    ({"presets": ["missing.yaml"]}, r"preset 'missing.yaml' not found"),
+    ({"presets": ["p.yaml"], "grid": {"methods": ["lora"]}}, r"unknown RunConfig key 'methods'"),
+    ({"presets": ["p.yaml"], "sets": {}}, r"unknown grid key\(s\) sets"),
+    ({"presets": ["p.yaml"], "grid": {"method": "lora"}}, r"grid.method must be a non-empty list"),
+    ({"presets": ["p.yaml"], "grid": {"method": ["lora", "qlora"]}},
+     r"cell \{'method': 'qlora'\}.*unknown method 'qlora'"),
+    ({"presets": ["p.yaml"], "set": {"lora_r": 0}}, r"lora_r must be a positive number"),
+    ({"presets": ["p.yaml"], "set": {"seed": 1}, "grid": {"seed": [1, 2]}},
+     r"seed set in more than one"),
+    ({"presets": ["p.yaml"], "exclude": [{"metod": "fft"}]}, r"unknown RunConfig key 'metod'"),
+])
+def test_expand_grid_errors_name_the_grid_file(tmp_path, content, message):
+    write_yaml(tmp_path / "p.yaml", dict(TINY))
+    grid = write_yaml(tmp_path / "bad-grid.yaml", content)
+    with pytest.raises(ConfigError, match=message) as err:
+        expand_grid(grid, base_dir=tmp_path)
+    assert str(err.value).startswith(str(grid))
+
+
+def test_paper_grid_dry_run_lists_81_cells(capsys):
+    assert main(["grid", "run", str(REPO / "configs" / "paper.yaml"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "81 cells" and len(lines) == 82
+    assert len({line.split()[0] for line in lines[:-1]}) == 81
+    first = lines[0]
+    assert first.startswith("semeval2023-st1-fft-multilingual-s1-")
+    assert "method=fft" in first and "learning_rate=1e-05" in first   # from method_overrides
+    cells = load_grid(REPO / "configs" / "paper.yaml").cells
+    assert {(c.config.subtask, c.config.method) for c in cells if c.config.learning_rate == 2e-4} \
+        == {(2, "pfeiffer"), (3, "pfeiffer")}
+    assert all(c.config.model == "xlm-roberta-large" for c in cells)
+
+
+def test_bad_grid_is_a_clean_cli_error(tmp_path, capsys):
+    grid = write_yaml(tmp_path / "g.yaml", {"presets": ["nope.yaml"]})
+    assert main(["grid", "run", str(grid), "--dry-run"]) == 2
+    assert f"error: {grid}: preset 'nope.yaml' not found" in capsys.readouterr().err
+
+
+# ---- workers --------------------------------------------------------------
+def test_cell_env_splits_cpu_threads_or_hands_out_gpus(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert cell_env(0, 4, [])["OMP_NUM_THREADS"] == "2"
+    assert cell_env(0, 16, [])["OMP_NUM_THREADS"] == "1"
+    assert [cell_env(slot, 3, ["4", "6"])["CUDA_VISIBLE_DEVICES"] for slot in range(3)] == \
+        ["4", "6", "4"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")   # the user's choice wins
+    assert cell_env(0, 4, [])["OMP_NUM_THREADS"] == "3"
+
+
+def test_progress_reports_done_failures_and_eta():
+    lines = []
+    progress = Progress(4, echo=lines.append)
+    progress.finished(Outcome("a", "complete", None, 2.0))
+    progress.finished(Outcome("b", "failed", "boom", 1.0))
+    assert lines[0].startswith("[1/4] complete a (0:00:02) | 0 failed | ETA ")
+    assert lines[1].startswith("[2/4] failed   b (0:00:01) | 1 failed | ETA ")
+
+
+def test_cell_failing_before_training_gets_a_failed_record(tmp_path, presets):
+    """A notebook that dies before train_and_evaluate: the runner records the failure and
+    keeps the executed notebook (and its HTML)."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("config_file = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise RuntimeError('broke before training')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    notebook = tmp_path / "broken.ipynb"
+    nbformat.write(nb, notebook)
+    grid = write_yaml(presets / "g.yaml", {"presets": ["presets/tiny.yaml"]})
+    (cell,) = load_grid(grid, base_dir=tmp_path).cells
+    outcome = run_cell(write_spec(cell.config, grid, notebook))
+    assert outcome["status"] == "failed" and "broke before training" in outcome["error"]
+    folder = tmp_path / "results" / cell.run_id
+    record = read_record(folder)
+    assert record["status"] == "failed" and "broke before training" in record["error"]
+    assert record["run_info"]["run_id"] == cell.run_id
+    assert (folder / "train.ipynb").is_file() and (folder / "train.html").is_file()
+    assert main(["grid", "status", str(grid), "--results", str(tmp_path / "results")]) == 0
+
+
+# ---- end to end -----------------------------------------------------------
+def wait_for_finished_cell(results: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until one cell is fully done: a complete record and its rendered notebook."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for path in results.glob("*/train.html"):
+            try:
+                if read_record(path.parent)["status"] == "complete":
+                    return
+            except (OSError, ValueError):
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no finished cell before the grid ended or timed out (rc={proc.poll()})")
+
+
+def test_grid_runs_resumes_after_interrupt_and_isolates_failures(tmp_path, presets):
+    grid = write_yaml(presets / "grids" / "e2e.yaml", {
+        "presets": ["../presets/tiny.yaml", "../presets/broken.yaml"],
+        "grid": {"method": ["lora", "bitfit"], "seed": [1, 2]},
+        # the broken preset keeps one cell: lora, seed 1
+        "exclude": [{"model": str(tmp_path / "no-such-model"), "method": "bitfit"},
+                    {"model": str(tmp_path / "no-such-model"), "seed": 2}],
+    })
+    results = tmp_path / "results"
+    dry = cli("grid", "run", str(grid), "--dry-run", "--results", str(results))
+    assert dry.returncode == 0 and dry.stdout.strip().splitlines()[-1] == "5 cells"
+    cells = load_grid(grid, results_dir=results).cells
+    broken = next(c for c in cells if "no-such-model" in c.config.model)
+
+    # 1. Interrupt (Ctrl-C) once a cell is finished.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
+                             "--results", str(results), "--workers", "2"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_finished_cell(results, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "run the same command again" in err
+    first = {p.parent.name: p.stat().st_mtime_ns for p in results.glob("*/record.json")
+             if json.loads(p.read_text())["status"] == "complete"}
+    assert 1 <= len(first) < 4
+
+    status = cli("grid", "status", str(grid), "--results", str(results)).stdout
+    assert f"{len(first)} complete" in status and "pending" in status
+
+    # 2. Resume: finished cells are skipped, the failing cell does not stop the others.
+    rerun = cli("grid", "run", str(grid), "--results", str(results), "--workers", "2")
+    assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+    assert f"{len(first)} already complete (skipped), {5 - len(first)} to run" in rerun.stdout
+    assert f"[{5 - len(first)}/{5 - len(first)}]" in rerun.stdout and "ETA" in rerun.stdout
+    assert "failed cells:" in rerun.stderr and broken.run_id in rerun.stderr
+    assert "no-such-model" in rerun.stderr
+    for run_id, mtime in first.items():   # not run twice
+        assert (results / run_id / "record.json").stat().st_mtime_ns == mtime
+
+    for cell in cells:
+        folder = results / cell.run_id
+        record = read_record(folder)
+        assert record["status"] == ("failed" if cell is broken else "complete")
+        assert (folder / "train.ipynb").is_file() and (folder / "train.html").is_file()
+        assert record["run_info"]["run_id"] == cell.run_id
+    executed = nbformat.read(results / broken.run_id / "train.ipynb", as_version=4)
+    assert any(o.get("output_type") == "error" for c in executed.cells
+               for o in c.get("outputs", []))
+
+    status = cli("grid", "status", str(grid), "--results", str(results)).stdout
+    assert "4 complete, 1 failed, 0 running-or-partial, 0 pending of 5 cells" in status
+    assert broken.run_id in status and "method=lora" in status
+
+
+def test_submitit_local_executor_runs_cells_as_jobs(tmp_path, presets):
+    grid = write_yaml(presets / "grids" / "jobs.yaml", {
+        "presets": ["../presets/tiny.yaml"], "grid": {"method": ["bitfit"]},
+        "slurm": {"cluster": "local", "timeout_min": 10, "partition": "ignored-locally"},
+    })
+    results = tmp_path / "results"
+    env_note = cli("grid", "run", str(grid), "--results", str(results), "--executor", "slurm")
+    assert env_note.returncode == 0, env_note.stdout + env_note.stderr
+    assert "submitted 1 jobs" in env_note.stdout and "[1/1] complete" in env_note.stdout
+    (cell,) = load_grid(grid, results_dir=results).cells
+    assert read_record(results / cell.run_id)["status"] == "complete"
+    assert (results / cell.run_id / "train.html").is_file()
+    assert list((results / "_submitit" / "jobs").glob("*/*_log.out"))
+
+
+
+def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, presets, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    grid = write_yaml(presets / "g.yaml", {"presets": ["presets/tiny.yaml"]})
+    assert main(["grid", "run", str(grid), "--executor", "slurm",
+                 "--results", str(tmp_path / "results")]) == 2
+    assert "set `cluster: local` under `slurm:`" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()   # nothing submitted, nothing half-written
+
+@pytest.mark.slow
+def test_one_cell_on_two_processes_with_accelerate(tmp_path, sib_root, tiny_model):
+    """The documented multi-GPU command, on CPU: two processes, one record from rank 0."""
+    config = write_yaml(tmp_path / "tiny.yaml",
+                        {**TINY, "data_root": str(sib_root), "model": str(tiny_model)})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "--main_process_port", "0",
+              "-m", "peft_utils", "train", "--config", str(config),
+              "--results", str(tmp_path / "results")]
+    done = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (record_path,) = (tmp_path / "results").glob("*/record.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "complete"
+    # 140 training rows, batch 8 per process: 9 steps per epoch on two processes, not 18.
+    assert record["costs"]["train_steps"] == 10
+    assert record["costs"]["epochs"] == pytest.approx(10 / 9)
