@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # The CPU build lies on the dev/CI machines; on a GPU box PyPI's default build has CUDA.
 TORCH_SPEC ?= torch==2.13.0
-WORKERS ?= 1
+WORKERS ?= 2
 
 .PHONY: help install test test-all demo demo-full demo-prepare report bench clean
 
