@@ -16,6 +16,8 @@ COMMANDS = {
     "grid": "peft_utils.grid",
     "model": "peft_utils.e5_convert",
     "rerun": "peft_utils.rerun",
+    "translate": "peft_utils.mt.translate",
+    "mt": "peft_utils.mt.cli",
 }
 
 
