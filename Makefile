@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all demo demo-full demo-prepare report bench clean
+.PHONY: help install test test-all demo demo-full demo-prepare report bench mt-smoke clean
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -43,6 +43,15 @@ demo-full: demo-prepare
 
 bench: demo-prepare
 	$(PY) benchmarks/train_throughput.py
+
+# Machine translation pipeline on a tiny random model (no hub): grid, training, sacrebleu, analysis.
+mt-smoke: install
+	$(PY) -m peft_utils data prepare ntrex
+	$(PY) -m peft_utils mt tiny-model models/tiny-mt
+	$(PY) -m peft_utils grid run configs/mt/smoke.yaml --workers $(WORKERS)
+	mkdir -p reports
+	$(PY) -m papermill notebooks/mt_analysis.ipynb reports/mt_analysis.ipynb --cwd notebooks \
+		-k python3 -p results_dir "$(abspath results-mt-smoke)"
 
 test: install
 	$(PY) -m pytest -q
