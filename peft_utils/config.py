@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ SCENARIOS = ("multilingual", "en", "en+translations")
 LONG_TEXT = ("head", "head+tail", "chunks")
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
 NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir", "attention",
-                "gradient_checkpointing", "torch_compile")
+                "gradient_checkpointing", "torch_compile", "checkpoint_steps")
 
 
 class ConfigError(ValueError):
@@ -66,6 +68,9 @@ class RunConfig:
     gradient_checkpointing: bool = False  # trade compute for memory on long inputs
     torch_compile: bool = False
     precision: str = "auto"               # auto: bf16 on GPUs that support it, fp32 on CPU
+    # Resumable training checkpoints in results/<run_id>/trainer/: None at every dev evaluation
+    # (every epoch without dev data), N every N optimiser steps, 0 never.
+    checkpoint_steps: int | None = None
     results_dir: str = "results"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -135,6 +140,9 @@ class RunConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"{source}: {msg}")
 
+        wrong_types = type_problems(self)
+        if wrong_types:   # before the value checks, which assume the types
+            raise bad(wrong_types[0])
         if self.dataset not in DATASETS:
             raise bad(f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)}")
         if self.dataset == "semeval2023" and self.subtask not in (1, 2, 3):
@@ -158,11 +166,18 @@ class RunConfig:
             except ValueError as err:
                 raise bad(f"{key}: {err}") from None
         positive = ("learning_rate", "batch_size", "eval_batch_size", "grad_accum", "max_length",
-                    "lora_r", "reduction_factor", "prefix_length")
+                    "lora_r", "lora_alpha", "reduction_factor", "prefix_length")
         for key in positive:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise bad(f"{key} must be a positive number, got {value!r}")
+        if not math.isfinite(self.learning_rate) or self.learning_rate >= 1:
+            raise bad(f"learning_rate must be a finite number below 1, got {self.learning_rate!r}")
+        if not math.isfinite(self.num_epochs) or self.num_epochs < 0:
+            raise bad(f"num_epochs must be a finite number >= 0, got {self.num_epochs!r}")
+        if self.max_steps < -1:
+            raise bad(f"max_steps must be -1 (use num_epochs) or a step count, "
+                      f"got {self.max_steps}")
         if self.num_epochs <= 0 and self.max_steps <= 0:
             raise bad("set num_epochs > 0 or max_steps > 0")
         if not 0 <= self.weight_decay < 1 or not 0 <= self.lora_dropout < 1:
@@ -171,6 +186,8 @@ class RunConfig:
             raise bad("warmup_steps must be >= 0")
         if self.max_length < 8:
             raise bad("max_length must be at least 8 tokens")
+        if self.chunk_stride < 0:
+            raise bad("chunk_stride must be >= 0")
         if self.long_text == "chunks" and not 0 <= self.chunk_stride < self.max_length - 2:
             raise bad("chunk_stride must lie in [0, max_length - 2)")
         if isinstance(self.threshold, str):
@@ -190,8 +207,121 @@ class RunConfig:
         for key in ("max_train_samples", "max_eval_samples", "early_stopping_patience",
                     "eval_steps"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and value <= 0:
                 raise bad(f"{key} must be a positive integer or null, got {value!r}")
+        if self.checkpoint_steps is not None and self.checkpoint_steps < 0:
+            raise bad(f"checkpoint_steps must be null (at each evaluation), 0 (never) or a "
+                      f"positive step count, got {self.checkpoint_steps!r}")
+        problem = model_problem(self.model)
+        if problem:
+            raise bad(problem)
+
+    def path_problems(self) -> list[str]:
+        """What is missing on disk for this run to start (data, translations); checked before
+        training and by `grid run` before any cell, not at parse time, so that grids and
+        presets can be listed on a machine without the data."""
+        problems = []
+        if not Path(self.data_root).is_dir():
+            problems.append(f"data_root {self.data_root!r} does not exist; prepare the data "
+                            "(`python -m peft_utils data prepare NAME`) or set data_root")
+        if (self.scenario == "en+translations" and self.dataset == "semeval2023"
+                and not (self.translations_dir and Path(self.translations_dir).is_dir())):
+            problems.append(f"translations_dir {self.translations_dir!r} does not exist; the "
+                            "en+translations scenario of semeval2023 needs the translated articles")
+        limit = model_max_length(self.model)
+        if limit is not None and self.max_length > limit:
+            problems.append(f"max_length {self.max_length} exceeds the {limit} positions of "
+                            f"model {self.model}; lower max_length (long texts: long_text "
+                            "head+tail or chunks)")
+        return problems
+
+
+# ---- types ------------------------------------------------------------------
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+               "None": "null", "list[str]": "a list of strings", "dict[str, Any]": "a mapping"}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "None":
+        return value is None
+    if name == "bool":
+        return isinstance(value, bool)
+    if name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name == "str":
+        return isinstance(value, str)
+    if name == "list[str]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    if name.startswith("dict"):
+        return isinstance(value, dict)
+    return True
+
+
+def type_problems(config: RunConfig) -> list[str]:
+    """A wrongly typed value (a string seed, a fractional batch size) named with what it
+    should be; the annotations of RunConfig are the schema."""
+    problems = []
+    for f in fields(config):
+        allowed = [part.strip() for part in str(f.type).split("|")]
+        value = getattr(config, f.name)
+        if not any(_is_type(value, name) for name in allowed):
+            wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in allowed)
+            problems.append(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+    return problems
+
+
+# ---- model location -----------------------------------------------------------
+def path_like(value: str, base: str | Path = ".") -> bool:
+    """A local path rather than a hub id. Hub ids are `name` or `org/name`; `x/y` counts as
+    a path when `x` is a folder under `base` or the project's `models` folder."""
+    if value.startswith(("/", ".", "~")) or (os.sep != "/" and os.sep in value):
+        return True
+    parts = value.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and (parts[0] == "models"
+                                                   or (Path(base) / parts[0]).is_dir()))
+
+
+def model_max_length(model: str) -> int | None:
+    """Token positions the model can embed, from its config.json (a local folder, or a
+    config shipped with the package); None when unknown without a download."""
+    from importlib import resources
+
+    try:
+        path = Path(model).expanduser() / "config.json"
+        if path.is_file():
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            shipped = resources.files("peft_utils").joinpath(
+                f"model_configs/{Path(model).name}.json")
+            if not shipped.is_file():
+                return None
+            raw = json.loads(shipped.read_text())
+        positions = int(raw["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if raw.get("model_type") in ("xlm-roberta", "roberta", "camembert"):
+        positions -= int(raw.get("pad_token_id", 1)) + 1   # positions start after padding_idx
+    return positions
+
+
+def model_problem(value: str) -> str | None:
+    """Why `value` cannot name a model, or None. A folder must hold config.json; a path that
+    exists nowhere is an error now rather than a hub download attempt later."""
+    if not value.strip():
+        return "model is empty; give a hub name (xlm-roberta-large) or a model folder"
+    path = Path(value).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            return (f"model {value!r}: {path.resolve()} is not a model folder (no config.json); "
+                    "point model at a folder saved by save_pretrained, or give a hub name")
+        return None
+    if path_like(value):
+        return (f"model folder {value!r} does not exist ({path.resolve()}); prepare it "
+                "(`python -m peft_utils model prepare e5-small` for the offline default) or "
+                "give a hub name such as xlm-roberta-large")
+    return None
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def resolve_model_config(name: str, num_labels: int, multilabel: bool):
         raw = json.loads(text)
         model_type = raw.pop("model_type")
         return AutoConfig.for_model(model_type, **raw, **extra)
-    return AutoConfig.from_pretrained(name, **extra)
+    return AutoConfig.from_pretrained(name, trust_remote_code=False, **extra)
 
 
 def _base_model(config: RunConfig, labels: list[str], meta: bool):

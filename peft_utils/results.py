@@ -7,18 +7,22 @@ meta (package versions, git commit, device, seed), status ("complete" or "failed
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
 import re
 import subprocess
 import tempfile
+import time
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
 RECORD = "record.json"
+TMP_SUFFIX = ".tmp"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
 
@@ -33,20 +37,127 @@ def run_dir(results_root: str | Path, run_id: str) -> Path:
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same folder, flush, fsync, rename over `path`."""
+class WriteError(OSError):
+    """A results file that could not be written (disk full, folder not writable). The message
+    names the file and the fix; what was there before is left as it was."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+_FIXES = {errno.ENOSPC: "the disk is full: free space or set results_dir to another disk",
+          errno.EDQUOT: "the disk quota is exhausted: free space or set results_dir elsewhere",
+          errno.EACCES: "the folder is not writable: fix its permissions or set results_dir",
+          errno.EPERM: "the folder is not writable: fix its permissions or set results_dir",
+          errno.EROFS: "the file system is read-only: set results_dir to a writable folder"}
+
+
+def write_error(path: str | Path, err: BaseException) -> WriteError:
+    code = getattr(err, "errno", None)
+    reason = getattr(err, "strerror", None) or str(err)
+    fix = _FIXES.get(code, "check the results folder")
+    return WriteError(code, f"cannot write {path}: {reason} ({fix}); earlier results are "
+                      "left as they were", str(path))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a hidden temporary file in the same folder, fsync, rename over `path`: readers
+    see the old file or the new one, never a part. OSErrors become a WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise write_error(path, err) from err
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete temporary files that a killed writer left under `folder` (a writer that is still
+    running holds the run's lock, so callers hold it too)."""
+    count = 0
+    for path in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create `folder` and prove a file can be written there, before any work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(folder, err) from err
+    atomic_write_bytes(folder / ".write-test", b"ok")
+    (folder / ".write-test").unlink(missing_ok=True)
+    return folder
+
+
+class RunBusyError(RuntimeError):
+    """The run folder is locked by another live process."""
+
+
+# How long to wait for a run folder's previous writer; a killed grid's workers take a
+# second or two to notice and exit.
+LOCK_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path, name: str = ".lock", timeout: float | None = None):
+    """Hold an exclusive lock on `folder/name` (released by the OS when the holder dies, even
+    by SIGKILL), so two processes never write one run folder at once. Waits up to `timeout`
+    seconds for a previous holder, then raises RunBusyError."""
+    import fcntl
+
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / name, "a+", encoding="utf-8")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RunBusyError(
+                        f"{folder}: another process is writing this run (lock {folder / name} "
+                        f"held for {timeout:.0f} s); wait for it to finish or stop it") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        handle.close()
+
+
+def is_locked(folder: str | Path, name: str = ".lock") -> bool:
+    """Whether a live process holds the lock of `folder` now."""
+    import fcntl
+
+    path = Path(folder) / name
+    if not path.is_file():
+        return False
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
 
 
 def schema() -> dict[str, Any]:

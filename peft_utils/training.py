@@ -5,7 +5,9 @@ Every method goes through the same steps: seed, build, tokenise, train with the 
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import resource
 import sys
 import time
@@ -17,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from peft_utils import metrics as M
-from peft_utils.config import RunConfig, load_config, parse_overrides
+from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_resumable, prune,
+                                    save_tensors, trainer_class)
+from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
                                seed_everything, trainable_state)
-from peft_utils.results import atomic_write_text, environment, run_dir, write_record
+from peft_utils.results import (atomic_write_text, ensure_writable, environment,
+                                remove_stale_temp_files, run_dir, run_lock, write_record)
 from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE
 
 CHECKPOINT = "checkpoint/trainable.safetensors"
@@ -98,11 +103,24 @@ def set_cpu_threads() -> int:
 
 
 def _subset(frame, limit: int | None):
-    # A fixed shuffle (seed 0), not the run seed: every method and seed sees the same subset.
+    """At most `limit` rows per language, the same for every method and seed.
+
+    Each language is shuffled with its own fixed seed, so a parallel corpus (SIB-200) gives
+    each language different sentences, as native data would; translated rows follow the
+    English rows they translate (the en+translations scenario)."""
+    import zlib
+
+    import pandas as pd
+
     if limit is None or frame.empty:
         return frame.reset_index(drop=True)
-    shuffled = frame.sample(frac=1.0, random_state=0)
-    return shuffled.groupby("lang", sort=False).head(limit).sort_index().reset_index(drop=True)
+    translated = (frame["origin"] == "translation") if "origin" in frame else \
+        pd.Series(False, index=frame.index)
+    kept = pd.concat([part.sample(frac=1.0, random_state=zlib.crc32(lang.encode())).head(limit)
+                      for lang, part in frame[~translated].groupby("lang", sort=False)])
+    english = set(kept.loc[kept["lang"] == "en", "id"])
+    kept = pd.concat([kept, frame[translated & frame["id"].isin(english)]])
+    return kept.sort_index().reset_index(drop=True)
 
 
 def _with_gold_flag(frame):
@@ -208,49 +226,6 @@ def predict_logits(model, split: Split, tokenizer, batch_size: int, config: RunC
 
 
 # ---- training -------------------------------------------------------------
-def _best_state_callback(patience: int | None):
-    from transformers import TrainerCallback
-
-    class BestDevState(TrainerCallback):
-        """Keep the trainable state of the best dev evaluation, stop after `patience` worse
-        evaluations, restore the best state at the end. Model-agnostic, so adapter methods
-        keep their head too (the adapters trainer saves adapters only)."""
-
-        def __init__(self):
-            self.best, self.best_state, self.best_step, self.bad = None, None, None, 0
-            self.curve: list[dict[str, Any]] = []
-
-        def on_evaluate(self, args, state, control, model=None, metrics=None, **kw):
-            value = metrics["eval_main"]
-            self.curve.append({"step": state.global_step, "epoch": state.epoch, "dev": value,
-                               "loss": metrics.get("eval_loss")})
-            if self.best is None or value > self.best:
-                self.best, self.best_step, self.bad = value, state.global_step, 0
-                self.best_state = trainable_state(model)
-            else:
-                self.bad += 1
-                if patience and self.bad >= patience:
-                    control.should_training_stop = True
-
-        def on_train_end(self, args, state, control, model=None, **kw):
-            if self.best_state is not None:
-                load_trainable_state(model, self.best_state)
-
-    return BestDevState()
-
-
-def _in_order_eval(trainer_cls):
-    """`group_by_length` also shuffles Trainer's eval batches; compute_metrics needs the
-    dataset's own order (already sorted by length) to map logits back to examples."""
-    import torch
-
-    class InOrderEval(trainer_cls):
-        def _get_eval_sampler(self, eval_dataset):
-            return torch.utils.data.SequentialSampler(eval_dataset)
-
-    return InOrderEval
-
-
 def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool,
                    train_rows: int):
     import math
@@ -268,7 +243,8 @@ def _training_args(config: RunConfig, out: Path, device: str, precision: str, ha
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
         num_train_epochs=config.num_epochs, max_steps=config.max_steps,
-        eval_strategy=eval_strategy, eval_steps=config.eval_steps, save_strategy="no",
+        eval_strategy=eval_strategy, eval_steps=config.eval_steps,
+        **_save_settings(config, eval_strategy),
         # About 25 points on the learning curve, whatever the run's length.
         logging_strategy="steps", logging_steps=max(1, total_steps // 25),
         report_to=[], seed=config.seed, data_seed=config.seed,
@@ -283,41 +259,84 @@ def _training_args(config: RunConfig, out: Path, device: str, precision: str, ha
         torch_compile=config.torch_compile)
 
 
+def _save_settings(config: RunConfig, eval_strategy: str) -> dict[str, Any]:
+    """Checkpoints at every dev evaluation (every epoch without dev data), every
+    `checkpoint_steps` steps, or never (0); rotation is ours (checkpoints.prune), after the
+    new checkpoint is complete."""
+    if config.checkpoint_steps == 0:
+        return {"save_strategy": "no"}
+    if config.checkpoint_steps:
+        return {"save_strategy": "steps", "save_steps": config.checkpoint_steps}
+    if eval_strategy == "steps":
+        return {"save_strategy": "steps", "save_steps": config.eval_steps}
+    return {"save_strategy": "epoch"}
+
+
+def _is_main_process() -> bool:
+    # `accelerate launch` / torchrun set RANK; rank 0 owns the run folder.
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 def train_and_evaluate(config: RunConfig, results_root: str | Path | None = None) -> RunResult:
     """Run `config` end to end and write `results/<run_id>/` (record, predictions, checkpoint).
 
-    A failure still writes a record with status "failed" and the traceback, then re-raises.
+    Nothing trains before the config, the data paths and the data themselves are checked and
+    the results folder has proved writable. A failure still writes a record with status
+    "failed" and the traceback, then re-raises. An interrupted run of the same id resumes from
+    its last checkpoint; one process at a time writes a run folder (a lock).
     """
-    out = run_dir(results_root or config.results_dir, config.run_id)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    invalid = None
     try:
-        return _run(config, out)
-    except BaseException as err:
-        _write_failure(config, out, err)
-        raise
+        config.validate()   # first: it normalises language codes, which the run id covers
+    except ConfigError as err:
+        invalid = err
+    try:
+        run_id = config.run_id
+    except Exception:   # a config too broken to name its folder: no record
+        raise invalid or ConfigError("config: cannot compute the run id") from None
+    out = ensure_writable(run_dir(results_root or config.results_dir, run_id))
+    main = _is_main_process()
+    with run_lock(out) if main else contextlib.nullcontext():
+        if main:
+            remove_stale_temp_files(out)
+        try:
+            if main:
+                atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+            if invalid is not None:
+                raise invalid
+            problems = config.path_problems()
+            if problems:
+                raise ConfigError(f"config: {'; '.join(problems)}")
+            return _run(config, out)
+        except BaseException as err:
+            if main:
+                _write_failure(config, out, err)
+            raise
 
 
 def _write_failure(config: RunConfig, out: Path, err: BaseException) -> None:
-    record = {"status": "failed", "error": "".join(traceback.format_exception(err))[-8000:],
-              "run_info": _run_info(config),
-              "meta": {**environment(config.device), "seed": config.seed}}
     try:
+        record = {"status": "failed", "error": "".join(traceback.format_exception(err))[-8000:],
+                  "run_info": _run_info(config),
+                  "meta": {**environment(config.device), "seed": config.seed}}
         write_record(out, record)
-    except OSError:
-        pass  # e.g. a full disk: the original error matters more and is re-raised
+    except Exception:
+        pass  # a full disk or a config too broken for the schema: the original error matters
 
 
 def _run_info(config: RunConfig) -> dict[str, Any]:
-    return {**config.to_dict(), "run_id": config.run_id, "multilabel": config.multilabel,
-            "train_langs_resolved": config.resolved_train_langs,
-            "eval_langs_resolved": config.resolved_eval_langs,
-            "zero_shot_langs": config.zero_shot_langs}
+    try:
+        derived = {"multilabel": config.multilabel,
+                   "train_langs_resolved": config.resolved_train_langs,
+                   "eval_langs_resolved": config.resolved_eval_langs,
+                   "zero_shot_langs": config.zero_shot_langs}
+    except Exception:   # an invalid config (unknown dataset) still gets its failure recorded
+        derived = {}
+    return {**config.to_dict(), "run_id": config.run_id, **derived}
 
 
 def _run(config: RunConfig, out: Path) -> RunResult:
     import torch
-    from safetensors.torch import save_file
     from transformers import Trainer
 
     device, precision = select_devices(config)
@@ -361,21 +380,36 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                         threshold_for(selection.gold, scores) if multilabel else 0.5)
         return {"main": M.scores(selection.gold, pred, multilabel, n_labels, zero_div)[main]}
 
-    callback = _best_state_callback(config.early_stopping_patience)
+    callback = best_dev_state(config.early_stopping_patience)
+    resume = find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
+    if resume is not None:
+        callback.load(resume.progress, resume.folder)
     args = _training_args(config, out, device, precision, labelled_dev,
                           len(splits["train"].rows))
     trainer_cls = Trainer
     if config.method in ADAPTER_METHODS:
         from adapters import AdapterTrainer as trainer_cls
-    trainer = _in_order_eval(trainer_cls)(model=model, args=args, train_dataset=splits["train"].rows,
-                          eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
-                          compute_metrics=compute_metrics,
-                          data_collator=collator(tokenizer, config), callbacks=[callback])
+    trainer = trainer_class(trainer_cls)(
+        model=model, args=args, train_dataset=splits["train"].rows,
+        eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
+        compute_metrics=compute_metrics, data_collator=collator(tokenizer, config),
+        callbacks=[callback])
+    trainer.add_callback(checkpoint_callback(trainer, resume))
+    trainer.run_id, trainer.best = config.run_id, callback
+    if resume is not None:
+        trainer.prior_wall_s = resume.progress["train_wall_s"]
+        trainer.prior_checkpoint_s = resume.progress["checkpoint_wall_s"]
+        print(f"resuming {config.run_id} from {resume.folder} (step {resume.step})",
+              file=sys.stderr)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    train_output = trainer.train()
-    wall = time.perf_counter() - start
+    trainer.started = time.perf_counter()
+    if resume is not None and resume.finished:
+        training_loss = trainer.restore_finished(resume)
+    else:
+        training_loss = trainer.train(
+            resume_from_checkpoint=str(resume.folder) if resume else None).training_loss
+    wall = trainer.train_wall_s()
     model = trainer.model
     if not trainer.is_world_process_zero():
         return RunResult(config.run_id, out, {}, model, tokenizer)  # `accelerate launch`: rank 0 writes
@@ -406,12 +440,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         baselines = M.baseline_scores(splits["train"].gold, dev.gold, multilabel, n_labels, zero_div)
 
     # ---- checkpoint: the trainable parameters, enough to restore the run -----
-    state = {k: v.contiguous() for k, v in trainable_state(model).items()}
     ckpt = out / CHECKPOINT
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(ckpt)
+    save_tensors(ckpt, trainable_state(model))
 
     train_tokens = sum(len(r["input_ids"]) for r in splits["train"].rows)
     epochs_done = float(trainer.state.epoch or 0.0)
@@ -428,7 +458,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
              "train_rows": len(splits["train"].rows), "train_examples": len(frames["train"]),
              "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
              "checkpoint_mb": ckpt.stat().st_size / 2**20,
-             "final_train_loss": float(train_output.training_loss)}
+             "checkpoint_wall_s": trainer.prior_checkpoint_s + trainer.checkpoint_s,
+             "final_train_loss": float(training_loss)}
     curve = [entry for entry in trainer.state.log_history if "loss" in entry]
     record = {
         "status": "complete", "error": None, "run_info": _run_info(config),
@@ -442,9 +473,11 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "dev_curve": callback.curve},
         "costs": costs,
         "meta": {**environment(device), "seed": config.seed, "precision": precision,
+                 "resumed_from_step": resume.step if resume else None,
                  "data_summary": {name: _summary(frame) for name, frame in frames.items()}},
     }
     write_record(out, record)
+    prune(out)   # the record is complete: intermediate checkpoints are no longer needed
     return RunResult(config.run_id, out, record, model, tokenizer)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,9 +40,11 @@ def presets(tmp_path, sib_root, tiny_model) -> Path:
     folder = tmp_path / "configs"
     write_yaml(folder / "presets" / "tiny.yaml",
                {**TINY, "data_root": str(sib_root), "model": str(tiny_model)})
-    # Same settings, a model folder that does not exist: fails inside the notebook.
-    write_yaml(folder / "presets" / "broken.yaml",
-               {"base": "tiny.yaml", "model": str(tmp_path / "no-such-model")})
+    # Same settings, a model folder without weights: a valid config that fails in the notebook.
+    broken = tmp_path / "no-weights-model"
+    broken.mkdir()
+    shutil.copy(tiny_model / "config.json", broken)
+    write_yaml(folder / "presets" / "broken.yaml", {"base": "tiny.yaml", "model": str(broken)})
     return folder
 
 
@@ -194,14 +197,14 @@ def test_grid_runs_resumes_after_interrupt_and_isolates_failures(tmp_path, prese
         "presets": ["../presets/tiny.yaml", "../presets/broken.yaml"],
         "grid": {"method": ["lora", "bitfit"], "seed": [1, 2]},
         # the broken preset keeps one cell: lora, seed 1
-        "exclude": [{"model": str(tmp_path / "no-such-model"), "method": "bitfit"},
-                    {"model": str(tmp_path / "no-such-model"), "seed": 2}],
+        "exclude": [{"model": str(tmp_path / "no-weights-model"), "method": "bitfit"},
+                    {"model": str(tmp_path / "no-weights-model"), "seed": 2}],
     })
     results = tmp_path / "results"
     dry = cli("grid", "run", str(grid), "--dry-run", "--results", str(results))
     assert dry.returncode == 0 and dry.stdout.strip().splitlines()[-1] == "5 cells"
     cells = load_grid(grid, results_dir=results).cells
-    broken = next(c for c in cells if "no-such-model" in c.config.model)
+    broken = next(c for c in cells if "no-weights-model" in c.config.model)
 
     # 1. Interrupt (Ctrl-C) once a cell is finished.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -226,7 +229,7 @@ def test_grid_runs_resumes_after_interrupt_and_isolates_failures(tmp_path, prese
     assert f"{len(first)} already complete (skipped), {5 - len(first)} to run" in rerun.stdout
     assert f"[{5 - len(first)}/{5 - len(first)}]" in rerun.stdout and "ETA" in rerun.stdout
     assert "failed cells:" in rerun.stderr and broken.run_id in rerun.stderr
-    assert "no-such-model" in rerun.stderr
+    assert "no-weights-model" in rerun.stderr
     for run_id, mtime in first.items():   # not run twice
         assert (results / run_id / "record.json").stat().st_mtime_ns == mtime
 

@@ -44,7 +44,10 @@ def test_method_trains_only_its_parameters(method, tmp_path, sib_root, tiny_mode
     result = train_and_evaluate(config)
 
     losses = [e["loss"] for e in result.metrics["learning_curve"]]
-    assert len(losses) >= 10 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
+    # Quarters of the curve, not a few steps: single-batch losses are noisy.
+    quarter = len(losses) // 4
+    assert len(losses) >= 20 and \
+        np.mean(losses[-quarter:]) < np.mean(losses[:quarter]) - 0.1, losses
 
     trained = dict(result.model.named_parameters())
     assert set(trained) == set(initial)
@@ -172,3 +175,20 @@ def test_failed_run_writes_failed_record(tmp_path, sib_root):
         train_and_evaluate(config)
     record = json.loads((tmp_path / "results" / config.run_id / "record.json").read_text())
     assert record["status"] == "failed" and "nope" in record["error"]
+
+
+def test_subsets_differ_per_language_but_translations_follow_english(sib_root):
+    from peft_utils.training import load_frames
+
+    def train_ids(scenario):
+        config = RunConfig(dataset="sib200", data_root=str(sib_root), scenario=scenario,
+                           train_langs=["en", "fr", "de"], eval_langs=["en"],
+                           max_train_samples=10)
+        frame = load_frames(config)["train"]
+        assert frame.groupby("lang").size().to_dict() == {"de": 10, "en": 10, "fr": 10}
+        return {lang: set(part["id"]) for lang, part in frame.groupby("lang")}
+
+    native = train_ids("multilingual")  # SIB-200 is parallel: subsets must not coincide
+    assert native["en"] != native["fr"] and native["en"] != native["de"]
+    translated = train_ids("en+translations")
+    assert translated["en"] == translated["fr"] == translated["de"] == native["en"]

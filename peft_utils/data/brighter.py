@@ -81,6 +81,8 @@ def _load_file(path: Path, lang: str) -> pd.DataFrame:
             raise DataError(path, f"expected {len(header)} comma-separated fields, found "
                             f"{len(fields)}", line=ln, fix="quote texts that contain commas")
         row_id, text, values = fields[0].strip(), fields[1], [v.strip() for v in fields[2:]]
+        if not row_id or not text.strip():
+            raise DataError(path, "empty id or text", line=ln, fix="fill in the row or remove it")
         if gold:
             for name, value in zip(emotions, values):
                 if value not in ("0", "1"):

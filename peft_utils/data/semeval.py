@@ -129,7 +129,8 @@ def _list_articles(art_dir: Path) -> dict[str, Path] | None:
 
 
 def _id_key(article_id: str):
-    return (not article_id.isdigit(), int(article_id) if article_id.isdigit() else 0, article_id)
+    number = _is_number(article_id)
+    return (not number, int(article_id) if number else 0, article_id)
 
 
 def _read_labels(path: Path, k: int) -> list[tuple[int, str, int | None, list[str]]]:
@@ -152,7 +153,7 @@ def _read_labels(path: Path, k: int) -> list[tuple[int, str, int | None, list[st
         par = None
         if k == 3:
             par_text = fields[1].strip()
-            if not par_text.isdigit() or int(par_text) < 1:
+            if not _is_number(par_text) or int(par_text) < 1:
                 raise DataError(path, f"paragraph line number {par_text!r} is not a positive "
                                 "integer", line=ln, fix=f"write {_FIELDS[k]}")
             par = int(par_text)
@@ -173,6 +174,11 @@ def _read_labels(path: Path, k: int) -> list[tuple[int, str, int | None, list[st
         first_seen[key] = ln
         rows.append((ln, article_id, par, labels))
     return rows
+
+
+def _is_number(text: str) -> bool:
+    # str.isdigit accepts "²" and other digits int() refuses.
+    return text.isascii() and text.isdigit()
 
 
 def _check_articles(art_dir, articles, labels_path, rows):
@@ -213,7 +219,7 @@ def _read_template(path: Path) -> dict[tuple[str, int], tuple[int, str]]:
     out: dict[tuple[str, int], tuple[int, str]] = {}
     for ln, line in numbered_lines(read_text(path)):
         fields = line.split("\t", 2)
-        if len(fields) != 3 or not fields[1].strip().isdigit():
+        if len(fields) != 3 or not _is_number(fields[1].strip()):
             raise DataError(path, f"expected id<TAB>line<TAB>text, found {len(fields)} field(s)"
                             f"{delimiter_hint(line)}", line=ln,
                             fix="write each row as article id<TAB>line number<TAB>text")

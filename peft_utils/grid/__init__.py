@@ -12,8 +12,13 @@ A run folder gets `grid-cell.json` (what was asked), `run.log` (papermill and ke
 `train.ipynb` and `train.html` (the executed notebook), and from the notebook itself
 `config.json`, `record.json`, `predictions/` and `checkpoint/`.
 
+- Checking: before any cell runs, every cell to run is checked (configuration, data and
+  model paths, a writable results folder, and the data themselves); all problems are listed
+  at once and nothing runs (exit 2).
 - Resuming: a cell whose record says `complete` is skipped, so re-running an interrupted or
-  partly failed grid runs only what is missing (failed and interrupted cells run again).
+  partly failed grid runs only what is missing (failed and interrupted cells run again, their
+  training from its last checkpoint). A killed runner's workers and kernels end with it; a
+  lock per run folder keeps two processes from running one cell.
 - Failures stay in their cell: the record says `failed` with the error (the runner writes it
   when the notebook died before `train_and_evaluate` could), the executed notebook is kept,
   the other cells go on, and the command exits 1 listing the failed cells.

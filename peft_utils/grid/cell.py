@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -19,16 +20,21 @@ from typing import Any
 
 from peft_utils.config import RunConfig
 from peft_utils.results import (
+    RunBusyError,
     atomic_write_text,
     environment,
+    is_locked,
     read_record,
+    remove_stale_temp_files,
     run_dir,
+    run_lock,
     write_record,
 )
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
 SPEC = "grid-cell.json"
+CELL_LOCK = ".cell.lock"   # held by the worker; train_and_evaluate (in its kernel) holds .lock
 # The notebook's named parameters; every other RunConfig key goes through `overrides`.
 NAMED = ("dataset", "subtask", "method", "scenario", "model", "seed")
 
@@ -73,8 +79,20 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
     config = RunConfig.from_dict(spec["config"], source=str(spec_path))
     out = run_dir(config.results_dir, config.run_id)
     start = time.perf_counter()
+    try:
+        # One attempt per cell at a time: a second runner (or this one's predecessor, killed
+        # and still shutting down) is waited for, then its result counts.
+        with run_lock(out, CELL_LOCK):
+            return _run_locked(config, out, spec, start)
+    except RunBusyError as err:
+        return asdict(Outcome(config.run_id, "failed", str(err), time.perf_counter() - start))
+
+
+def _run_locked(config: RunConfig, out: Path, spec: dict[str, Any], start: float) -> dict:
     if _record_status(out) == "complete":   # e.g. a requeued Slurm job whose cell finished
         return asdict(Outcome(config.run_id, "complete", None, 0.0))
+    if not is_locked(out):   # no kernel of an earlier attempt is still writing
+        remove_stale_temp_files(out)   # left by a writer that was killed mid-write
     # A record from an earlier failed attempt would otherwise outlive an interrupted retry.
     (out / "record.json").unlink(missing_ok=True)
     error = _execute(Path(spec["notebook"]), out / "train.ipynb", notebook_parameters(config),
@@ -141,6 +159,22 @@ def write_failure(config: RunConfig, error: str) -> Path:
     return write_record(out, record)
 
 
+def _exit_with_parent() -> None:
+    """End this worker when the runner that started it dies, even by SIGKILL (which it cannot
+    forward): the worker has a session of its own, so nothing else would stop it, and a rerun
+    of the grid would find it still writing. Its kernel follows, since ipykernel exits when
+    its own parent goes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(spec_path: str) -> int:
     """Entry point of `grid run-cell`. SIGTERM (the runner stopping) shuts the kernel down,
     unless the run is already recorded: then only plotting is left, and it may finish, so that
@@ -153,6 +187,7 @@ def main(spec_path: str) -> int:
             raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
+    _exit_with_parent()
     # papermill logs each cell and, with log_output, its output: the cell's run.log.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     outcome = run_cell(spec_path)

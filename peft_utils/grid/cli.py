@@ -32,10 +32,11 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from peft_utils.grid.spec import load_grid
+    from peft_utils.config import ConfigError
     from peft_utils.grid.state import COMPLETE, cell_state
+    from peft_utils.grid.validate import cell_problems, load_grid_checked
 
-    grid = load_grid(args.grid_file, results_dir=args.results)
+    grid = load_grid_checked(args.grid_file, results_dir=args.results)
     if args.dry_run:
         keys = grid.varying()
         for cell in grid.cells:
@@ -52,6 +53,15 @@ def _run(args) -> int:
           f"already complete (skipped), {len(todo)} to run; results in {grid.results_dir}")
     if not todo:
         return 0
+    # Paths and data of every cell to run, before any runs: a bad file stops the grid now.
+    if grid.kind == "mt":   # MT cells have their own data and checks
+        from peft_utils.mt.cell import cell_problems as check
+    else:
+        check = cell_problems
+    problems = check(grid, todo)
+    if problems:
+        raise ConfigError(f"{grid.path}: {len(problems)} problem(s), nothing was run:\n"
+                          + "\n".join(f"  - {p}" for p in problems))
     return _execute(grid, todo, args)
 
 
@@ -63,7 +73,7 @@ def _execute(grid, todo, args) -> int:
         visible_gpus,
     )
 
-    notebook = Path(args.notebook).resolve() if args.notebook else None
+    notebook = Path(args.notebook).resolve() if args.notebook else grid.notebook
     # `kill`, or Slurm ending the job that runs the grid, stops it like Ctrl-C: workers too.
     signal.signal(signal.SIGTERM, _interrupt)
     progress = Progress(len(todo), echo=lambda line: print(line, flush=True))
@@ -105,14 +115,18 @@ def _first_line(error: str | None) -> str:
 
 
 def _status(args) -> int:
-    from peft_utils.grid.spec import load_grid
     from peft_utils.grid.state import status_table
+    from peft_utils.grid.validate import load_grid_checked
 
-    print(status_table(load_grid(args.grid_file, results_dir=args.results)))
+    print(status_table(load_grid_checked(args.grid_file, results_dir=args.results)))
     return 0
 
 
 def _run_cell(spec: str) -> int:
-    from peft_utils.grid.cell import main
+    import json
 
+    if json.loads(Path(spec).read_text(encoding="utf-8"))["config"].get("kind") == "mt":
+        from peft_utils.mt.cell import main
+    else:
+        from peft_utils.grid.cell import main
     return main(spec)

@@ -18,9 +18,9 @@ from queue import Queue
 from typing import Any
 
 from peft_utils.config import ConfigError
-from peft_utils.grid.cell import Outcome, write_failure, write_spec
+from peft_utils.grid.cell import CELL_LOCK, Outcome, write_failure, write_spec
 from peft_utils.grid.spec import Cell, Grid
-from peft_utils.results import read_record, run_dir
+from peft_utils.results import is_locked, read_record, run_dir
 
 # Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
 GENERIC = {"timeout_min", "mem_gb", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task",
@@ -59,6 +59,10 @@ def _outcome_from_record(cell: Cell, wall: float, fallback_error: str) -> Outcom
     try:
         record = read_record(folder)
     except (OSError, ValueError):
+        if is_locked(folder, CELL_LOCK) or is_locked(folder):
+            # Another live process is running this cell: its record is not ours to write.
+            return Outcome(cell.run_id, "failed", f"{fallback_error}; the cell is being run "
+                           "by another process", wall)
         write_failure(cell.config, fallback_error)
         return Outcome(cell.run_id, "failed", fallback_error, wall)
     ok = record.get("status") == "complete"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, RunConfig, load_config, load_raw
+from peft_utils.config import ConfigError, RunConfig, load_config, load_raw, path_like
 from peft_utils.e5_convert import DEFAULT_OUT
 
 PATH_KEYS = ("data_root", "translations_dir", "results_dir")
@@ -38,6 +38,12 @@ def build_config(config_file: str | Path | None, params: dict[str, Any],
     if not isinstance(overrides, dict):
         raise ConfigError(f"{source}: overrides must be a dict of RunConfig keys, "
                           f"got {type(overrides).__name__}")
+    for name, value in (("config_file", config_file), ("results_dir", results_dir)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{source}: {name} must be a path (a string) or None, got "
+                              f"{value!r} ({type(value).__name__})")
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: params must be a dict, got {type(params).__name__}")
     cwd = Path.cwd()
     preset = Path(config_file) if config_file else None
     base: dict[str, Any] = {}
@@ -55,13 +61,23 @@ def build_config(config_file: str | Path | None, params: dict[str, Any],
     if "model" not in explicit:
         if "model" not in preset_raw:
             explicit["model"] = _default_model(root)
-        elif preset_raw["model"] == DEFAULT_OUT:   # the offline model, maybe not built yet
-            _prepare_offline_model(root)
+        else:
+            if preset_raw["model"] == DEFAULT_OUT:   # the offline model, maybe not built yet
+                _prepare_offline_model(root)
+            # A preset's model path means the project root, not the kernel's folder.
+            explicit["model"] = _anchor_model(preset_raw["model"], root)
     try:
         config = load_config(preset, explicit)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return _resolve_paths(config, set(explicit), cwd, root)
+
+
+def _anchor_model(value: Any, root: Path) -> Any:
+    if not isinstance(value, str) or Path(value).is_absolute() or value.startswith("~"):
+        return value
+    local = root / value
+    return os.path.abspath(local) if local.exists() or path_like(value, root) else value
 
 
 def _default_model(root: Path) -> str:

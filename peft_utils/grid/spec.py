@@ -8,6 +8,8 @@ sweep: {learning_rate: [1.0e-4, 3.0e-4]}           # swept hyper-parameters, als
 exclude: [{scenario: en+translations, dataset: brighter}]   # cells to skip
 results_dir: results                # optional; --results wins
 slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 600}  # for --executor slurm
+kind: classification                # optional; `mt`: MTConfig cells, notebooks/mt_train.ipynb
+notebook: ../../notebooks/x.ipynb   # optional, relative to this file; --notebook wins
 ```
 
 Every path other than `presets` (results_dir, data_root, model) is relative to the directory
@@ -20,21 +22,47 @@ import itertools
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from peft_utils.config import ConfigError, RunConfig, load_config, read_yaml
 
-GRID_KEYS = ("presets", "set", "grid", "sweep", "exclude", "results_dir", "slurm", "description")
+GRID_KEYS = ("presets", "set", "grid", "sweep", "exclude", "results_dir", "slurm", "description",
+             "kind", "notebook")
 # Relative to the working directory; absolute in every cell (data paths are not part of the id).
 PATH_KEYS = ("data_root", "translations_dir", "results_dir")
 # Shown first when a cell is described, in this order, when they vary across cells.
 LEADING = ("dataset", "subtask", "method", "scenario", "seed")
 RUN_KEYS = {f.name for f in fields(RunConfig)}
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a grid's cells are: their config class, how a preset loads, which notebook runs
+    them (None: the classification notebook of peft_utils.grid.cell)."""
+    name: str
+    config_class: type
+    load: Callable[..., Any]
+    notebook: Path | None = None
+
+    @property
+    def keys(self) -> set[str]:
+        return {f.name for f in fields(self.config_class)}
+
+
+def grid_kind(name: str | None) -> Kind:
+    if name in (None, "classification"):
+        return Kind("classification", RunConfig, load_config)
+    if name == "mt":
+        from peft_utils.mt.config import MTConfig, load_mt_config
+
+        return Kind("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb")
+    raise ConfigError(f"unknown grid kind {name!r}; use classification or mt")
 
 
 @dataclass
 class Cell:
-    config: RunConfig
+    config: Any                     # RunConfig, or the config class of the grid's kind
     preset: Path
     values: dict[str, Any]          # this cell's grid and sweep values
 
@@ -50,6 +78,8 @@ class Grid:
     results_dir: Path
     slurm: dict[str, Any] = field(default_factory=dict)
     duplicates: int = 0             # cells that collapsed into an earlier one with the same id
+    kind: str = "classification"
+    notebook: Path | None = None    # None: peft_utils.grid.cell's default notebook
 
     @property
     def name(self) -> str:
@@ -78,7 +108,7 @@ def _short(value: Any) -> str:
 
 
 def expand_grid(path: str | Path, base_dir: str | Path | None = None,
-                results_dir: str | Path | None = None) -> list[RunConfig]:
+                results_dir: str | Path | None = None) -> list[Any]:
     """The distinct RunConfigs of a grid file, in file order (presets, then grid, then sweep)."""
     return [cell.config for cell in load_grid(path, base_dir, results_dir).cells]
 
@@ -94,6 +124,17 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"{path}: {msg}")
 
+    try:
+        kind = grid_kind(raw.get("kind"))
+    except ConfigError as err:
+        raise bad(str(err)) from None
+    run_keys = kind.keys
+    notebook = kind.notebook
+    if raw.get("notebook"):
+        notebook = (path.parent / str(raw["notebook"])).resolve()
+        if not notebook.is_file():
+            raise bad(f"notebook {raw['notebook']!r} not found (looked for {notebook}); "
+                      "it is relative to the grid file")
     unknown = sorted(set(raw) - set(GRID_KEYS))
     if unknown:
         raise bad(f"unknown grid key(s) {', '.join(unknown)}; a grid file has: "
@@ -114,8 +155,9 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
     if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
         raise bad("`exclude` must be a list of mappings, e.g. exclude: [{method: fft, seed: 3}]")
     for key in [*fixed, *axes, *(k for e in excludes for k in e)]:
-        if key not in RUN_KEYS:
-            raise bad(f"unknown RunConfig key {key!r}; valid keys are: {', '.join(sorted(RUN_KEYS))}")
+        if key not in run_keys:
+            raise bad(f"unknown {kind.config_class.__name__} key {key!r}; valid keys are: "
+                      f"{', '.join(sorted(run_keys))}")
     slurm = _mapping(raw, "slurm", bad)
 
     results = Path(results_dir or raw.get("results_dir") or "results")
@@ -130,7 +172,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo))
             try:
-                config = load_config(preset, {**fixed, **values})
+                config = kind.load(preset, {**fixed, **values})
                 config = _absolute_paths(config, base, results)
             except ConfigError as err:
                 raise bad(f"cell {values or '(no grid)'} of preset {preset_name}: {err}") from None
@@ -140,7 +182,8 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
                 duplicates += 1
                 continue
             cells[config.run_id] = Cell(config, preset, values)
-    return Grid(path.resolve(), list(cells.values()), results, slurm, duplicates)
+    return Grid(path.resolve(), list(cells.values()), results, slurm, duplicates, kind.name,
+                notebook)
 
 
 def _mapping(raw: dict, key: str, bad) -> dict[str, Any]:
@@ -158,10 +201,10 @@ def _axes(raw: dict, key: str, bad) -> dict[str, list[Any]]:
     return axes
 
 
-def _absolute_paths(config: RunConfig, base: Path, results: Path) -> RunConfig:
+def _absolute_paths(config: Any, base: Path, results: Path) -> Any:
     changes: dict[str, Any] = {"results_dir": str(results)}
     for key in PATH_KEYS[:-1]:
-        value = getattr(config, key)
+        value = getattr(config, key, None)   # an MT config has no translations_dir
         if value and not Path(value).is_absolute():
             changes[key] = os.path.abspath(base / value)
     # A model is a local folder if one exists there (as in from_pretrained), else a hub name.
@@ -171,7 +214,7 @@ def _absolute_paths(config: RunConfig, base: Path, results: Path) -> RunConfig:
     return config.replace(**changes)
 
 
-def _matches(config: RunConfig, rule: dict[str, Any]) -> bool:
+def _matches(config: Any, rule: dict[str, Any]) -> bool:
     return all(_same(getattr(config, key), value) for key, value in rule.items())
 
 

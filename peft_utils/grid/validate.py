@@ -1,0 +1,119 @@
+"""What `grid run` checks before it runs any cell, reporting every bad cell at once rather
+than one per attempt: each cell's configuration, the paths it needs (data, translations, a
+model folder, the results folder), and the data themselves (each distinct data selection is
+loaded once, with the loaders' checks, so a malformed file stops the grid, not one cell after
+hours of others)."""
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from pathlib import Path
+
+from peft_utils.config import ConfigError, load_config, read_yaml
+from peft_utils.grid.spec import Cell, Grid
+
+
+def config_errors(path: str | Path, results_dir: str | Path | None = None) -> list[str]:
+    """Every cell of a grid file whose configuration is invalid (`load_grid` stops at the
+    first). Empty when the file itself is malformed: then load_grid's own error says why."""
+    from peft_utils.grid import spec
+
+    path = Path(path)
+    try:
+        raw = read_yaml(path)
+        presets = raw.get("presets")
+        presets = [presets] if isinstance(presets, str) else list(presets or [])
+        fixed = dict(raw.get("set") or {})
+        axes = {**dict(raw.get("grid") or {}), **dict(raw.get("sweep") or {})}
+        if not all(isinstance(v, list) and v for v in axes.values()):
+            return []
+        # The grid's kind (classification or mt) decides how a preset loads.
+        load = spec.grid_kind(raw.get("kind")).load if hasattr(spec, "grid_kind") else load_config
+        base = Path.cwd().resolve()
+        results = Path(results_dir or raw.get("results_dir") or "results")
+        results = results if results.is_absolute() else base / results
+    except Exception:
+        return []
+    errors = []
+    for name in presets:
+        preset = (path.parent / str(name)).resolve()
+        if not preset.is_file():
+            errors.append(f"preset {name!r} not found (looked for {preset})")
+            continue
+        for combo in itertools.product(*axes.values()):
+            values = dict(zip(axes, combo))
+            try:
+                spec._absolute_paths(load(preset, {**fixed, **values}), base, results)
+            except ConfigError as err:
+                errors.append(f"cell {values or '(no grid)'} of preset {name}: {err}")
+            except Exception as err:   # a value too malformed for the config to be built
+                errors.append(f"cell {values or '(no grid)'} of preset {name}: {err!r}")
+    return errors
+
+
+def load_grid_checked(path: str | Path, results_dir: str | Path | None = None) -> Grid:
+    """`load_grid`, but a grid with several bad cells names all of them."""
+    from peft_utils.grid.spec import load_grid
+
+    try:
+        return load_grid(path, results_dir=results_dir)
+    except ConfigError as first:
+        if not str(first).startswith(f"{Path(path)}: cell "):
+            raise   # the file itself is malformed: that is the one error to fix
+        errors = config_errors(path, results_dir)
+        if len(errors) < 2:
+            raise
+        raise ConfigError(f"{path}: {len(errors)} bad cells:\n" +
+                          "\n".join(f"  - {e}" for e in errors)) from first
+
+
+def cell_problems(grid: Grid, cells: list[Cell]) -> list[str]:
+    """Paths and data of `cells`, one line per problem; empty when every cell can start."""
+    problems = []
+    writable = _writable_problem(grid.results_dir)
+    if writable:
+        problems.append(writable)
+    checked: dict[tuple, tuple[str, str | None]] = {}   # data selection -> (first cell, problem)
+    for cell in cells:
+        config = cell.config
+        found = config.path_problems()
+        if not found:
+            key = tuple(str(getattr(config, k)) for k in (
+                "dataset", "data_root", "subtask", "scenario", "train_langs", "eval_langs",
+                "translations_dir"))
+            if key not in checked:
+                checked[key] = (cell.run_id, _data_problem(config))
+                found = [checked[key][1]] if checked[key][1] else []
+            elif checked[key][1]:
+                found = [f"the data problem reported for {checked[key][0]}"]
+        problems += [f"{cell.run_id} ({grid.describe(cell)}): {p}" for p in found]
+    return problems
+
+
+def _data_problem(config) -> str | None:
+    from peft_utils.data.errors import DataError
+    from peft_utils.training import load_frames
+
+    try:
+        load_frames(config)
+    except (DataError, ConfigError, ValueError, OSError) as err:
+        return str(err)
+    return None
+
+
+def _writable_problem(folder: Path) -> str | None:
+    """Whether files can be created in `folder`, or where it would be made, without leaving
+    anything behind when they can."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"results folder {folder}: {probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        return (f"results folder {folder} is not writable ({os.strerror(err.errno or 0)} in "
+                f"{probe}); fix its permissions or pass --results")
+    return None

@@ -1,0 +1,195 @@
+"""One MT run = one `MTConfig` (a language pair, a method at a parameter budget, a data size);
+its stable hash names the run folder, as `RunConfig` does for classification."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from peft_utils.config import ConfigError, load_raw
+from peft_utils.mt.langs import to_iso
+
+METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
+# Methods whose size is fixed by the architecture: a budget does not apply to them.
+FIXED_SIZE = ("fft", "cross_attn")
+LORA_TARGETS = ("attention", "all-linear")
+SELECT_ON = ("bleu", "chrf", "loss")
+# Where or how a run executes, not what it computes: left out of the run id.
+NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "save_checkpoint")
+FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fraction",
+          "test_fraction", "max_grad_norm", "label_smoothing")
+
+
+@dataclass
+class MTConfig:
+    kind: str = "mt"                   # tells grid cells and records apart from classification
+    dataset: str = "ntrex"
+    data_root: str = "data/ntrex"
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    model: str = "facebook/mbart-large-50-many-to-many-mmt"
+    method: str = "lora"
+    # Fraction of the pretrained model's parameters the method may train (0.001 = 0.1%); it
+    # sets the method's size (adapter bottleneck, LoRA rank, prefix length). None: use the
+    # explicit sizes below. Fixed-size methods (fft, cross_attn) ignore it: stored as None.
+    budget: float | None = None
+    budget_tolerance: float = 0.1      # relative error allowed between budget and reached
+    reduction_factor: int = 16         # adapters without a budget: bottleneck = hidden / rf
+    lora_r: int = 8
+    lora_alpha: float | None = None    # None: 2 * r (the same update scale at every rank)
+    lora_dropout: float = 0.05
+    lora_targets: str = "attention"    # q,k,v,o of every attention block, or all-linear
+    prefix_length: int = 30
+    prefix_flat: bool = True           # train the prefix itself, not an MLP reparameterisation
+    # Document-level split (same for every pair: it depends on DOCUMENT_IDS.tsv and the seed).
+    split_seed: int = 0
+    dev_fraction: float = 0.05
+    test_fraction: float = 0.15
+    train_size: int | None = None      # training sentences (data-size sweep); None: all
+    max_eval_samples: int | None = None
+    max_source_length: int = 128
+    max_target_length: int = 128
+    num_beams: int = 1
+    seed: int = 42
+    learning_rate: float = 1e-4
+    num_epochs: float = 3.0
+    max_steps: int = -1
+    eval_steps: int | None = None      # None: evaluate on dev after every epoch
+    select_on: str = "bleu"            # dev metric that picks the kept state
+    early_stopping_patience: int | None = None
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    grad_accum: int = 1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    precision: str = "auto"            # auto: bf16 on GPUs that support it, else fp32
+    save_checkpoint: bool = True
+    results_dir: str = "results-mt"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ---- derived -------------------------------------------------------
+    @property
+    def pair(self) -> str:
+        return f"{self.src_lang}-{self.tgt_lang}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
+        folder = Path(self.model)
+        if (folder / "config.json").is_file():
+            digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
+            out["model"] = f"{folder.name}@{digest}"
+        return out
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+        budget = "fixed" if self.method in FIXED_SIZE else (
+            f"b{self.budget:g}" if self.budget is not None else "manual")
+        size = f"n{self.train_size}" if self.train_size else "nall"
+        return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}-"
+                f"{digest[:10]}")
+
+    # ---- construction --------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "MTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"valid MT keys are: {', '.join(sorted(known))}")
+        raw = dict(raw)
+        for key in FLOATS:   # YAML reads 1e-4 as a string
+            if isinstance(raw.get(key), str):
+                try:
+                    raw[key] = float(raw[key])
+                except ValueError:
+                    pass
+        cfg = cls(**raw)
+        cfg.validate(source)
+        return cfg
+
+    def replace(self, **changes: Any) -> "MTConfig":
+        return MTConfig.from_dict({**self.to_dict(), **changes})
+
+    def validate(self, source: str = "config") -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"{source}: {msg}")
+
+        if self.kind != "mt":
+            raise bad(f"kind must be 'mt' for an MT config, got {self.kind!r}")
+        if self.dataset != "ntrex":
+            raise bad(f"unknown MT dataset {self.dataset!r}; use ntrex")
+        if self.method not in METHODS:
+            raise bad(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        for key in ("src_lang", "tgt_lang"):
+            try:
+                setattr(self, key, to_iso(getattr(self, key)))
+            except ValueError as err:
+                raise bad(f"{key}: {err}") from None
+        if self.src_lang == self.tgt_lang:
+            raise bad(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        if self.method in FIXED_SIZE:
+            self.budget = None   # one cell per fixed-size method, whatever the budget axis says
+        elif self.budget is not None and (isinstance(self.budget, bool) or
+                                          not isinstance(self.budget, (int, float)) or
+                                          not 0 < self.budget < 1):
+            raise bad(f"budget is a fraction of the model's parameters in (0, 1), e.g. 0.01 "
+                      f"for 1%; got {self.budget!r}")
+        if not 0 < self.budget_tolerance < 1:
+            raise bad("budget_tolerance must lie in (0, 1)")
+        if self.lora_targets not in LORA_TARGETS:
+            raise bad(f"lora_targets must be one of {', '.join(LORA_TARGETS)}")
+        if self.select_on not in SELECT_ON:
+            raise bad(f"select_on must be one of {', '.join(SELECT_ON)}")
+        positive = ("learning_rate", "batch_size", "eval_batch_size", "grad_accum",
+                    "max_source_length", "max_target_length", "num_beams", "lora_r",
+                    "reduction_factor", "prefix_length", "max_grad_norm")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise bad(f"{key} must be a positive number, got {value!r}")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise bad("lora_alpha must be positive or null (2 * r)")
+        if self.num_epochs <= 0 and self.max_steps <= 0:
+            raise bad("set num_epochs > 0 or max_steps > 0")
+        fractions = (self.dev_fraction, self.test_fraction)
+        if not all(0 < f < 1 for f in fractions) or sum(fractions) >= 0.9:
+            raise bad("dev_fraction and test_fraction must lie in (0, 1) and leave at least "
+                      "10% of the documents for training")
+        if not 0 <= self.weight_decay < 1 or not 0 <= self.lora_dropout < 1 \
+                or not 0 <= self.label_smoothing < 1:
+            raise bad("weight_decay, lora_dropout and label_smoothing must lie in [0, 1)")
+        if self.warmup_steps < 0:
+            raise bad("warmup_steps must be >= 0")
+        for key in ("train_size", "max_eval_samples", "early_stopping_patience", "eval_steps"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value <= 0):
+                raise bad(f"{key} must be a positive integer or null, got {value!r}")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise bad(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+def load_mt_config(path: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None) -> MTConfig:
+    """File values (following `base:`) < the file's `method_overrides[<method>]` < overrides."""
+    raw = load_raw(path) if path else {}
+    overrides = overrides or {}
+    per_method = raw.pop("method_overrides", None) or {}
+    if not isinstance(per_method, dict):
+        raise ConfigError(f"{path}: method_overrides must map a method to its settings")
+    method = overrides.get("method", raw.get("method", MTConfig.method))
+    raw = {**raw, **(per_method.get(method) or {}), **overrides}
+    return MTConfig.from_dict(raw, source=str(path or "config"))

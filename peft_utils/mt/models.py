@@ -1,0 +1,314 @@
+"""Sequence-to-sequence builders for every MT method, counted one way.
+
+Every method starts from the same `AutoModelForSeq2SeqLM` built after seeding:
+
+- fft: every parameter trains.
+- pfeiffer / houlsby: bottleneck adapters from the adapters library (`seq_bn` /
+  `double_seq_bn`); size = the bottleneck dimension.
+- lora: peft LoRA (`task_type=SEQ_2_SEQ_LM`) on the attention projections (or all linear
+  layers); size = the rank.
+- prefix: adapters prefix tuning on encoder, decoder and cross attention; size = prefix length.
+- cross_attn: only the decoder's cross-attention blocks (and their layer norms) train.
+
+The adapters library supports bart, mbart, t5 and mt5 among seq2seq models, not m2m100
+(NLLB) or marian: pfeiffer, houlsby and prefix stop with a clear error there.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from peft_utils.mt.config import FIXED_SIZE, MTConfig
+
+ADAPTER_NAME = "mt"
+ADAPTER_TYPES = ("bart", "mbart", "t5", "mt5", "plbart")
+ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
+# Hub models of the study whose sizes ship with the package (peft_utils/model_configs/), so
+# that parameter counts and budgets need neither weights nor a hub. Sizes only: training
+# loads the hub's own config with the weights.
+SHIPPED = ("mbart-large-50-many-to-many-mmt", "mt5-small", "mt5-base",
+           "nllb-200-distilled-600M", "nllb-200-distilled-1.3B")
+# The knob each method's size is set by, for budgets and reports.
+KNOBS = {"pfeiffer": "adapter_dim", "houlsby": "adapter_dim", "lora": "lora_r",
+         "prefix": "prefix_length"}
+_CROSS = re.compile(r"(^|\.)(encoder_attn|encoder_attn_layer_norm)\.|"
+                    r"(^|\.)decoder\.block\.\d+\.layer\.1\.")   # bart-like | t5-like
+_ATTENTION = {"t5": ["q", "k", "v", "o"], "mt5": ["q", "k", "v", "o"]}
+_BART_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+class BudgetError(ValueError):
+    """A parameter budget the method cannot reach on this model; the message says which are."""
+
+
+@dataclass
+class BuiltSeq2Seq:
+    model: Any
+    report: dict[str, Any]
+    size: dict[str, Any]          # the method's size: {knob: value} (empty for fixed sizes)
+
+
+# ---- configs and base models ----------------------------------------------
+def resolve_config(name: str):
+    """The transformers config of `name`: a local folder, a shipped config, or the hub."""
+    from transformers import AutoConfig
+
+    key = Path(name).name
+    if not Path(name).is_dir() and key in SHIPPED:
+        raw = json.loads(resources.files("peft_utils").joinpath(
+            f"model_configs/{key}.json").read_text())
+        return AutoConfig.for_model(raw.pop("model_type"), **raw)
+    return AutoConfig.from_pretrained(name)
+
+
+def _base_model(config: MTConfig, meta: bool):
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    if meta:   # sizes only: a shipped config stands in for the hub's
+        with torch.device("meta"):
+            return AutoModelForSeq2SeqLM.from_config(resolve_config(config.model))
+    folder = Path(config.model)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")) \
+            and not any(folder.glob("*.bin")):
+        raise FileNotFoundError(f"{folder}: no model weights (*.safetensors) in this folder")
+    # Prefix tuning edits keys and values inside the eager attention code path; otherwise the
+    # library's default (sdpa where the architecture has it: mT5 has not).
+    attention = "eager" if config.method == "prefix" else None
+    # The model's own config (activation, dropout, generation settings), never a shipped one.
+    return AutoModelForSeq2SeqLM.from_pretrained(config.model, attn_implementation=attention)
+
+
+def hidden_size(model) -> int:
+    return int(model.config.d_model)
+
+
+# ---- methods ----------------------------------------------------------------
+def default_size(config: MTConfig, hidden: int) -> dict[str, Any]:
+    """The method's size from the explicit settings (no budget)."""
+    if config.method in ("pfeiffer", "houlsby"):
+        return {"adapter_dim": max(1, hidden // config.reduction_factor)}
+    if config.method == "lora":
+        return {"lora_r": config.lora_r}
+    if config.method == "prefix":
+        return {"prefix_length": config.prefix_length}
+    return {}
+
+
+def _lora_targets(config: MTConfig, model_type: str):
+    if config.lora_targets == "all-linear":
+        return "all-linear"
+    return _ATTENTION.get(model_type, _BART_ATTENTION)
+
+
+def apply_method(model, config: MTConfig, size: dict[str, Any]):
+    """`model` with `config.method` at `size` applied; only the method's parameters train."""
+    method = config.method
+    if method == "fft":
+        for param in model.parameters():
+            param.requires_grad = True
+        return model
+    if method == "cross_attn":
+        matched = 0
+        for name, param in model.named_parameters():
+            param.requires_grad = bool(_CROSS.search(name))
+            matched += param.requires_grad
+        if not matched:
+            raise ValueError(f"{type(model).__name__}: no decoder cross-attention parameters "
+                             "found (expected encoder_attn.* or decoder.block.N.layer.1.*)")
+        return model
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        r = int(size["lora_r"])
+        peft_config = LoraConfig(task_type="SEQ_2_SEQ_LM", r=r,
+                                 lora_alpha=config.lora_alpha or 2 * r,
+                                 lora_dropout=config.lora_dropout,
+                                 target_modules=_lora_targets(config, model.config.model_type))
+        return get_peft_model(model, peft_config)
+    model_type = model.config.model_type
+    if model_type not in ADAPTER_TYPES:
+        raise ValueError(f"method {method}: the adapters library (1.3) has no {model_type} "
+                         f"support; use it with {', '.join(ADAPTER_TYPES)} models (mBART-50, "
+                         "mT5), or lora / cross_attn / fft on this model")
+    import adapters
+    from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
+
+    if method == "prefix":
+        adapter_config = PrefixTuningConfig(prefix_length=int(size["prefix_length"]),
+                                            flat=config.prefix_flat)
+    else:
+        # adapters sizes the bottleneck as int(hidden // reduction_factor): a factor of
+        # hidden / (dim + 0.5) gives exactly `dim` without float floor surprises.
+        factor = hidden_size(model) / (int(size["adapter_dim"]) + 0.5)
+        cls = SeqBnConfig if method == "pfeiffer" else DoubleSeqBnConfig
+        adapter_config = cls(reduction_factor=factor)
+    adapters.init(model)
+    model.add_adapter(ADAPTER_NAME, config=adapter_config)
+    model.train_adapter(ADAPTER_NAME)   # freezes every pretrained parameter
+    return model
+
+
+def parameter_report(model, base_ids: set[int]) -> dict[str, Any]:
+    """Counts by `requires_grad`, the same way for every method. `base`: the pretrained
+    model's parameters (the denominator of a budget); `fraction_of_base` = trainable / base."""
+    counts = dict(trainable=0, total=0, base=0, method_params=0)
+    seen: set[int] = set()
+    for _, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            continue   # tied embeddings count once
+        seen.add(id(param))
+        n = param.numel()
+        counts["total"] += n
+        counts["trainable"] += n if param.requires_grad else 0
+        if id(param) in base_ids:
+            counts["base"] += n
+        counts["method_params"] += n if param.requires_grad or id(param) not in base_ids else 0
+    counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
+    counts["fraction_of_base"] = counts["trainable"] / counts["base"]
+    return counts
+
+
+def _unique_ids(model) -> set[int]:
+    return {id(p) for p in model.parameters()}
+
+
+def build_seq2seq(config: MTConfig, meta: bool = False,
+                  size: dict[str, Any] | None = None) -> BuiltSeq2Seq:
+    """The model of `config`'s method and its parameter report. The size comes from `size`,
+    else from the budget (fitted on the meta device), else from the explicit settings.
+    `meta=True` needs only the config (no weights, no memory). Seed before calling."""
+    if size is None and config.budget is not None and config.method not in FIXED_SIZE:
+        size = fit_budget(config).size
+    model = _base_model(config, meta)
+    size = size if size is not None else default_size(config, hidden_size(model))
+    if meta:
+        import torch
+
+        with torch.device("meta"):
+            return _finish(model, config, size)
+    return _finish(model, config, size)
+
+
+def _finish(model, config: MTConfig, size: dict[str, Any]) -> BuiltSeq2Seq:
+    base_ids = _unique_ids(model)
+    model = apply_method(model, config, size)
+    return BuiltSeq2Seq(model, parameter_report(model, base_ids), dict(size))
+
+
+# ---- parameter budgets ------------------------------------------------------
+@dataclass
+class Budget:
+    method: str
+    target: float | None          # the asked fraction of the base model (None: fixed size)
+    size: dict[str, Any]
+    trainable: int
+    base: int
+    fraction: float               # reached: trainable / base
+    relative_error: float | None  # |reached - target| / target
+
+    def measured(self, report: dict[str, Any]) -> "Budget":
+        """The same size, counted on the model actually built (its config, not a shipped one)."""
+        fraction = report["trainable"] / report["base"]
+        error = abs(fraction - self.target) / self.target if self.target else None
+        return dataclasses.replace(self, trainable=report["trainable"], base=report["base"],
+                                   fraction=fraction, relative_error=error)
+
+    def as_dict(self) -> dict[str, Any]:
+        knob, value = next(iter(self.size.items()), (None, None))
+        return {"method": self.method, "target": self.target, "knob": knob, "value": value,
+                "trainable": self.trainable, "base": self.base, "fraction": self.fraction,
+                "relative_error": self.relative_error}
+
+
+@contextlib.contextmanager
+def _quiet(logger: str):
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _max_size(knob: str, hidden: int) -> int:
+    # A LoRA rank beyond the hidden size adds nothing a full-rank update lacks; a bottleneck
+    # beyond 4 x hidden is a second FFN, not an adapter; prefixes beyond a few thousand
+    # positions add attention cost, not capacity.
+    return {"lora_r": hidden, "adapter_dim": 4 * hidden}.get(knob, 4096)
+
+
+def fit_budget(config: MTConfig, budget: float | None = None,
+               tolerance: float | None = None) -> Budget:
+    """The size of `config.method` whose trainable parameters come closest to `budget`
+    (default `config.budget`) × the base model's parameters, counted on the meta device.
+
+    Trainable parameters grow linearly with each knob (bottleneck dim, rank, prefix length),
+    so two counts give the line; the integer sizes around its solution are counted again and
+    the closest is kept. A budget outside `tolerance` (relative error) raises BudgetError
+    naming the reachable range. Fixed-size methods, and no budget, give the fraction that
+    the explicit settings reach."""
+    import torch
+
+    budget = config.budget if budget is None else budget
+    tolerance = config.budget_tolerance if tolerance is None else tolerance
+    base_model = _base_model(config, meta=True)
+    hidden = hidden_size(base_model)
+
+    def count(size: dict[str, Any]) -> tuple[int, int]:
+        # adapters warns about inactive adapters while it sets up prefixes: noise here.
+        with torch.device("meta"), _quiet("adapters"):
+            built = _finish(copy.deepcopy(base_model), config, size)
+        return built.report["trainable"], built.report["base"]
+
+    if config.method in FIXED_SIZE or budget is None:   # the size the settings give
+        size = default_size(config, hidden)
+        trainable, base = count(size)
+        return Budget(config.method, None, size, trainable, base, trainable / base, None)
+    knob = KNOBS[config.method]
+    (one, base), (two, _) = count({knob: 1}), count({knob: 2})
+    target = budget * base
+    slope, intercept = two - one, 2 * one - two
+    top = _max_size(knob, hidden)
+    guess = (target - intercept) / slope
+    candidates = sorted({min(top, max(1, v)) for v in (int(guess), int(guess) + 1)})
+    counted = [(abs(n - target), v, n) for v in candidates for n in [count({knob: v})[0]]]
+    _, value, trainable = min(counted)
+    error = abs(trainable - target) / target
+    if error > tolerance:
+        lowest, highest = one / base, (intercept + slope * top) / base
+        if lowest <= budget <= highest:
+            sizes = ", ".join(f"{knob}={v} trains {n / base:.4%}" for _, v, n in counted)
+            why = (f"the sizes are too coarse here ({sizes}); raise budget_tolerance "
+                   f"(now {tolerance:.0%}) or use a budget one of them reaches")
+        else:
+            why = (f"this model allows {lowest:.4%} ({knob}=1) to {highest:.3%} "
+                   f"({knob}={top}); pick a budget in that range or another model")
+        raise BudgetError(f"budget {budget:.2%} is not reachable with {config.method} on "
+                          f"{config.model} within {tolerance:.0%}: {why}")
+    return Budget(config.method, budget, {knob: value}, trainable, base, trainable / base,
+                  error)
+
+
+def budget_table(config: MTConfig, budgets: list[float],
+                 methods: list[str] | None = None) -> list[dict[str, Any]]:
+    """fit_budget for every method × budget; unreachable budgets are rows with `error`."""
+    rows = []
+    for method in methods or ["pfeiffer", "houlsby", "lora", "prefix", "cross_attn", "fft"]:
+        cfg = config.replace(method=method, budget=None)
+        targets = [None] if method in FIXED_SIZE else budgets
+        for target in targets:
+            try:
+                rows.append({**fit_budget(cfg, target).as_dict(), "error": None})
+            except (BudgetError, ValueError) as err:
+                rows.append({"method": method, "target": target, "error": str(err)})
+    return rows

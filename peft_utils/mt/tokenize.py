@@ -1,0 +1,147 @@
+"""Telling each model family the language pair, encoding pairs, and generating.
+
+Schemes (picked from the tokenizer and model type):
+
+- mbart50 / nllb / m2m100: the tokenizer's `src_lang`/`tgt_lang` put language codes around
+  source and target; generation forces the target code as the first token.
+- t5: a text prefix, "translate English to German: ..." (mT5 was pre-trained without it,
+  so fine-tuning teaches it).
+- tags: a `<2xx>` target tag before the source (the tiny test models).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from peft_utils.mt.langs import LANGS
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+
+    def code(self, iso: str) -> str:
+        lang = LANGS[iso]
+        code = {"mbart50": lang.mbart50, "nllb": lang.nllb, "m2m100": iso}.get(self.name)
+        if code is None:
+            raise ValueError(f"{LANGS[iso].name} ({iso}) is not a language of this "
+                             f"{self.name} model; pick another model or language")
+        return code
+
+    def prepare(self, tokenizer, src: str, tgt: str) -> None:
+        if self.name in ("mbart50", "nllb", "m2m100"):
+            tokenizer.src_lang, tokenizer.tgt_lang = self.code(src), self.code(tgt)
+
+    def sources(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        if self.name == "t5":
+            prefix = f"translate {LANGS[src].name} to {LANGS[tgt].name}: "
+            return [prefix + t for t in texts]
+        if self.name == "tags":
+            return [f"<2{tgt}> {t}" for t in texts]
+        return list(texts)
+
+    def generate_kwargs(self, tokenizer, tgt: str) -> dict[str, Any]:
+        if self.name == "m2m100":
+            return {"forced_bos_token_id": tokenizer.get_lang_id(self.code(tgt))}
+        if self.name in ("mbart50", "nllb"):
+            return {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(self.code(tgt))}
+        if self.name == "tags":   # a random test model must still emit words, not tags
+            return {"suppress_tokens": [i for i in tokenizer.all_special_ids
+                                        if i != tokenizer.eos_token_id]}
+        return {}
+
+
+def scheme_for(tokenizer, model_type: str) -> Scheme:
+    cls = type(tokenizer).__name__
+    if cls.startswith("MBart"):
+        return Scheme("mbart50")
+    if cls.startswith("Nllb"):
+        return Scheme("nllb")
+    if cls.startswith("M2M100"):
+        return Scheme("m2m100")
+    if model_type in ("t5", "mt5"):
+        return Scheme("t5")
+    if "<2en>" in tokenizer.get_vocab():
+        return Scheme("tags")
+    raise ValueError(f"{cls} ({model_type}): no way known to tell this model the target "
+                     "language; use mBART-50, NLLB/M2M100, (m)T5 or a model with <2xx> tags")
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (ImportError, ValueError) as err:
+        # A SentencePiece-only tokenizer (mT5 on the hub) becomes a fast one through protobuf;
+        # without it the slow tokenizer gives the same ids.
+        if "protobuf" not in str(err):
+            raise
+        return AutoTokenizer.from_pretrained(name, use_fast=False)
+
+
+def encode_pairs(tokenizer, scheme: Scheme, sources: list[str], targets: list[str], src: str,
+                 tgt: str, max_source: int, max_target: int) -> list[dict[str, list[int]]]:
+    scheme.prepare(tokenizer, src, tgt)
+    enc = tokenizer(scheme.sources(sources, src, tgt), max_length=max_source, truncation=True)
+    labels = tokenizer(text_target=targets, max_length=max_target, truncation=True)["input_ids"]
+    return [{"input_ids": ids, "attention_mask": mask, "labels": lab}
+            for ids, mask, lab in zip(enc["input_ids"], enc["attention_mask"], labels)]
+
+
+def collate(rows: list[dict[str, list[int]]], pad_id: int):
+    """Pad to the longest row; label padding is -100 (ignored by the loss)."""
+    import torch
+
+    out = {}
+    for key, fill in (("input_ids", pad_id), ("attention_mask", 0), ("labels", -100)):
+        if key not in rows[0]:
+            continue
+        width = max(len(r[key]) for r in rows)
+        out[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows])
+    return out
+
+
+def autocast(device, precision: str):
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def translate_texts(model, tokenizer, scheme: Scheme, texts: list[str], src: str, tgt: str,
+                    batch_size: int = 32, num_beams: int = 1, max_source: int = 128,
+                    max_new_tokens: int = 128, precision: str = "fp32",
+                    min_new_tokens: int | None = None) -> list[str]:
+    """Translations of `texts` in their order; batches sorted by length (less padding)."""
+    import torch
+
+    if not texts:
+        return []
+    device = next(model.parameters()).device
+    scheme.prepare(tokenizer, src, tgt)
+    sources = scheme.sources(texts, src, tgt)
+    order = np.argsort([-len(s) for s in sources], kind="stable")
+    out: list[str] = [""] * len(texts)
+    extra = scheme.generate_kwargs(tokenizer, tgt)
+    if min_new_tokens and "forced_bos_token_id" in extra:
+        min_new_tokens += 1   # the forced language code is not a word of the translation
+    model.eval()
+    with torch.inference_mode(), autocast(device, precision):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = tokenizer([sources[i] for i in idx], max_length=max_source,
+                              truncation=True, padding=True, return_tensors="pt")
+            generated = model.generate(input_ids=batch["input_ids"].to(device),
+                                       attention_mask=batch["attention_mask"].to(device),
+                                       num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                       min_new_tokens=min_new_tokens, do_sample=False,
+                                       **extra)
+            decoded = tokenizer.batch_decode(generated, skip_special_tokens=True)
+            for i, text in zip(idx, decoded):
+                out[i] = text.strip()
+    return out
