@@ -76,6 +76,10 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         os.environ.setdefault("OMP_NUM_THREADS", os.environ["SLURM_CPUS_PER_TASK"])
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    if spec["config"].get("kind") == "mt":   # MT cells: their own config, notebook and record
+        from peft_utils.mt.cell import run_cell as run_mt_cell
+
+        return run_mt_cell(spec_path)
     config = RunConfig.from_dict(spec["config"], source=str(spec_path))
     out = run_dir(config.results_dir, config.run_id)
     start = time.perf_counter()

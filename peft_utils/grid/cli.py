@@ -123,10 +123,6 @@ def _status(args) -> int:
 
 
 def _run_cell(spec: str) -> int:
-    import json
+    from peft_utils.grid.cell import main
 
-    if json.loads(Path(spec).read_text(encoding="utf-8"))["config"].get("kind") == "mt":
-        from peft_utils.mt.cell import main
-    else:
-        from peft_utils.grid.cell import main
-    return main(spec)
+    return main(spec)  # run_cell hands MT cells to peft_utils.mt.cell

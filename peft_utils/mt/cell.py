@@ -4,8 +4,6 @@ the checks `grid run` makes before it starts any MT cell."""
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -56,25 +54,6 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
         error = f"notebook error after the run completed (record kept): {error}"
     return asdict(Outcome(config.run_id, "complete" if status == "complete" and not error
                           else "failed", error, time.perf_counter() - start))
-
-
-def main(spec_path: str) -> int:
-    """Entry point of `grid run-cell` for MT cells; SIGTERM stops an unrecorded run."""
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    out = run_dir(spec["config"]["results_dir"], spec["run_id"])
-
-    def stop(signum, frame):
-        if _status(out) != "complete":
-            raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    watch = getattr(grid_cell, "_exit_with_parent", None)   # end with a killed runner
-    if watch is not None:
-        watch()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    outcome = run_cell(spec_path)
-    print(json.dumps(outcome))
-    return 0 if outcome["status"] == "complete" else 1
 
 
 # ---- before a grid runs --------------------------------------------------------------

@@ -84,7 +84,8 @@ def _base_model(config: MTConfig, meta: bool):
     # library's default (sdpa where the architecture has it: mT5 has not).
     attention = "eager" if config.method == "prefix" else None
     # The model's own config (activation, dropout, generation settings), never a shipped one.
-    return AutoModelForSeq2SeqLM.from_pretrained(config.model, attn_implementation=attention)
+    return AutoModelForSeq2SeqLM.from_pretrained(config.model, attn_implementation=attention,
+                                                 use_safetensors=True, trust_remote_code=False)
 
 
 def hidden_size(model) -> int:

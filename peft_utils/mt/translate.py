@@ -105,7 +105,8 @@ def load_translator(model: str, src: str, tgt: str, device: str = "auto", **sett
     else:
         from transformers import AutoModelForSeq2SeqLM
 
-        net, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(model), load_tokenizer(model)
+        net, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(
+            model, use_safetensors=True, trust_remote_code=False), load_tokenizer(model)
         name, fine_tuned = model, False
     net = net.to(device).eval()
     translator = Translator(net, tokenizer, scheme_for(tokenizer, net.config.model_type), src,
