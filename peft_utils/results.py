@@ -174,11 +174,11 @@ def write_record(directory: str | Path, record: dict[str, Any]) -> Path:
     record = {"schema_version": SCHEMA_VERSION, **record}
     validate_record(record)
     path = Path(directory) / RECORD
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=_json_default))
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=json_default))
     return path
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, Path):

@@ -19,7 +19,8 @@ from typing import Any
 
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.langs import group_of, sacrebleu_tokenizer
-from peft_utils.results import atomic_write_text, environment, run_dir
+from peft_utils.results import json_default, atomic_write_text, environment, run_dir
+from peft_utils.training import select_devices
 
 CHECKPOINT = "checkpoint/trainable.safetensors"
 RECORD = "record.json"
@@ -47,16 +48,8 @@ def write_mt_record(directory: str | Path, record: dict[str, Any]) -> Path:
     record = {"schema_version": 1, "kind": "mt", **record}
     jsonschema.validate(record, schema())
     path = Path(directory) / RECORD
-    atomic_write_text(path, json.dumps(record, indent=2, default=_json_default))
+    atomic_write_text(path, json.dumps(record, indent=2, default=json_default))
     return path
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def run_info(config: MTConfig) -> dict[str, Any]:
@@ -83,20 +76,6 @@ def score(hypotheses: list[str], references: list[str], tgt: str) -> tuple[dict,
     return values, {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature())}
 
 
-# ---- devices ----------------------------------------------------------------------
-def select_devices(config: MTConfig) -> tuple[str, str]:
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else (
-            "mps" if torch.backends.mps.is_available() else "cpu")
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if device == "cpu" and precision != "fp32":
-        raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
-    return device, precision
 
 
 def _optimizer(model, config: MTConfig, total_steps: int):
