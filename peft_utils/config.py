@@ -22,6 +22,16 @@ NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir
                 "gradient_checkpointing", "torch_compile", "checkpoint_steps")
 
 
+def model_identity(model: str) -> str:
+    """A local model folder is known by its name and config, not where the checkout lies;
+    a hub name is itself."""
+    folder = Path(model)
+    if (folder / "config.json").is_file():
+        digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
+        return f"{folder.name}@{digest}"
+    return model
+
+
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the source and the fix."""
 
@@ -107,11 +117,7 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
-        # A local model folder is known by its name and config, not where the checkout lies.
-        folder = Path(self.model)
-        if (folder / "config.json").is_file():
-            digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
-            out["model"] = f"{folder.name}@{digest}"
+        out["model"] = model_identity(self.model)
         return out
 
     @property

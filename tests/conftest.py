@@ -50,3 +50,16 @@ def tiny_model(tmp_path_factory) -> Path:
     texts += ["and she said no way twice second line after a newline"] + \
              [str(i) for i in range(100)]
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-xlmr", texts, max_length=256)
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread (train_and_evaluate follows OMP_NUM_THREADS): tiny matrices gain
+    nothing from more, and on a shared machine extra threads only spin; the subprocesses
+    get the same, so their numbers compare exactly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)

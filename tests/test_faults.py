@@ -36,17 +36,7 @@ SETTINGS = dict(dataset="sib200", train_langs=["en", "fr"], eval_langs=["en", "f
                 warmup_steps=0, num_epochs=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """One torch thread (train_and_evaluate follows OMP_NUM_THREADS): tiny matrices gain
-    nothing from more, and on a shared machine extra threads only spin; the subprocesses
-    get the same, so their numbers compare exactly."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
 
 
 def tiny(tmp_path: Path, root: Path, model: Path, folder: str = "results", **kw) -> RunConfig:

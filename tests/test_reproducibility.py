@@ -14,17 +14,7 @@ from peft_utils.results import read_record
 from peft_utils.training import train_and_evaluate
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """One torch thread (train_and_evaluate follows OMP_NUM_THREADS): tiny matrices gain
-    nothing from more, and on a shared machine extra threads only spin; the subprocesses
-    get the same, so their numbers compare exactly."""
-    import torch
-
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
 
 
 def test_same_config_twice_and_rerun_from_the_record(tmp_path, sib_root, tiny_model, capsys):

@@ -54,11 +54,11 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 
 
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
-                directory: str | Path) -> list[Path]:
+                directory: str | Path, caption: str | None = None) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    caption = CAPTIONS.get(name, name)
+    caption = caption or CAPTIONS.get(name, name)
     atomic_write_text(paths[0], numeric.to_csv(index=False))
     atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
                                                     if not display.empty else "(no rows)") + "\n")

@@ -18,10 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+from peft_utils.analysis.figures import save_figure
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
-                                   data_size_figure, model_size_figure, save_figure,
-                                   setting_label)
-from peft_utils.results import atomic_write_text
+                                   data_size_figure, model_size_figure, setting_label)
 
 DASH = "–"
 METRICS = ("bleu", "chrf")
@@ -249,18 +248,10 @@ def _rounded(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 # ---- the report --------------------------------------------------------------------------
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
                 directory: str | Path, caption: str | None = None) -> list[Path]:
-    from peft_utils.analysis.report import to_latex
+    from peft_utils.analysis.report import write_table as write_any_table
 
-    directory = Path(directory)
-    caption = caption or CAPTIONS.get(name, name)
-    paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    atomic_write_text(paths[0], numeric.to_csv(index=False))
-    atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
-                                                    if not display.empty else "(no rows)") + "\n")
-    atomic_write_text(paths[2], to_latex(display if not display.empty else
-                                         pd.DataFrame({"": ["(no rows)"]}), caption,
-                                         f"tab:{name}"))
-    return paths
+    return write_any_table(name, numeric, display, directory,
+                           caption or CAPTIONS.get(name, name))
 
 
 def _stem(*parts: Any) -> str:

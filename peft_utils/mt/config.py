@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, load_raw
+from peft_utils.config import ConfigError, load_raw, model_identity
 from peft_utils.mt.langs import to_iso
 
 METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
@@ -84,10 +84,7 @@ class MTConfig:
 
     def identity(self) -> dict[str, Any]:
         out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
-        folder = Path(self.model)
-        if (folder / "config.json").is_file():
-            digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:12]
-            out["model"] = f"{folder.name}@{digest}"
+        out["model"] = model_identity(self.model)
         return out
 
     @property

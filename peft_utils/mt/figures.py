@@ -1,7 +1,7 @@
-"""Figures of the MT study; each returns a matplotlib Figure, `save_figure` writes PNG and PDF."""
+"""Figures of the MT study; each returns a matplotlib Figure (peft_utils.analysis.figures.save_figure
+writes PNG and PDF)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,15 +124,5 @@ def model_size_figure(table: pd.DataFrame, metric: str = "bleu"):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    _plt().close(fig)
-    return paths
 
 
