@@ -51,6 +51,9 @@ class RunConfig:
     max_length: int = 512
     long_text: str = "head"
     chunk_stride: int = 128
+    # What the classifier head reads: the first token's state (cls, XLM-R's head and the
+    # paper's), or the masked mean of all token states (mean, how E5 models were trained).
+    pooling: str = "cls"
     learning_rate: float = 3e-4
     num_epochs: float = 3.0
     max_steps: int = -1
@@ -204,6 +207,8 @@ class RunConfig:
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r} "
                       "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        if self.pooling not in ("cls", "mean"):
+            raise bad(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.padding not in ("dynamic", "max_length"):
             raise bad(f"padding must be dynamic or max_length, got {self.padding!r}")
         if self.attention not in ("sdpa", "eager"):

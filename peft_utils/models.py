@@ -78,6 +78,38 @@ def _head_module(model):
     return head
 
 
+# Heads that classify the encoder's first-token state (XLM-R's, RoBERTa's): mean pooling feeds
+# them the mean instead, so every method keeps the same head and parameter names.
+FIRST_TOKEN_HEADS = ("xlm-roberta", "roberta")
+
+
+def pool_by_mean(model) -> None:
+    """Make the head read the masked mean of the token states instead of the first token's.
+
+    A forward hook on the encoder puts the mean in position 0 of its output; padding is
+    excluded through the attention mask, so scores do not depend on how a batch is padded."""
+    import torch
+
+    if model.config.model_type not in FIRST_TOKEN_HEADS:
+        raise ValueError(f"pooling: mean supports the {', '.join(FIRST_TOKEN_HEADS)} heads, "
+                         f"not {model.config.model_type}; use pooling: cls")
+
+    def hook(module, args, kwargs, output):
+        hidden = output[0]
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones(hidden.shape[:2], device=hidden.device)
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        pooled = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1)
+        if isinstance(output, tuple):
+            return (pooled, *output[1:])
+        output.last_hidden_state = pooled
+        return output
+
+    model.base_model.register_forward_hook(hook, with_kwargs=True)
+
+
 def _apply_method(model, config: RunConfig):
     method = config.method
     if method == "fft":
@@ -124,6 +156,8 @@ def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
     """
     labels = labels_for(config)
     model = _base_model(config, labels, meta)
+    if config.pooling == "mean":
+        pool_by_mean(model)
     head_ids = {id(p) for p in _head_module(model).parameters()}
     backbone_ids = {id(p) for p in model.parameters()} - head_ids
     model = _apply_method(model, config)

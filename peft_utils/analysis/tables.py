@@ -200,10 +200,15 @@ def cost_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- trivial baselines ------------------------------------------------------
+# A run "clearly" beats the trivial baselines when its dev score exceeds the best of them by
+# this much (absolute, in the main metric).
+CLEAR_MARGIN = 0.10
+
+
 def baseline_table(source: Results | str | Path) -> pd.DataFrame:
     """Each cell's dev score (overall, main metric) beside the trivial predictors the record
     scored on the same dev set: the strongest baseline, the margin over it (mean over seeds)
-    and whether every run beats it."""
+    and whether every run beats it by at least CLEAR_MARGIN."""
     results = as_results(source)
     rows = []
     for run in results.runs.itertuples(index=False):
@@ -233,7 +238,7 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         best_baseline=("best_baseline", lambda s: ",".join(sorted(set(s)))),
         baseline=("baseline", "mean"), margin=("margin", "mean"),
         min_run_margin=("margin", "min"), same_rows=("same_rows", "all")).reset_index()
-    table["beats_all"] = table["min_run_margin"] > 0
+    table["beats_all"] = table["min_run_margin"] >= CLEAR_MARGIN
     return sort_cells(table)
 
 
@@ -250,7 +255,7 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
            for c in named},
         "margin": table["margin"].map(lambda v: f"{v:+.{digits}f}"),
         "worst run margin": table["min_run_margin"].map(lambda v: f"{v:+.{digits}f}"),
-        "every run beats it": table["beats_all"].map({True: "yes", False: "NO"}),
+        f"every run beats it by ≥ {CLEAR_MARGIN:.2f}": table["beats_all"].map({True: "yes", False: "NO"}),
     })
 
 

@@ -3,6 +3,7 @@
 ```yaml
 presets: [../demo/sib200.yaml]      # required; relative to this file, like `base:` in a preset
 set: {max_train_samples: 64}        # applied to every cell
+method_overrides: {fft: {learning_rate: 2.0e-5}}   # per method; beat the presets' own
 grid: {method: [fft, lora], seed: [1, 2]}          # cartesian product (any RunConfig keys)
 sweep: {learning_rate: [1.0e-4, 3.0e-4]}           # swept hyper-parameters, also cartesian
 exclude: [{scenario: en+translations, dataset: brighter}]   # cells to skip
@@ -26,8 +27,8 @@ from typing import Any, Callable
 
 from peft_utils.config import ConfigError, RunConfig, load_config, read_yaml
 
-GRID_KEYS = ("presets", "set", "grid", "sweep", "exclude", "results_dir", "slurm", "description",
-             "kind", "notebook")
+GRID_KEYS = ("presets", "set", "method_overrides", "grid", "sweep", "exclude", "results_dir",
+             "slurm", "description", "kind", "notebook")
 # Relative to the working directory; absolute in every cell (data paths are not part of the id).
 PATH_KEYS = ("data_root", "translations_dir", "results_dir")
 # Shown first when a cell is described, in this order, when they vary across cells.
@@ -154,7 +155,12 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
     excludes = raw.get("exclude") or []
     if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
         raise bad("`exclude` must be a list of mappings, e.g. exclude: [{method: fft, seed: 3}]")
-    for key in [*fixed, *axes, *(k for e in excludes for k in e)]:
+    per_method = _mapping(raw, "method_overrides", bad)
+    for method, settings in per_method.items():
+        if not isinstance(settings, dict):
+            raise bad(f"method_overrides.{method} must be a mapping of keys to values")
+    for key in [*fixed, *axes, *(k for e in excludes for k in e),
+                *(k for settings in per_method.values() for k in settings)]:
         if key not in run_keys:
             raise bad(f"unknown {kind.config_class.__name__} key {key!r}; valid keys are: "
                       f"{', '.join(sorted(run_keys))}")
@@ -173,6 +179,8 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
             values = dict(zip(axes, combo))
             try:
                 config = kind.load(preset, {**fixed, **values})
+                if per_method.get(config.method):
+                    config = kind.load(preset, {**fixed, **per_method[config.method], **values})
                 config = _absolute_paths(config, base, results)
             except ConfigError as err:
                 raise bad(f"cell {values or '(no grid)'} of preset {preset_name}: {err}") from None
