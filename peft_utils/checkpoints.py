@@ -205,6 +205,22 @@ def trainer_class(base):
         prior_checkpoint_s = 0.0
         checkpoint_s = 0.0       # time spent writing checkpoints in this process
         started: float | None = None
+        head_lr: float | None = None     # the head's own learning rate (head_learning_rate)
+        head_params: frozenset = frozenset()   # ids of the head's trainable parameters
+
+        def create_optimizer(self):
+            optimizer = super().create_optimizer()
+            if self.head_lr is None or any("head" in g for g in optimizer.param_groups):
+                return optimizer
+            groups = []
+            for group in optimizer.param_groups:   # decay / no-decay, each split head / rest
+                for head in (False, True):
+                    params = [p for p in group["params"] if (id(p) in self.head_params) == head]
+                    if params:
+                        groups.append({**group, "params": params, "head": head,
+                                       "lr": self.head_lr if head else group["lr"]})
+            optimizer.param_groups[:] = groups   # still stateless: nothing else to move
+            return optimizer
 
         def train_wall_s(self, now: float | None = None) -> float:
             now = time.perf_counter() if now is None else now

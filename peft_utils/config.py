@@ -54,7 +54,13 @@ class RunConfig:
     # What the classifier head reads: the first token's state (cls, XLM-R's head and the
     # paper's), or the masked mean of all token states (mean, how E5 models were trained).
     pooling: str = "cls"
+    # The head's output bias at the start: the model's initialisation (default, the paper's) or
+    # the training labels' log prior (prior: short runs need not learn the base rates).
+    head_bias: str = "default"
     learning_rate: float = 3e-4
+    # The classifier head's own learning rate (None: learning_rate). A freshly drawn head learns
+    # slowly at FFT's small learning rate; short runs give it its own.
+    head_learning_rate: float | None = None
     num_epochs: float = 3.0
     max_steps: int = -1
     eval_steps: int | None = None         # None: evaluate on dev after every epoch
@@ -180,8 +186,10 @@ class RunConfig:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise bad(f"{key} must be a positive number, got {value!r}")
-        if not math.isfinite(self.learning_rate) or self.learning_rate >= 1:
-            raise bad(f"learning_rate must be a finite number below 1, got {self.learning_rate!r}")
+        for key in ("learning_rate", "head_learning_rate"):
+            value = getattr(self, key)
+            if value is not None and not (0 < value < 1 and math.isfinite(value)):
+                raise bad(f"{key} must be a finite number in (0, 1), got {value!r}")
         if not math.isfinite(self.num_epochs) or self.num_epochs < 0:
             raise bad(f"num_epochs must be a finite number >= 0, got {self.num_epochs!r}")
         if self.max_steps < -1:
@@ -209,6 +217,8 @@ class RunConfig:
                       "(pick a GPU with CUDA_VISIBLE_DEVICES)")
         if self.pooling not in ("cls", "mean"):
             raise bad(f"pooling must be cls or mean, got {self.pooling!r}")
+        if self.head_bias not in ("default", "prior"):
+            raise bad(f"head_bias must be default or prior, got {self.head_bias!r}")
         if self.padding not in ("dynamic", "max_length"):
             raise bad(f"padding must be dynamic or max_length, got {self.padding!r}")
         if self.attention not in ("sdpa", "eager"):
@@ -379,7 +389,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     method = overrides.get("method", raw.get("method", RunConfig.method))
     raw = {**raw, **(per_method.get(method) or {}), **overrides}
     # YAML reads 3e-4 as a string; accept scientific notation for numeric fields.
-    for key in ("learning_rate", "weight_decay", "lora_dropout"):
+    for key in ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout"):
         if isinstance(raw.get(key), str):
             try:
                 raw[key] = float(raw[key])

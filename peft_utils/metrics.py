@@ -66,10 +66,11 @@ def decide(probs_or_logits: np.ndarray, multilabel: bool, threshold: float = 0.5
 
 
 def tune_threshold(gold: np.ndarray, probs: np.ndarray, zero_div: float = 0.0,
-                   grid: Sequence[float] = THRESHOLD_GRID) -> float:
-    """The threshold with the best micro-F1 on `gold` (dev); ties go to the value nearest 0.5."""
+                   grid: Sequence[float] = THRESHOLD_GRID, average: str = "micro") -> float:
+    """The threshold with the best F1 (`average`: the task's main metric) on `gold` (dev);
+    ties go to the value nearest 0.5."""
     best = max(grid, key=lambda t: (
-        f1_score(gold, (probs >= t).astype(np.int64), average="micro", zero_division=zero_div),
+        f1_score(gold, (probs >= t).astype(np.int64), average=average, zero_division=zero_div),
         -abs(t - 0.5)))
     return float(best)
 
@@ -88,9 +89,10 @@ def baseline_scores(train_gold: np.ndarray, gold: np.ndarray, multilabel: bool, 
                     zero_div: float = 0.0) -> dict[str, dict[str, float]]:
     """Trivial predictors learned from the training labels, scored on `gold`.
 
-    Multiclass: the majority class. Multilabel: all-negative, and the frequency baseline
-    (each label predicted for every row when more than half the training rows carry it,
-    else the single most frequent label).
+    Multiclass: the majority class. Multilabel: all-negative, all-positive (what a model that
+    learnt nothing reaches when its threshold is tuned below all its scores; strong under
+    macro-F1), and the frequency baseline (each label predicted for every row when more than
+    half the training rows carry it, else the single most frequent label).
     """
     if not multilabel:
         majority = np.bincount(train_gold, minlength=n_labels).argmax()
@@ -101,5 +103,6 @@ def baseline_scores(train_gold: np.ndarray, gold: np.ndarray, multilabel: bool, 
         frequent[freq.argmax()] = 1
     return {
         "all_negative": multilabel_scores(gold, np.zeros_like(gold), zero_div),
+        "all_positive": multilabel_scores(gold, np.ones_like(gold), zero_div),
         "frequency": multilabel_scores(gold, np.tile(frequent, (len(gold), 1)), zero_div),
     }

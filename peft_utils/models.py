@@ -32,15 +32,16 @@ def labels_for(config: RunConfig) -> list[str]:
     return list(label_names(config.dataset, config.subtask))
 
 
-def resolve_model_config(name: str, num_labels: int, multilabel: bool):
-    """A transformers config for `name`: a local folder, a shipped config, or the hub."""
+def resolve_model_config(name: str, num_labels: int, multilabel: bool, shipped: bool = False):
+    """A transformers config for `name`: a local folder, the hub, or (`shipped`, for parameter
+    counts without a hub) a config shipped with the package."""
     from transformers import AutoConfig
 
     extra = dict(num_labels=num_labels,
                  problem_type="multi_label_classification" if multilabel
                  else "single_label_classification")
     key = Path(name).name
-    if not Path(name).is_dir() and key in SHIPPED_CONFIGS:
+    if shipped and not Path(name).is_dir() and key in SHIPPED_CONFIGS:
         text = resources.files("peft_utils").joinpath(f"model_configs/{key}.json").read_text()
         raw = json.loads(text)
         model_type = raw.pop("model_type")
@@ -52,7 +53,9 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    hf_config = resolve_model_config(config.model, len(labels), config.multilabel)
+    # Weights are loaded with their own config: a shipped one could name another architecture
+    # (the hub's multilingual-e5-small is a BERT checkpoint, the shipped config XLM-R's).
+    hf_config = resolve_model_config(config.model, len(labels), config.multilabel, shipped=meta)
     hf_config.id2label = dict(enumerate(labels))
     hf_config.label2id = {label: i for i, label in enumerate(labels)}
     if meta:
@@ -70,6 +73,11 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
         attn_implementation=attention)
 
 
+def head_parameters(model) -> list:
+    """The classifier head's trainable parameters (peft: the trained copy)."""
+    return [p for p in _head_module(model).parameters() if p.requires_grad]
+
+
 def _head_module(model):
     # Every sequence-classification head of the encoders used here is named `classifier`.
     head = getattr(model, "classifier", None)
@@ -78,20 +86,23 @@ def _head_module(model):
     return head
 
 
-# Heads that classify the encoder's first-token state (XLM-R's, RoBERTa's): mean pooling feeds
-# them the mean instead, so every method keeps the same head and parameter names.
-FIRST_TOKEN_HEADS = ("xlm-roberta", "roberta")
+# Which encoder output each head reads: XLM-R's and RoBERTa's head the first token's state
+# (output 0, position 0), BERT's the pooler output (output 1; the hub's multilingual-e5-small
+# is a BERT checkpoint). Mean pooling puts the mean there, so every method keeps the same head
+# and parameter names.
+MEAN_POOLING_SLOT = {"xlm-roberta": 0, "roberta": 0, "bert": 1}
 
 
 def pool_by_mean(model) -> None:
-    """Make the head read the masked mean of the token states instead of the first token's.
+    """Make the head read the masked mean of the token states.
 
-    A forward hook on the encoder puts the mean in position 0 of its output; padding is
-    excluded through the attention mask, so scores do not depend on how a batch is padded."""
+    A forward hook on the encoder writes the mean where the head reads; padding is excluded
+    through the attention mask, so scores do not depend on how a batch is padded."""
     import torch
 
-    if model.config.model_type not in FIRST_TOKEN_HEADS:
-        raise ValueError(f"pooling: mean supports the {', '.join(FIRST_TOKEN_HEADS)} heads, "
+    slot = MEAN_POOLING_SLOT.get(model.config.model_type)
+    if slot is None:
+        raise ValueError(f"pooling: mean supports the {', '.join(MEAN_POOLING_SLOT)} heads, "
                          f"not {model.config.model_type}; use pooling: cls")
 
     def hook(module, args, kwargs, output):
@@ -101,13 +112,36 @@ def pool_by_mean(model) -> None:
             mask = torch.ones(hidden.shape[:2], device=hidden.device)
         weights = mask.to(hidden.dtype).unsqueeze(-1)
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        pooled = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1)
+        value = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1) if slot == 0 else mean
         if isinstance(output, tuple):
-            return (pooled, *output[1:])
-        output.last_hidden_state = pooled
+            return (*output[:slot], value, *output[slot + 1:])
+        output[list(output.keys())[slot]] = value
         return output
 
     model.base_model.register_forward_hook(hook, with_kwargs=True)
+
+
+def set_head_bias_to_prior(model, gold, multilabel: bool) -> None:
+    """Start the head's output bias at the training labels' log prior (log-odds for multilabel),
+    so that a short run spends its steps on the text, not on learning the base rates (Adam
+    moves a bias by about one learning rate per step). `gold`: class ids or a multi-hot matrix."""
+    import numpy as np
+    import torch
+
+    if multilabel:
+        prior = np.clip(np.asarray(gold, dtype=np.float64).mean(axis=0), 1e-3, 1 - 1e-3)
+        bias = np.log(prior / (1 - prior))
+    else:
+        n_labels = model.config.num_labels
+        counts = np.bincount(np.asarray(gold), minlength=n_labels) + 1.0   # add-one: no -inf
+        bias = np.log(counts / counts.sum())
+    outputs = [m for m in _head_module(model).modules()
+               if isinstance(m, torch.nn.Linear) and m.out_features == len(bias)]
+    if not outputs:
+        raise ValueError("head_bias: prior found no output layer in the classifier head")
+    with torch.no_grad():
+        for layer in outputs:   # peft keeps a frozen copy of the head beside the trained one
+            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
 
 
 def _apply_method(model, config: RunConfig):

@@ -23,7 +23,8 @@ from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_re
                                     save_tensors, trainer_class)
 from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
-                               seed_everything, trainable_state)
+                               head_parameters, seed_everything, set_head_bias_to_prior,
+                               trainable_state)
 from peft_utils.results import (atomic_write_text, ensure_writable, environment,
                                 remove_stale_temp_files, run_dir, run_lock, write_record)
 from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE
@@ -353,6 +354,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     multilabel, n_labels = config.multilabel, len(labels)
     zero_div = M.zero_division(config.dataset, config.subtask)
     main = M.main_metric(config.dataset, config.subtask)
+    if config.head_bias == "prior":
+        set_head_bias_to_prior(model, splits["train"].gold, multilabel)
 
     train_langs = set(config.resolved_train_langs)
     dev = splits["dev"]
@@ -365,7 +368,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
 
     def threshold_for(gold, probs) -> float:
         if config.threshold == "tune":
-            return M.tune_threshold(gold, probs, zero_div)
+            return M.tune_threshold(gold, probs, zero_div, average=main.removesuffix("_f1"))
         return float(config.threshold)
 
     # Dev rows sorted by length (less padding); compute_metrics puts them back in order,
@@ -396,6 +399,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         callbacks=[callback])
     trainer.add_callback(checkpoint_callback(trainer, resume))
     trainer.run_id, trainer.best = config.run_id, callback
+    trainer.head_lr = config.head_learning_rate
+    trainer.head_params = frozenset(id(p) for p in head_parameters(model))
     if resume is not None:
         trainer.prior_wall_s = resume.progress["train_wall_s"]
         trainer.prior_checkpoint_s = resume.progress["checkpoint_wall_s"]
@@ -426,18 +431,24 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                      if "dev" in eval_scores and labelled_dev else
                      (0.5 if config.threshold == "tune" else float(config.threshold)))
     results: dict[str, Any] = {"dev": {}, "test": {}}
+    baselines, selection_dev = {}, None
     for name, scores in eval_scores.items():
         split = splits[name]
         pred = M.decide(scores, multilabel, threshold if multilabel else 0.5)
+        if name == "dev" and labelled_dev:
+            # Whether the run learnt is judged where it was trained and selected: the dev rows
+            # of its training languages, beside trivial predictors scored on the same rows.
+            selection_dev = {**M.scores(dev.gold[sel_mask], pred[sel_mask], multilabel,
+                                        n_labels, zero_div),
+                             "langs": sorted(set(dev.frame["lang"][sel_mask]))}
+            baselines = M.baseline_scores(splits["train"].gold, dev.gold[sel_mask], multilabel,
+                                          n_labels, zero_div)
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
         if split.labelled:  # rows without gold labels are predicted, not scored
             gold_rows = split.has_gold
             results[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
                                            split.gold[gold_rows], pred[gold_rows], multilabel,
                                            n_labels, zero_div)
-    baselines = {}
-    if labelled_dev:
-        baselines = M.baseline_scores(splits["train"].gold, dev.gold, multilabel, n_labels, zero_div)
 
     # ---- checkpoint: the trainable parameters, enough to restore the run -----
     ckpt = out / CHECKPOINT
@@ -467,7 +478,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
                     if multilabel else None,
                     "best_step": callback.best_step, "best_dev": callback.best,
-                    **results, "baselines": baselines,
+                    **results, "selection_dev": selection_dev, "baselines": baselines,
                     "learning_curve": [{"step": e["step"], "epoch": e.get("epoch"),
                                         "loss": e["loss"]} for e in curve],
                     "dev_curve": callback.curve},

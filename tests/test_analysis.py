@@ -149,6 +149,17 @@ def test_baselines_beside_dev_scores(tmp_path):
     assert table["min_run_margin"] == pytest.approx(-0.05) and not table["beats_all"]
 
 
+@pytest.mark.parametrize("scores, clear", [((0.45, 0.25), True), ((0.45, 0.15), False)])
+def test_every_run_must_beat_the_baseline_by_a_clear_margin(tmp_path, scores, clear):
+    for seed, dev in enumerate(scores, 1):
+        write_run(tmp_path, "lora", seed, metrics={"dev": {"overall": {"macro_f1": dev, "n": 30}}},
+                  baselines={"majority": {"macro_f1": 0.10, "n": 30}})
+    table = A.baseline_table(tmp_path)
+    assert A.tables.CLEAR_MARGIN == 0.10 and bool(table["beats_all"].iloc[0]) is clear
+    shown = A.baseline_display(table)["every run beats it by ≥ 0.10"].iloc[0]
+    assert shown == ("yes" if clear else "NO")
+
+
 def test_failed_and_unfinished_runs_are_listed_not_used(tmp_path):
     write_run(tmp_path, "fft", 1, metrics={"dev": {"overall": {"macro_f1": 0.5, "n": 3}}})
     failed = tmp_path / "sib200-lora-multilingual-s1-bad"

@@ -173,7 +173,7 @@ def _unreachable(*args, **kwargs):
 
 
 @pytest.mark.parametrize("env, connect, expected", [
-    ({}, lambda *a, **k: _Connection(), "xlm-roberta-large"),
+    ({}, lambda *a, **k: _Connection(), "intfloat/multilingual-e5-small"),
     ({"HF_HUB_OFFLINE": "1"}, lambda *a, **k: _Connection(), "LOCAL"),
     ({"TRANSFORMERS_OFFLINE": "1"}, lambda *a, **k: _Connection(), "LOCAL"),
     ({}, _unreachable, "LOCAL"),

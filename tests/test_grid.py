@@ -79,6 +79,34 @@ def test_expand_grid_product_set_sweep_exclude_and_duplicates(tmp_path, presets)
     assert len(loaded.cells) == 2 and loaded.duplicates == 4
 
 
+def test_grid_method_overrides_beat_the_presets_and_lose_to_axes(tmp_path, presets):
+    write_yaml(presets / "presets" / "per-method.yaml",
+               {"base": "tiny.yaml", "method_overrides": {"lora": {"learning_rate": 1e-3,
+                                                                   "lora_r": 4}}})
+    grid = write_yaml(presets / "g.yaml", {
+        "presets": ["presets/per-method.yaml"],
+        "method_overrides": {"lora": {"learning_rate": 5e-4}, "fft": {"learning_rate": 2e-5}},
+        "grid": {"method": ["fft", "lora", "pfeiffer"], "seed": [1, 2]}})
+    got = {(c.method, c.learning_rate, c.lora_r) for c in expand_grid(grid, base_dir=tmp_path)}
+    assert got == {("fft", 2e-5, 8), ("lora", 5e-4, 4), ("pfeiffer", TINY["learning_rate"], 8)}
+    write_yaml(grid, {"presets": ["presets/per-method.yaml"], "grid": {"method": ["lora"]},
+                      "method_overrides": {"lora": {"learning_rate": 5e-4}},
+                      "sweep": {"learning_rate": [0.01]}})
+    assert [c.learning_rate for c in expand_grid(grid, base_dir=tmp_path)] == [0.01]
+
+
+def test_demo_grids_expand_as_documented():
+    demo = load_grid(REPO / "configs" / "demo.yaml").cells
+    assert len(demo) == 40
+    assert {c.config.pooling for c in demo} == {"mean"}
+    assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40), ("brighter", 80)}
+    full = [c.config for c in load_grid(REPO / "configs" / "demo-full.yaml").cells]
+    # The complete data for 3 epochs, evaluated per epoch: no step budget left from the demo.
+    assert {(c.max_steps, c.eval_steps, c.num_epochs, c.max_train_samples)
+            for c in full} == {(-1, None, 3, None)}
+    assert {c.method: c.learning_rate for c in full}["fft"] == 5e-5
+
+
 def test_expand_grid_makes_paths_absolute(tmp_path, sib_root, tiny_model, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "m").symlink_to(tiny_model)
@@ -105,6 +133,10 @@ def test_expand_grid_makes_paths_absolute(tmp_path, sib_root, tiny_model, monkey
     ({"presets": ["p.yaml"], "set": {"seed": 1}, "grid": {"seed": [1, 2]}},
      r"seed set in more than one"),
     ({"presets": ["p.yaml"], "exclude": [{"metod": "fft"}]}, r"unknown RunConfig key 'metod'"),
+    ({"presets": ["p.yaml"], "method_overrides": {"lora": {"lr": 1}}},
+     r"unknown RunConfig key 'lr'"),
+    ({"presets": ["p.yaml"], "method_overrides": {"lora": 0.1}},
+     r"method_overrides.lora must be a mapping"),
 ])
 def test_expand_grid_errors_name_the_grid_file(tmp_path, content, message):
     write_yaml(tmp_path / "p.yaml", dict(TINY))

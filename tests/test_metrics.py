@@ -65,3 +65,6 @@ def test_baselines():
     b = M.baseline_scores(train, gold, True, 3)
     assert b["all_negative"]["micro_f1"] == 0.0
     assert b["frequency"]["micro_f1"] == pytest.approx(2 * 0.5 * 0.5 / 1.0)  # P=1/2, R=1/2
+    # All-positive: P = 2/6, R = 1 -> micro-F1 1/2; per label F1 2/3, 0 (no gold), 2/3.
+    assert b["all_positive"]["micro_f1"] == pytest.approx(0.5)
+    assert b["all_positive"]["macro_f1"] == pytest.approx(4 / 9)

@@ -31,7 +31,8 @@ CAPTIONS = {
              "fine-tuning (FFT) under the same task and scenario.",
     "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap confidence interval "
                    "over examples and seeds.",
-    "baselines": "Dev score beside the trivial predictors scored on the same dev set.",
+    "baselines": "Dev score on the training languages beside the trivial predictors scored on "
+                 "the same rows.",
     "failed_runs": "Runs left out of every table: failed, unreadable or unfinished.",
     "runs": "The runs the tables are computed from.",
 }

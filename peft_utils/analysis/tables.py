@@ -206,14 +206,15 @@ CLEAR_MARGIN = 0.10
 
 
 def baseline_table(source: Results | str | Path) -> pd.DataFrame:
-    """Each cell's dev score (overall, main metric) beside the trivial predictors the record
-    scored on the same dev set: the strongest baseline, the margin over it (mean over seeds)
-    and whether every run beats it by at least CLEAR_MARGIN."""
+    """Each cell's dev score (main metric) on its training languages, where the run was
+    trained and selected (older records: all dev languages), beside the trivial predictors the
+    record scored on the same rows: the strongest baseline, the margin over it (mean over
+    seeds) and whether every run beats it by at least CLEAR_MARGIN."""
     results = as_results(source)
     rows = []
     for run in results.runs.itertuples(index=False):
         metrics = results.records[run.run_id]["metrics"]
-        dev = metrics.get("dev", {}).get("overall")
+        dev = metrics.get("selection_dev") or metrics.get("dev", {}).get("overall")
         baselines = {name: values.get(run.main_metric)
                      for name, values in (metrics.get("baselines") or {}).items()}
         if dev is None or not baselines:
