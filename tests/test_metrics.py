@@ -57,6 +57,16 @@ def test_tune_threshold_finds_separating_value():
     assert M.multilabel_scores(gold, M.decide(probs, True, t))["micro_f1"] == 1.0
 
 
+def test_threshold_tuned_for_the_requested_average():
+    # Label 0: 8 positives at 0.9, 4 negatives at 0.25. Label 1: one positive at 0.2. A
+    # threshold of 0.2 catches label 1 at the cost of 4 false positives of label 0: worth it
+    # for macro-F1 (0.9 vs 0.5), not for micro-F1 (0.82 vs 0.94).
+    gold = np.array([[1, 0]] * 8 + [[0, 0]] * 4 + [[0, 1]])
+    probs = np.array([[.9, .1]] * 8 + [[.25, .1]] * 4 + [[.1, .2]])
+    assert M.tune_threshold(gold, probs) >= 0.3
+    assert M.tune_threshold(gold, probs, average="macro") == pytest.approx(0.2)
+
+
 def test_baselines():
     b = M.baseline_scores(np.array([0, 0, 1]), np.array([0, 1, 0, 0]), False, 2)
     assert b["majority"]["accuracy"] == 0.75

@@ -139,6 +139,10 @@ def test_multilabel_threshold_recorded(threshold, tmp_path, brighter_root, tiny_
         assert metrics["threshold"] == 0.4
     assert metrics["main_metric"] == "macro_f1"
     assert set(metrics["baselines"]) == {"all_negative", "all_positive", "frequency"}
+    # Learning is judged on the training languages' dev rows, the baselines on the same rows.
+    selection = metrics["selection_dev"]
+    assert selection["langs"] == ["de", "en"] and selection["n"] == 40
+    assert {b["n"] for b in metrics["baselines"].values()} == {40}
     # The English test split has no labels upstream: predicted, not scored.
     assert "en" not in metrics["test"] and "de" in metrics["test"]
     assert (record and (next(iter(metrics["test"].values()))["n"] == 20))

@@ -1,4 +1,5 @@
-"""`pooling: mean` feeds every method's head the masked mean of the token states."""
+"""The classifier head: what it reads (`pooling`), how its bias starts (`head_bias`) and its
+own learning rate (`head_learning_rate`), the same for every method."""
 from __future__ import annotations
 
 import pytest
@@ -79,6 +80,58 @@ def test_mean_pooling_refuses_heads_it_does_not_know():
         pool_by_mean(model)
 
 
-def test_unknown_pooling_is_a_config_error():
-    with pytest.raises(ConfigError, match="pooling must be cls or mean"):
-        RunConfig(dataset="sib200", pooling="max").validate()
+@pytest.mark.parametrize("method, multilabel", [("fft", False), ("lora", True)])
+def test_head_bias_starts_at_the_label_prior(method, multilabel, tiny_model):
+    import numpy as np
+
+    from peft_utils.models import set_head_bias_to_prior
+
+    dataset = "brighter" if multilabel else "sib200"
+    config = RunConfig(dataset=dataset, model=str(tiny_model), method=method, seed=3)
+    seed_everything(config.seed)
+    model = build_model(config).model
+    if multilabel:   # 6 emotions; the last never occurs: clipped, not -inf
+        gold = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0],
+                         [0, 0, 0, 1, 0, 0]])
+        p = np.clip(gold.mean(0), 1e-3, 1 - 1e-3)
+        expected = np.log(p / (1 - p))
+    else:            # 7 topics, add-one counts
+        gold = np.array([0, 0, 0, 1, 2])
+        counts = np.bincount(gold, minlength=7) + 1.0
+        expected = np.log(counts / counts.sum())
+    set_head_bias_to_prior(model, gold, multilabel)
+    biases = [m.bias for name, m in model.named_modules()
+              if name.endswith("out_proj") and isinstance(m, torch.nn.Linear)]
+    assert len(biases) == (2 if method == "lora" else 1)   # peft: trained copy + frozen original
+    for bias in biases:
+        np.testing.assert_allclose(bias.detach().numpy(), expected, rtol=1e-6)
+
+
+def test_head_learning_rate_trains_the_head_alone_when_the_rest_is_frozen_by_lr(
+        tmp_path, sib_root, tiny_model, one_thread):
+    """FFT with a negligible learning rate and a large head learning rate: only the head moves."""
+    from peft_utils.training import train_and_evaluate
+
+    config = RunConfig(dataset="sib200", data_root=str(sib_root), model=str(tiny_model),
+                       method="fft", train_langs=["en"], eval_langs=["en"], max_length=64,
+                       learning_rate=1e-9, head_learning_rate=1e-2, batch_size=8,
+                       warmup_steps=0, max_steps=6, eval_steps=3, weight_decay=0.0,
+                       checkpoint_steps=0, seed=5, results_dir=str(tmp_path / "results"))
+    seed_everything(config.seed)
+    before = {n: p.detach().clone() for n, p in build_model(config).model.named_parameters()}
+    after = dict(train_and_evaluate(config).model.named_parameters())
+    moved = {n: (after[n].detach() - before[n]).abs().max().item() for n in before}
+    head = {n: v for n, v in moved.items() if n.startswith("classifier.")}
+    body = {n: v for n, v in moved.items() if not n.startswith("classifier.")}
+    assert min(head.values()) > 1e-3
+    assert max(body.values()) < 1e-6
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("pooling", "max", "pooling must be cls or mean"),
+    ("head_bias", "zero", "head_bias must be default or prior"),
+    ("head_learning_rate", 0.0, r"head_learning_rate must be a finite number in \(0, 1\)"),
+])
+def test_bad_head_settings_are_config_errors(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(dataset="sib200", **{key: value}).validate()
