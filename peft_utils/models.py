@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.config import RunConfig, load_config, parse_overrides
+from peft_utils.head import head_module, pool_by_mean
 
 ADAPTER_NAME = "task"
 # Configs of the paper's models, so parameter counts need neither weights nor a hub.
@@ -73,77 +74,6 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
         attn_implementation=attention)
 
 
-def head_parameters(model) -> list:
-    """The classifier head's trainable parameters (peft: the trained copy)."""
-    return [p for p in _head_module(model).parameters() if p.requires_grad]
-
-
-def _head_module(model):
-    # Every sequence-classification head of the encoders used here is named `classifier`.
-    head = getattr(model, "classifier", None)
-    if head is None:
-        raise ValueError(f"{type(model).__name__} has no `classifier` head; unsupported model")
-    return head
-
-
-# Which encoder output each head reads: XLM-R's and RoBERTa's head the first token's state
-# (output 0, position 0), BERT's the pooler output (output 1; the hub's multilingual-e5-small
-# is a BERT checkpoint). Mean pooling puts the mean there, so every method keeps the same head
-# and parameter names.
-MEAN_POOLING_SLOT = {"xlm-roberta": 0, "roberta": 0, "bert": 1}
-
-
-def pool_by_mean(model) -> None:
-    """Make the head read the masked mean of the token states.
-
-    A forward hook on the encoder writes the mean where the head reads; padding is excluded
-    through the attention mask, so scores do not depend on how a batch is padded."""
-    import torch
-
-    slot = MEAN_POOLING_SLOT.get(model.config.model_type)
-    if slot is None:
-        raise ValueError(f"pooling: mean supports the {', '.join(MEAN_POOLING_SLOT)} heads, "
-                         f"not {model.config.model_type}; use pooling: cls")
-
-    def hook(module, args, kwargs, output):
-        hidden = output[0]
-        mask = kwargs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones(hidden.shape[:2], device=hidden.device)
-        weights = mask.to(hidden.dtype).unsqueeze(-1)
-        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        value = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1) if slot == 0 else mean
-        if isinstance(output, tuple):
-            return (*output[:slot], value, *output[slot + 1:])
-        output[list(output.keys())[slot]] = value
-        return output
-
-    model.base_model.register_forward_hook(hook, with_kwargs=True)
-
-
-def set_head_bias_to_prior(model, gold, multilabel: bool) -> None:
-    """Start the head's output bias at the training labels' log prior (log-odds for multilabel),
-    so that a short run spends its steps on the text, not on learning the base rates (Adam
-    moves a bias by about one learning rate per step). `gold`: class ids or a multi-hot matrix."""
-    import numpy as np
-    import torch
-
-    if multilabel:
-        prior = np.clip(np.asarray(gold, dtype=np.float64).mean(axis=0), 1e-3, 1 - 1e-3)
-        bias = np.log(prior / (1 - prior))
-    else:
-        n_labels = model.config.num_labels
-        counts = np.bincount(np.asarray(gold), minlength=n_labels) + 1.0   # add-one: no -inf
-        bias = np.log(counts / counts.sum())
-    outputs = [m for m in _head_module(model).modules()
-               if isinstance(m, torch.nn.Linear) and m.out_features == len(bias)]
-    if not outputs:
-        raise ValueError("head_bias: prior found no output layer in the classifier head")
-    with torch.no_grad():
-        for layer in outputs:   # peft keeps a frozen copy of the head beside the trained one
-            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
-
-
 def _apply_method(model, config: RunConfig):
     method = config.method
     if method == "fft":
@@ -192,12 +122,12 @@ def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
     model = _base_model(config, labels, meta)
     if config.pooling == "mean":
         pool_by_mean(model)
-    head_ids = {id(p) for p in _head_module(model).parameters()}
+    head_ids = {id(p) for p in head_module(model).parameters()}
     backbone_ids = {id(p) for p in model.parameters()} - head_ids
     model = _apply_method(model, config)
     if config.method not in ("lora", "ia3"):
         # Every method trains the same head; peft does it through modules_to_save.
-        for param in _head_module(model).parameters():
+        for param in head_module(model).parameters():
             param.requires_grad = True
     return BuiltModel(model, labels, parameter_report(model, backbone_ids, head_ids))
 

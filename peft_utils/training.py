@@ -22,9 +22,9 @@ from peft_utils import metrics as M
 from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_resumable, prune,
                                     save_tensors, trainer_class)
 from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
+from peft_utils.head import head_parameters, set_head_bias_to_prior
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
-                               head_parameters, seed_everything, set_head_bias_to_prior,
-                               trainable_state)
+                               seed_everything, trainable_state)
 from peft_utils.results import (atomic_write_text, ensure_writable, environment,
                                 remove_stale_temp_files, run_dir, run_lock, write_record)
 from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE

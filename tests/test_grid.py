@@ -99,7 +99,8 @@ def test_demo_grids_expand_as_documented():
     demo = load_grid(REPO / "configs" / "demo.yaml").cells
     assert len(demo) == 40
     assert {c.config.pooling for c in demo} == {"mean"}
-    assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40), ("brighter", 120)}
+    assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40),
+                                                                     ("brighter", 120)}
     full = [c.config for c in load_grid(REPO / "configs" / "demo-full.yaml").cells]
     # The complete data for 3 epochs, evaluated per epoch: no step budget left from the demo.
     assert {(c.max_steps, c.eval_steps, c.num_epochs, c.max_train_samples)

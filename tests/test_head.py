@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from peft_utils.config import ConfigError, RunConfig
-from peft_utils.models import build_model, load_tokenizer, pool_by_mean, seed_everything
+from peft_utils.head import pool_by_mean, set_head_bias_to_prior
+from peft_utils.models import build_model, load_tokenizer, seed_everything
 
 TEXTS = ["the match ended in a draw", "rain"]
 
@@ -83,8 +84,6 @@ def test_mean_pooling_refuses_heads_it_does_not_know():
 @pytest.mark.parametrize("method, multilabel", [("fft", False), ("lora", True)])
 def test_head_bias_starts_at_the_label_prior(method, multilabel, tiny_model):
     import numpy as np
-
-    from peft_utils.models import set_head_bias_to_prior
 
     dataset = "brighter" if multilabel else "sib200"
     config = RunConfig(dataset=dataset, model=str(tiny_model), method=method, seed=3)
