@@ -145,7 +145,7 @@ def test_bom_and_crlf_are_read(tmp_path, tiny_model):
     ({"eval_langs": ["en", "tlh"]}, "unknown language 'tlh'"),
     ({"warmup_steps": -1}, "warmup_steps must be >= 0"),
     ({"eval_steps": 0}, "eval_steps must be a positive integer"),
-    ({"learning_rate": 30.0}, "learning_rate must be a finite number below 1"),
+    ({"learning_rate": 30.0}, "learning_rate must be a finite number in (0, 1)"),
     ({"lora_alpha": 0}, "lora_alpha must be a positive number"),
     ({"num_epochs": 0}, "set num_epochs > 0 or max_steps > 0"),
     ({"max_steps": -5}, "max_steps must be -1"),
