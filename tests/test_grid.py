@@ -95,7 +95,13 @@ def test_grid_method_overrides_beat_the_presets_and_lose_to_axes(tmp_path, prese
     assert [c.learning_rate for c in expand_grid(grid, base_dir=tmp_path)] == [0.01]
 
 
-def test_demo_grids_expand_as_documented():
+def test_demo_grids_expand_as_documented(tmp_path, monkeypatch):
+    # Expanded from a folder holding a stand-in for the offline model (a fresh clone has none).
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "models" / "multilingual-e5-small"
+    model.mkdir(parents=True)
+    shutil.copy(REPO / "peft_utils" / "model_configs" / "multilingual-e5-small.json",
+                model / "config.json")
     demo = load_grid(REPO / "configs" / "demo.yaml").cells
     assert len(demo) == 40
     assert {c.config.pooling for c in demo} == {"mean"}

@@ -76,6 +76,9 @@ def _execute(grid, todo, args) -> int:
     notebook = Path(args.notebook).resolve() if args.notebook else grid.notebook
     # `kill`, or Slurm ending the job that runs the grid, stops it like Ctrl-C: workers too.
     signal.signal(signal.SIGTERM, _interrupt)
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored:
+    # Ctrl-C or `kill -INT` must still stop the grid however it was launched.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     progress = Progress(len(todo), echo=lambda line: print(line, flush=True))
     start = time.monotonic()
     try:
