@@ -36,8 +36,28 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message names the source and the fix."""
 
 
+class HashedConfig:
+    """What every run config (classification, MT) shares: its dict form and the identity whose
+    hash ends its run id. Subclasses name the fields that say where a run executes, not what
+    it computes, in `non_identity`."""
+    non_identity: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.to_dict().items() if k not in self.non_identity}
+        out["model"] = model_identity(self.model)
+        return out
+
+    def digest(self) -> str:
+        """Ten hex digits of the identity's hash: the run id's suffix."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+
+
 @dataclass
-class RunConfig:
+class RunConfig(HashedConfig):
+    non_identity = NON_IDENTITY   # a class attribute, not a field
     dataset: str = "sib200"
     subtask: int | None = None          # SemEval-2023 Task 3 subtask 1, 2 or 3
     data_root: str = "data/sib200"
@@ -121,20 +141,11 @@ class RunConfig:
             trained = {"en"}
         return [lang for lang in self.resolved_eval_langs if lang not in trained]
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def identity(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
-        out["model"] = model_identity(self.model)
-        return out
-
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
         task = self.dataset + (f"-st{self.subtask}" if self.subtask else "")
         scen = self.scenario.replace("+", "_")
-        return f"{task}-{self.method}-{scen}-s{self.seed}-{digest[:10]}"
+        return f"{task}-{self.method}-{scen}-s{self.seed}-{self.digest()}"
 
     # ---- construction --------------------------------------------------
     @classmethod
@@ -379,15 +390,22 @@ def load_raw(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """File values < the file's `method_overrides[<method>]` < explicit `overrides`."""
+def load_with_method_overrides(path: str | Path | None, overrides: dict[str, Any] | None,
+                               default_method: str) -> dict[str, Any]:
+    """The raw values of a config file (following `base:`), its `method_overrides` for the
+    run's method applied, then `overrides`."""
     raw = load_raw(path) if path else {}
     overrides = overrides or {}
     per_method = raw.pop("method_overrides", None) or {}
     if not isinstance(per_method, dict):
         raise ConfigError(f"{path}: method_overrides must map a method to its settings")
-    method = overrides.get("method", raw.get("method", RunConfig.method))
-    raw = {**raw, **(per_method.get(method) or {}), **overrides}
+    method = overrides.get("method", raw.get("method", default_method))
+    return {**raw, **(per_method.get(method) or {}), **overrides}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """File values < the file's `method_overrides[<method>]` < explicit `overrides`."""
+    raw = load_with_method_overrides(path, overrides, RunConfig.method)
     # YAML reads 3e-4 as a string; accept scientific notation for numeric fields.
     for key in ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout"):
         if isinstance(raw.get(key), str):

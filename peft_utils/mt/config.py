@@ -2,14 +2,11 @@
 its stable hash names the run folder, as `RunConfig` does for classification."""
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, load_raw, model_identity
+from peft_utils.config import ConfigError, HashedConfig, load_with_method_overrides
 from peft_utils.mt.langs import to_iso
 
 METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
@@ -24,7 +21,8 @@ FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fracti
 
 
 @dataclass
-class MTConfig:
+class MTConfig(HashedConfig):
+    non_identity = NON_IDENTITY   # a class attribute, not a field
     kind: str = "mt"                   # tells grid cells and records apart from classification
     dataset: str = "ntrex"
     data_root: str = "data/ntrex"
@@ -79,22 +77,13 @@ class MTConfig:
     def pair(self) -> str:
         return f"{self.src_lang}-{self.tgt_lang}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def identity(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.to_dict().items() if k not in NON_IDENTITY}
-        out["model"] = model_identity(self.model)
-        return out
-
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
         budget = "fixed" if self.method in FIXED_SIZE else (
             f"b{self.budget:g}" if self.budget is not None else "manual")
         size = f"n{self.train_size}" if self.train_size else "nall"
         return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}-"
-                f"{digest[:10]}")
+                f"{self.digest()}")
 
     # ---- construction --------------------------------------------------
     @classmethod
@@ -182,11 +171,5 @@ class MTConfig:
 def load_mt_config(path: str | Path | None = None,
                    overrides: dict[str, Any] | None = None) -> MTConfig:
     """File values (following `base:`) < the file's `method_overrides[<method>]` < overrides."""
-    raw = load_raw(path) if path else {}
-    overrides = overrides or {}
-    per_method = raw.pop("method_overrides", None) or {}
-    if not isinstance(per_method, dict):
-        raise ConfigError(f"{path}: method_overrides must map a method to its settings")
-    method = overrides.get("method", raw.get("method", MTConfig.method))
-    raw = {**raw, **(per_method.get(method) or {}), **overrides}
+    raw = load_with_method_overrides(path, overrides, MTConfig.method)
     return MTConfig.from_dict(raw, source=str(path or "config"))
