@@ -6,13 +6,14 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all demo demo-full demo-prepare report bench mt-smoke clean
+.PHONY: help install test test-all demo demo-full demo-prepare imbalanced report bench mt-smoke clean
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
 	@echo "make test       set up and run the fast test suite"
 	@echo "make test-all   include slow tests"
 	@echo "make report     render the analysis report from results/"
+	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
 
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +40,13 @@ demo: demo-prepare
 demo-full: demo-prepare
 	$(PY) -m peft_utils grid run configs/demo-full.yaml --workers $(WORKERS)
 	$(MAKE) report RESULTS=results-full
+	@echo "Report: $(abspath reports/analysis.html)"
+
+# Imbalanced labels: SIB-200 skewed like the genre task, class_weights none vs balanced.
+imbalanced: demo-prepare
+	$(PY) -m peft_utils data imbalance --src data/sib200 --out data/sib200-imbalanced
+	$(PY) -m peft_utils grid run configs/imbalanced.yaml --workers $(WORKERS)
+	$(MAKE) report RESULTS=results-imbalanced
 	@echo "Report: $(abspath reports/analysis.html)"
 
 bench: demo-prepare

@@ -13,10 +13,13 @@ from typing import Any
 import yaml
 
 from peft_utils.data.langs import DATASETS, TRAIN_LANGS, ZERO_SHOT_LANGS, to_iso
+from peft_utils.imbalance import REMEDIES
 
 METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
 SCENARIOS = ("multilingual", "en", "en+translations")
 LONG_TEXT = ("head", "head+tail", "chunks")
+CLASS_WEIGHTS = REMEDIES
+SELECTION = ("dev", "last")
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
 NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir", "attention",
                 "gradient_checkpointing", "torch_compile", "checkpoint_steps")
@@ -39,14 +42,19 @@ class ConfigError(ValueError):
 class HashedConfig:
     """What every run config (classification, MT) shares: its dict form and the identity whose
     hash ends its run id. Subclasses name the fields that say where a run executes, not what
-    it computes, in `non_identity`."""
+    it computes, in `non_identity`, and the fields added after runs were published in
+    `identity_if_set`: those enter the identity only away from their default, so the ids of
+    earlier runs (which behaved as the default) stay valid."""
     non_identity: tuple[str, ...] = ()
+    identity_if_set: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.to_dict().items() if k not in self.non_identity}
+        defaults = {f.name: f.default for f in fields(self)}
+        out = {k: v for k, v in self.to_dict().items() if k not in self.non_identity
+               and not (k in self.identity_if_set and v == defaults[k])}
         out["model"] = model_identity(self.model)
         return out
 
@@ -57,7 +65,8 @@ class HashedConfig:
 
 @dataclass
 class RunConfig(HashedConfig):
-    non_identity = NON_IDENTITY   # a class attribute, not a field
+    non_identity = NON_IDENTITY   # class attributes, not fields
+    identity_if_set = ("class_weights", "selection")
     dataset: str = "sib200"
     subtask: int | None = None          # SemEval-2023 Task 3 subtask 1, 2 or 3
     data_root: str = "data/sib200"
@@ -91,6 +100,13 @@ class RunConfig(HashedConfig):
     weight_decay: float = 0.01
     early_stopping_patience: int | None = None
     threshold: float | str = 0.5        # multilabel: a fixed value or "tune" (on dev)
+    # Imbalanced labels, the same remedy for every method (peft_utils.imbalance): none (the
+    # paper's), balanced (recommended: the logit-adjusted loss, the log prior added to the
+    # logits in the loss, not in predictions) or weighted (inverse-frequency class weights).
+    class_weights: str = "none"
+    # Which state is kept: the best on the training languages' labelled dev rows (dev; an error
+    # when there are none), or the last one (last: for trees without such rows, documented).
+    selection: str = "dev"
     lora_r: int = 8
     lora_alpha: int = 8
     lora_dropout: float = 0.05
@@ -223,6 +239,14 @@ class RunConfig(HashedConfig):
                 raise bad(f"threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
         elif not 0 < float(self.threshold) < 1:
             raise bad(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise bad(f"class_weights must be one of {', '.join(CLASS_WEIGHTS)}, "
+                      f"got {self.class_weights!r}")
+        if self.selection not in SELECTION:
+            raise bad(f"selection must be dev or last, got {self.selection!r}")
+        if self.selection == "last" and self.threshold == "tune":
+            raise bad("threshold: tune needs dev rows to tune on; with selection: last give a "
+                      "fixed threshold (e.g. 0.5)")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r} "
                       "(pick a GPU with CUDA_VISIBLE_DEVICES)")

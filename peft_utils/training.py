@@ -23,10 +23,13 @@ from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_re
                                     save_tensors, trainer_class)
 from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
 from peft_utils.head import head_parameters, set_head_bias_to_prior
+from peft_utils.imbalance import remedy_loss, remedy_values
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
                                seed_everything, trainable_state)
 from peft_utils.results import (atomic_write_text, ensure_writable, environment,
                                 remove_stale_temp_files, run_dir, run_lock, write_record)
+from peft_utils.probe import FEATURE_CACHE, frozen_probe
+from peft_utils.run_data import RunData, load_run_data, selection_mask
 from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE
 
 CHECKPOINT = "checkpoint/trainable.safetensors"
@@ -101,63 +104,6 @@ def set_cpu_threads() -> int:
     threads = int(os.environ.get("OMP_NUM_THREADS") or cores or 1)
     torch.set_num_threads(max(1, threads))
     return threads
-
-
-def _subset(frame, limit: int | None):
-    """At most `limit` rows per language, the same for every method and seed.
-
-    Each language is shuffled with its own fixed seed, so a parallel corpus (SIB-200) gives
-    each language different sentences, as native data would; translated rows follow the
-    English rows they translate (the en+translations scenario)."""
-    import zlib
-
-    import pandas as pd
-
-    if limit is None or frame.empty:
-        return frame.reset_index(drop=True)
-    translated = (frame["origin"] == "translation") if "origin" in frame else \
-        pd.Series(False, index=frame.index)
-    kept = pd.concat([part.sample(frac=1.0, random_state=zlib.crc32(lang.encode())).head(limit)
-                      for lang, part in frame[~translated].groupby("lang", sort=False)])
-    english = set(kept.loc[kept["lang"] == "en", "id"])
-    kept = pd.concat([kept, frame[translated & frame["id"].isin(english)]])
-    return kept.sort_index().reset_index(drop=True)
-
-
-def _with_gold_flag(frame):
-    """Mark rows with gold labels. A multilabel row with no label is a real answer ("none")
-    unless its file has no labels at all (a SemEval test split, BRIGHTER's English test)."""
-    frame = frame.copy()
-    frame["has_gold"] = frame.attrs.get("summary", {}).get("unlabelled", 0) == 0
-    return frame
-
-
-def load_frames(config: RunConfig) -> dict[str, Any]:
-    """Training set of the scenario; dev and test per evaluation language where they exist."""
-    import pandas as pd
-
-    from peft_utils.data import build_scenario, load_split
-    from peft_utils.data.layout import has_split
-
-    if not Path(config.data_root).is_dir():
-        raise FileNotFoundError(
-            f"data_root {config.data_root!r} does not exist; prepare the data "
-            "(`python -m peft_utils data prepare NAME`) or set data_root")
-    frames = {"train": _subset(build_scenario(
-        config.dataset, config.data_root, config.scenario, langs=config.train_langs,
-        subtask=config.subtask, split="train", translations_dir=config.translations_dir),
-        config.max_train_samples)}
-    for split in ("dev", "test"):
-        parts = [_with_gold_flag(load_split(config.dataset, config.data_root, split,
-                                            langs=[lang], subtask=config.subtask))
-                 for lang in config.resolved_eval_langs
-                 if has_split(config.dataset, config.data_root, split, lang, config.subtask)]
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-            columns=["id", "lang", "text", "labels", "has_gold"])
-        frames[split] = _subset(frame, config.max_eval_samples)
-    if frames["train"].empty:
-        raise ValueError(f"{config.data_root}: the {config.scenario} scenario has no training rows")
-    return frames
 
 
 def encode(frame, tokenizer, config: RunConfig, labels: list[str], cache_dir=None) -> Split:
@@ -336,43 +282,65 @@ def _run_info(config: RunConfig) -> dict[str, Any]:
     return {**config.to_dict(), "run_id": config.run_id, **derived}
 
 
-def _run(config: RunConfig, out: Path) -> RunResult:
-    import torch
-    from transformers import Trainer
+@dataclass
+class Prepared:
+    """What training and evaluation start from: device, data, the model and the encoded splits."""
+    device: str
+    precision: str
+    data: RunData
+    built: BuiltModel
+    tokenizer: Any
+    splits: dict[str, Split]
+    selection: np.ndarray           # dev examples the run is selected on (may be all False)
 
+    @property
+    def selects_on_dev(self) -> bool:
+        return bool(self.selection.any())
+
+
+@dataclass
+class Fitted:
+    trainer: Any
+    best: Any                       # the BestDevState callback
+    training_loss: float
+    wall_s: float
+    resumed_from: int | None
+
+
+def _prepare(config: RunConfig) -> Prepared:
     device, precision = select_devices(config)
     if device == "cpu":
         set_cpu_threads()
-    frames = load_frames(config)
+    data = load_run_data(config)
+    for note in data.notes():
+        print(f"{config.run_id}: {note}", file=sys.stderr)
     seed_everything(config.seed)  # before the model: LoRA init and the head draw from it
     built = build_model(config)
-    model, labels = built.model, built.labels
     tokenizer = load_tokenizer(config.model)
     cache = None if config.extra.get("no_token_cache") else DEFAULT_CACHE
-    splits = {name: encode(frame, tokenizer, config, labels, cache)
-              for name, frame in frames.items()}
-    multilabel, n_labels = config.multilabel, len(labels)
+    splits = {name: encode(frame, tokenizer, config, built.labels, cache)
+              for name, frame in data.frames.items()}
+    if config.head_bias == "prior":
+        set_head_bias_to_prior(built.model, splits["train"].gold, config.multilabel)
+    selection = selection_mask(config, data.frames["dev"]) if config.selection == "dev" else \
+        np.zeros(len(data.frames["dev"]), dtype=bool)
+    return Prepared(device, precision, data, built, tokenizer, splits, selection)
+
+
+def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
+    if config.threshold == "tune":
+        main = M.main_metric(config.dataset, config.subtask)
+        return M.tune_threshold(gold, probs, M.zero_division(config.dataset, config.subtask),
+                                average=main.removesuffix("_f1"))
+    return float(config.threshold)
+
+
+def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
+    """compute_metrics for the Trainer: the main metric on the selection rows, which reach the
+    Trainer sorted by length (less padding) and are put back in order here, chunks pooled."""
+    multilabel = config.multilabel
     zero_div = M.zero_division(config.dataset, config.subtask)
     main = M.main_metric(config.dataset, config.subtask)
-    if config.head_bias == "prior":
-        set_head_bias_to_prior(model, splits["train"].gold, multilabel)
-
-    train_langs = set(config.resolved_train_langs)
-    dev = splits["dev"]
-    gold_dev = dev.has_gold
-    sel_mask = gold_dev & dev.frame["lang"].isin(train_langs).to_numpy(bool)
-    if not sel_mask.any():
-        sel_mask = gold_dev
-    labelled_dev = dev.labelled
-    selection = dev.subset(sel_mask)
-
-    def threshold_for(gold, probs) -> float:
-        if config.threshold == "tune":
-            return M.tune_threshold(gold, probs, zero_div, average=main.removesuffix("_f1"))
-        return float(config.threshold)
-
-    # Dev rows sorted by length (less padding); compute_metrics puts them back in order,
-    # pools chunks per example and scores with the task's official metric.
     order = np.argsort([len(r["input_ids"]) for r in selection.rows], kind="stable")
 
     def compute_metrics(prediction) -> dict[str, float]:
@@ -380,23 +348,35 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         logits[order] = prediction.predictions
         scores = example_scores(selection, logits, multilabel)
         pred = M.decide(scores, multilabel,
-                        threshold_for(selection.gold, scores) if multilabel else 0.5)
+                        _threshold(config, selection.gold, scores) if multilabel else 0.5)
         return {"main": M.scores(selection.gold, pred, multilabel, n_labels, zero_div)[main]}
 
+    return [selection.rows[i] for i in order], compute_metrics
+
+
+def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
+    import torch
+    from transformers import Trainer
+
+    model, labels = prep.built.model, prep.built.labels
+    train = prep.splits["train"]
+    eval_rows, compute_metrics = _dev_metric(
+        config, prep.splits["dev"].subset(prep.selection), len(labels))
     callback = best_dev_state(config.early_stopping_patience)
     resume = find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
     if resume is not None:
         callback.load(resume.progress, resume.folder)
-    args = _training_args(config, out, device, precision, labelled_dev,
-                          len(splits["train"].rows))
+    args = _training_args(config, out, prep.device, prep.precision, prep.selects_on_dev,
+                          len(train.rows))
     trainer_cls = Trainer
     if config.method in ADAPTER_METHODS:
         from adapters import AdapterTrainer as trainer_cls
+    loss = remedy_loss(config.class_weights, train.gold, config.multilabel, len(labels))
     trainer = trainer_class(trainer_cls)(
-        model=model, args=args, train_dataset=splits["train"].rows,
-        eval_dataset=[selection.rows[i] for i in order] if labelled_dev else None,
-        compute_metrics=compute_metrics, data_collator=collator(tokenizer, config),
-        callbacks=[callback])
+        model=model, args=args, train_dataset=train.rows,
+        eval_dataset=eval_rows if prep.selects_on_dev else None,
+        compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
+        callbacks=[callback], compute_loss_func=loss)
     trainer.add_callback(checkpoint_callback(trainer, resume))
     trainer.run_id, trainer.best = config.run_id, callback
     trainer.head_lr = config.head_learning_rate
@@ -406,7 +386,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         trainer.prior_checkpoint_s = resume.progress["checkpoint_wall_s"]
         print(f"resuming {config.run_id} from {resume.folder} (step {resume.step})",
               file=sys.stderr)
-    if device == "cuda":
+    if prep.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.started = time.perf_counter()
     if resume is not None and resume.finished:
@@ -414,34 +394,38 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     else:
         training_loss = trainer.train(
             resume_from_checkpoint=str(resume.folder) if resume else None).training_loss
-    wall = trainer.train_wall_s()
-    model = trainer.model
-    if not trainer.is_world_process_zero():
-        return RunResult(config.run_id, out, {}, model, tokenizer)  # `accelerate launch`: rank 0 writes
+    return Fitted(trainer, callback, float(training_loss), trainer.train_wall_s(),
+                  resume.step if resume else None)
 
-    # ---- evaluation on the restored best state ---------------------------
-    eval_scores = {name: example_scores(s, predict_logits(model, s, tokenizer,
+
+def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, Any]:
+    """Scores of the restored best state on every split that has rows, per language; the
+    selection-dev score beside the trivial baselines and the frozen-feature probe, scored on
+    the same rows; predictions written for every row, labelled or not."""
+    splits, labels, multilabel = prep.splits, prep.built.labels, config.multilabel
+    n_labels, sel = len(labels), prep.selection
+    zero_div = M.zero_division(config.dataset, config.subtask)
+    eval_scores = {name: example_scores(s, predict_logits(model, s, prep.tokenizer,
                                                           config.eval_batch_size, config,
-                                                          precision),
-                                        multilabel)
+                                                          prep.precision), multilabel)
                    for name, s in splits.items() if name != "train" and len(s.frame)}
     threshold = None
     if multilabel:
-        threshold = (threshold_for(dev.gold[sel_mask], eval_scores["dev"][sel_mask])
-                     if "dev" in eval_scores and labelled_dev else
-                     (0.5 if config.threshold == "tune" else float(config.threshold)))
+        dev = splits["dev"]
+        threshold = _threshold(config, dev.gold[sel], eval_scores["dev"][sel]) \
+            if prep.selects_on_dev else float(config.threshold)
     results: dict[str, Any] = {"dev": {}, "test": {}}
-    baselines, selection_dev = {}, None
+    selection_dev, baselines = None, {}
     for name, scores in eval_scores.items():
         split = splits[name]
         pred = M.decide(scores, multilabel, threshold if multilabel else 0.5)
-        if name == "dev" and labelled_dev:
+        if name == "dev" and prep.selects_on_dev:
             # Whether the run learnt is judged where it was trained and selected: the dev rows
-            # of its training languages, beside trivial predictors scored on the same rows.
-            selection_dev = {**M.scores(dev.gold[sel_mask], pred[sel_mask], multilabel,
-                                        n_labels, zero_div),
-                             "langs": sorted(set(dev.frame["lang"][sel_mask]))}
-            baselines = M.baseline_scores(splits["train"].gold, dev.gold[sel_mask], multilabel,
+            # of its training languages, beside predictors scored on the same rows.
+            selection_dev = {**M.scores(split.gold[sel], pred[sel], multilabel, n_labels,
+                                        zero_div),
+                             "langs": sorted(set(split.frame["lang"][sel]))}
+            baselines = M.baseline_scores(splits["train"].gold, split.gold[sel], multilabel,
                                           n_labels, zero_div)
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
         if split.labelled:  # rows without gold labels are predicted, not scored
@@ -449,47 +433,79 @@ def _run(config: RunConfig, out: Path) -> RunResult:
             results[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
                                            split.gold[gold_rows], pred[gold_rows], multilabel,
                                            n_labels, zero_div)
+    probe = frozen_probe(config, splits, sel if prep.selects_on_dev else None, n_labels,
+                         prep.device, prep.precision,
+                         None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
+    return {"threshold": threshold, **results, "selection_dev": selection_dev,
+            "baselines": baselines, "frozen_probe": probe}
 
-    # ---- checkpoint: the trainable parameters, enough to restore the run -----
-    ckpt = out / CHECKPOINT
-    save_tensors(ckpt, trainable_state(model))
 
-    train_tokens = sum(len(r["input_ids"]) for r in splits["train"].rows)
-    epochs_done = float(trainer.state.epoch or 0.0)
-    if device == "cuda":
+def _costs(config: RunConfig, prep: Prepared, fitted: Fitted, checkpoint: Path) -> dict:
+    import torch
+
+    train_rows = prep.splits["train"].rows
+    train_tokens = sum(len(r["input_ids"]) for r in train_rows)
+    state, wall = fitted.trainer.state, fitted.wall_s
+    epochs_done = float(state.epoch or 0.0)
+    if prep.device == "cuda":
         peak_mb, peak_kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
     else:  # Linux reports kilobytes; the peak of this process (one cell per process in a grid)
         peak_mb, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
-    costs = {**{k: built.report[k] for k in ("trainable", "total", "backbone", "head",
-                                                "method_params", "percent_trainable")},
-             "train_wall_s": wall,
-             "train_samples_per_s": len(splits["train"].rows) * epochs_done / wall,
-             "train_tokens_per_s": train_tokens * epochs_done / wall,
-             "train_steps": int(trainer.state.global_step), "epochs": epochs_done,
-             "train_rows": len(splits["train"].rows), "train_examples": len(frames["train"]),
-             "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
-             "checkpoint_mb": ckpt.stat().st_size / 2**20,
-             "checkpoint_wall_s": trainer.prior_checkpoint_s + trainer.checkpoint_s,
-             "final_train_loss": float(training_loss)}
-    curve = [entry for entry in trainer.state.log_history if "loss" in entry]
+    report = prep.built.report
+    return {**{k: report[k] for k in ("trainable", "total", "backbone", "head",
+                                      "method_params", "percent_trainable")},
+            "train_wall_s": wall,
+            "train_samples_per_s": len(train_rows) * epochs_done / wall,
+            "train_tokens_per_s": train_tokens * epochs_done / wall,
+            "train_steps": int(state.global_step), "epochs": epochs_done,
+            "train_rows": len(train_rows), "train_examples": len(prep.data.frames["train"]),
+            "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
+            "checkpoint_mb": checkpoint.stat().st_size / 2**20,
+            "checkpoint_wall_s": fitted.trainer.prior_checkpoint_s + fitted.trainer.checkpoint_s,
+            "final_train_loss": fitted.training_loss}
+
+
+def _run(config: RunConfig, out: Path) -> RunResult:
+    prep = _prepare(config)
+    fitted = _fit(config, out, prep)
+    model = fitted.trainer.model
+    if not fitted.trainer.is_world_process_zero():
+        return RunResult(config.run_id, out, {}, model, prep.tokenizer)  # rank 0 writes
+    evaluation = _evaluate(config, out, prep, model)
+    probe_cost = evaluation["frozen_probe"].pop("cost")
+    checkpoint = out / CHECKPOINT   # the trainable parameters, enough to restore the run
+    save_tensors(checkpoint, trainable_state(model))
+    curve = [e for e in fitted.trainer.state.log_history if "loss" in e]
     record = {
         "status": "complete", "error": None, "run_info": _run_info(config),
-        "metrics": {"main_metric": main, "threshold": threshold,
+        "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),
                     "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
-                    if multilabel else None,
-                    "best_step": callback.best_step, "best_dev": callback.best,
-                    **results, "selection_dev": selection_dev, "baselines": baselines,
+                    if config.multilabel else None,
+                    "best_step": fitted.best.best_step, "best_dev": fitted.best.best,
+                    **evaluation, "coverage": prep.data.coverage,
+                    "class_weights": _remedy_record(config, prep),
                     "learning_curve": [{"step": e["step"], "epoch": e.get("epoch"),
                                         "loss": e["loss"]} for e in curve],
-                    "dev_curve": callback.curve},
-        "costs": costs,
-        "meta": {**environment(device), "seed": config.seed, "precision": precision,
-                 "resumed_from_step": resume.step if resume else None,
-                 "data_summary": {name: _summary(frame) for name, frame in frames.items()}},
+                    "dev_curve": fitted.best.curve},
+        "costs": {**_costs(config, prep, fitted, checkpoint), "frozen_probe": probe_cost},
+        "meta": {**environment(prep.device), "seed": config.seed, "precision": prep.precision,
+                 "resumed_from_step": fitted.resumed_from,
+                 "data_summary": {name: _summary(frame)
+                                  for name, frame in prep.data.frames.items()}},
     }
     write_record(out, record)
     prune(out)   # the record is complete: intermediate checkpoints are no longer needed
-    return RunResult(config.run_id, out, record, model, tokenizer)
+    return RunResult(config.run_id, out, record, model, prep.tokenizer)
+
+
+def _remedy_record(config: RunConfig, prep: Prepared) -> dict[str, Any]:
+    """The `class_weights` setting and what its loss used: the log prior added to the logits
+    (balanced) or the class weights (weighted), per label in head order."""
+    values = remedy_values(config.class_weights, prep.splits["train"].gold, config.multilabel,
+                           len(prep.built.labels))
+    name = {"balanced": "log_prior", "weighted": "weights"}.get(config.class_weights)
+    return {"setting": config.class_weights,
+            **({name: values.tolist()} if values is not None else {})}
 
 
 def _summary(frame) -> dict[str, Any]:

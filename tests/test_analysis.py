@@ -26,7 +26,8 @@ COSTS = {"trainable": 1000, "total": 1000, "backbone": 900, "head": 100, "method
 def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
               scenario: str = "multilingual", metrics: dict | None = None,
               examples: dict[str, pd.DataFrame] | None = None, costs: dict | None = None,
-              baselines: dict | None = None, zero_shot=("es",), langs=("en", "fr", "es")) -> str:
+              baselines: dict | None = None, zero_shot=("es",), langs=("en", "fr", "es"),
+              extra_metrics: dict | None = None, run_info: dict | None = None) -> str:
     """A complete run folder. With `examples`, the record's scores are computed from them
     with peft_utils.metrics, as training does (rows whose gold is None are unscored)."""
     run_id = f"{dataset}-{method}-{scenario}-s{seed}-fake"
@@ -45,10 +46,12 @@ def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
         "run_info": {"run_id": run_id, "dataset": dataset, "subtask": None, "method": method,
                      "scenario": scenario, "model": "tiny", "seed": seed,
                      "learning_rate": 1e-3, "multilabel": multilabel,
-                     "eval_langs_resolved": list(langs), "zero_shot_langs": list(zero_shot)},
+                     "eval_langs_resolved": list(langs), "zero_shot_langs": list(zero_shot),
+                     **(run_info or {})},
         "metrics": {"main_metric": main, "dev": metrics.get("dev", {}),
                     "test": metrics.get("test", {}),
-                    "baselines": baselines or {"majority": {main: 0.1, "n": 30}}},
+                    "baselines": baselines or {"majority": {main: 0.1, "n": 30}},
+                    **(extra_metrics or {})},
         "costs": {**COSTS, **(costs or {})},
         "meta": {"packages": {"torch": "x"}, "git_commit": "abc", "device": "cpu",
                  "seed": seed},
@@ -158,6 +161,57 @@ def test_every_run_must_beat_the_baseline_by_a_clear_margin(tmp_path, scores, cl
     assert A.tables.CLEAR_MARGIN == 0.10 and bool(table["beats_all"].iloc[0]) is clear
     shown = A.baseline_display(table)["every run beats it by ≥ 0.10"].iloc[0]
     assert shown == ("yes" if clear else "NO")
+
+
+def test_frozen_probe_beside_the_baselines_flags_runs_below_it(tmp_path):
+    """Every run must beat the frozen-feature probe scored on the same rows; one seed below
+    it flags the cell. A record from before the probe existed is not flagged."""
+    def probe(dev, test):
+        return {"frozen_probe": {"selection_dev": {"macro_f1": dev, "n": 30}, "dev": {},
+                                 "test": {"overall": {"macro_f1": test, "n": 30}},
+                                 "pooling": "mean", "class_weights": "balanced"}}
+    for seed, dev in ((1, 0.60), (2, 0.40)):
+        write_run(tmp_path, "lora", seed, metrics={"dev": {"overall": {"macro_f1": dev, "n": 30}},
+                                                   "test": {"overall": {"macro_f1": dev, "n": 30}}},
+                  extra_metrics=probe(0.45, 0.5), run_info={"class_weights": "balanced"})
+    for seed in (1, 2):
+        write_run(tmp_path, "fft", seed, metrics={"dev": {"overall": {"macro_f1": 0.7, "n": 30}}},
+                  extra_metrics=probe(0.45, 0.5), run_info={"class_weights": "balanced"})
+    write_run(tmp_path, "pfeiffer", 1, metrics={"dev": {"overall": {"macro_f1": 0.7, "n": 30}}},
+              run_info={"class_weights": "balanced"})
+    table = A.baseline_table(tmp_path).set_index("method")
+    assert table.loc["lora", "probe"] == pytest.approx(0.45)
+    assert table.loc["lora", "beats_probe"] is False and table.loc["fft", "beats_probe"] is True
+    assert table.loc["pfeiffer", "beats_probe"] is None
+    assert table.loc["lora", "probe_test"] == pytest.approx(0.5)
+    shown = A.baseline_display(table.reset_index()).set_index("method")
+    assert list(shown["every run beats the probe"]) == ["yes", "NO", "–"]
+    assert shown.loc["lora", "frozen probe"] == "0.450"
+    assert set(shown["class weights"]) == {"balanced"}
+
+
+def test_absent_languages_are_named_not_dropped(tmp_path):
+    """A language with no score (absent from the tree, or no gold) gets a column that says
+    why, and the coverage table lists every split; records before coverage still read."""
+    coverage = {"dev": {"en": "labelled", "es": "absent"},
+                "test": {"en": "unlabelled", "es": "absent"}}
+    for method in ("fft", "lora"):
+        write_run(tmp_path, method, 1, metrics={"dev": {"en": {"macro_f1": 0.5, "n": 3},
+                                                        "overall": {"macro_f1": 0.5, "n": 3}}},
+                  extra_metrics={"coverage": coverage}, langs=("en", "es"))
+    results = A.load_results(tmp_path)
+    wide = A.f1_wide(A.f1_table(results), coverage=A.coverage_table(results))
+    assert list(wide.columns[-3:]) == ["en", "es", "overall"]
+    assert list(wide["es"]) == ["absent*", "absent*"] and wide["en"].iloc[0] == "0.500 ± –†"
+    shown = A.coverage_display(A.coverage_table(results))
+    assert list(shown["split"]) == ["dev", "test"]
+    assert list(shown["absent"]) == ["es", "es"]
+    assert list(shown["no gold (predicted only)"]) == ["–", "en"]
+    assert list(shown["scored"]) == ["en", "–"]
+    (tmp_path / "old").mkdir()
+    write_run(tmp_path / "old", "fft", 1)
+    old = A.load_results(tmp_path / "old")
+    assert A.coverage_table(old).empty and old.runs["class_weights"].iloc[0] == "none"
 
 
 def test_failed_and_unfinished_runs_are_listed_not_used(tmp_path):
@@ -290,7 +344,8 @@ def trained(tmp_path_factory, sib_root, tiny_model) -> Path:
 
     root = tmp_path_factory.mktemp("analysis") / "results"
     base = dict(dataset="sib200", data_root=str(sib_root), model=str(tiny_model),
-                scenario="multilingual", train_langs=["en", "fr"], eval_langs=["en", "fr", "es"],
+                scenario="multilingual", train_langs=["en", "fr"],
+                eval_langs=["en", "fr", "es", "el"],   # el: no folder in the fixture tree
                 max_length=64, learning_rate=3e-3, batch_size=8, eval_batch_size=16,
                 warmup_steps=0, max_steps=10, eval_steps=5, results_dir=str(root))
     threads = torch.get_num_threads()
@@ -313,19 +368,23 @@ def test_tables_from_trained_runs(trained):
     f1 = A.f1_table(results)
     assert len(f1) == 3 * 4 and (f1["n_seeds"] == 2).all() and (f1["split"] == "test").all()
     assert set(f1.loc[f1["zero_shot"], "lang"]) == {"es"}
-    assert list(A.f1_wide(f1)["method"]) == ["fft", "lora", "pfeiffer"]
+    wide = A.f1_wide(f1, coverage=A.coverage_table(results))
+    assert list(wide["method"]) == ["fft", "lora", "pfeiffer"]
+    assert list(wide["el"]) == ["absent*"] * 3
     costs = A.cost_table(results).set_index("method")
     assert costs.loc["fft", "ratio_to_fft"] == 1 and costs.loc["lora", "ratio_to_fft"] > 1
     diffs = A.bootstrap_differences(results, n_boot=200)
     assert list(diffs["method"]) == ["lora", "pfeiffer"] and diffs["matches_record"].all()
     assert (diffs["n_examples"] == 63).all() and diffs["paired_seeds"].all()
-    assert len(A.baseline_table(results)) == 3
+    baselines = A.baseline_table(results)
+    assert len(baselines) == 3 and baselines["probe"].between(0, 1).all()
+    assert baselines["beats_probe"].map(lambda v: v in (True, False)).all()
 
 
 def test_write_report_writes_tables_and_figures(trained, tmp_path):
     report = A.write_report(trained, tmp_path / "tables", tmp_path / "figures", n_boot=100)
-    for name in ("f1_by_language", "costs", "cost_ranges", "peft_vs_fft", "verdicts",
-                 "baselines", "failed_runs", "runs", "provenance"):
+    for name in ("f1_by_language", "coverage", "costs", "cost_ranges", "peft_vs_fft",
+                 "verdicts", "baselines", "failed_runs", "runs", "provenance"):
         for ext in ("csv", "md", "tex"):
             assert (tmp_path / "tables" / f"{name}.{ext}").stat().st_size > 0, (name, ext)
     assert len(pd.read_csv(tmp_path / "tables" / "failed_runs.csv")) == 1

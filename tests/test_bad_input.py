@@ -120,7 +120,7 @@ def test_malformed_semeval_tree_stops_before_training(name, tmp_path, tiny_model
 
 
 def test_bom_and_crlf_are_read(tmp_path, tiny_model):
-    from peft_utils.training import load_frames
+    from peft_utils.run_data import load_frames
 
     root = make_semeval_tree(tmp_path, langs=("en",), splits=("train", "dev"), n_articles=4)
     for path in [_lang(root) / "train-labels-subtask-3.txt",

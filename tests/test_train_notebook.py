@@ -74,6 +74,8 @@ def test_papermill_run_writes_record_curve_and_language_table(tmp_path, sib_root
     assert "zero-shot" in table and "overall" in table
     es_line = next(line for line in table.splitlines() if line.startswith("es"))
     assert "yes" in es_line  # es has no training data: zero-shot
+    summary = cells["baselines"].outputs[0]["data"]["text/plain"]
+    assert "frozen-feature probe" in summary and "majority" in summary
 
 
 def test_bad_parameters_stop_with_a_config_error(tmp_path, sib_root, tiny_model):
@@ -128,6 +130,22 @@ def test_language_table_marks_zero_shot_languages():
     assert list(table.index) == ["en", "es", "overall"]
     assert list(table["zero-shot"]) == ["", "yes", ""]
     assert table.loc["es", "dev macro_f1"] == 0.25 and table.loc["en", "test n"] == 3
+
+
+def test_language_table_lists_absent_languages_with_the_reason():
+    record = {"run_info": {"zero_shot_langs": ["es", "el"]},
+              "metrics": {"main_metric": "macro_f1",
+                          "dev": {"en": {"macro_f1": 0.5, "n": 3}, "overall": {"macro_f1": 0.5,
+                                                                               "n": 3}},
+                          "test": {},
+                          "coverage": {"dev": {"en": "labelled", "es": "empty", "el": "absent"},
+                                       "test": {"en": "unlabelled", "es": "absent",
+                                                "el": "absent"}}}}
+    table = language_table(record)
+    assert list(table.index) == ["en", "es", "el", "overall"]
+    assert list(table["dev data"]) == ["labelled", "empty", "absent", ""]
+    assert list(table["test data"]) == ["unlabelled", "absent", "absent", ""]
+    assert list(table["zero-shot"]) == ["", "yes", "yes", ""]
 
 
 @pytest.mark.slow

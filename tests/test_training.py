@@ -84,7 +84,7 @@ def test_saved_run_reloads_to_identical_predictions(method, pooling, tmp_path, s
     result = train_and_evaluate(config)
     reloaded_config, built, tokenizer = load_run(result.run_dir)
     assert reloaded_config == config
-    from peft_utils.training import load_frames
+    from peft_utils.run_data import load_frames
 
     dev = encode(load_frames(config)["dev"], tokenizer, config, built.labels)
     before = predict_logits(result.model, dev, tokenizer, 16, config)
@@ -184,7 +184,7 @@ def test_failed_run_writes_failed_record(tmp_path, sib_root):
 
 
 def test_subsets_differ_per_language_but_translations_follow_english(sib_root):
-    from peft_utils.training import load_frames
+    from peft_utils.run_data import load_frames
 
     def train_ids(scenario):
         config = RunConfig(dataset="sib200", data_root=str(sib_root), scenario=scenario,

@@ -7,13 +7,15 @@ from peft_utils.analysis.figures import (costs_figure, f1_by_language_figures,
 from peft_utils.analysis.load import Results, load_results
 from peft_utils.analysis.report import Report, write_report, write_table
 from peft_utils.analysis.tables import (baseline_display, baseline_table, cost_display,
-                                        cost_ranges, cost_ranges_display, cost_table, f1_table,
-                                        f1_wide, fmt_mean_std, provenance)
+                                        cost_ranges, cost_ranges_display, cost_table,
+                                        coverage_display, coverage_table, f1_table, f1_wide,
+                                        fmt_mean_std, provenance)
 
 __all__ = [
     "Results", "load_results", "f1_table", "f1_wide", "fmt_mean_std", "cost_table",
     "cost_display", "cost_ranges", "cost_ranges_display", "baseline_table", "baseline_display",
-    "provenance", "bootstrap_differences", "bootstrap_display", "verdict_counts",
+    "provenance", "coverage_table", "coverage_display", "bootstrap_differences",
+    "bootstrap_display", "verdict_counts",
     "paired_bootstrap", "weighted_scores", "f1_by_language_figures", "f1_vs_params_figure",
     "costs_figure", "heatmap_figure", "save_figure", "Report", "write_report", "write_table",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from peft_utils.config import METHODS, NON_IDENTITY, SCENARIOS
+from peft_utils.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
 from peft_utils.results import RECORD
 
 REFERENCE = "fft"
@@ -23,8 +23,10 @@ CONDITION = ["task", "scenario", "model", "setting"]
 # One cell of the study: a method (with its hyper-parameters) under a condition.
 CELL = [*CONDITION, "method", "variant"]
 # Config keys that change the data or the evaluation, hence the condition (not the method).
+# class_weights and selection are training settings applied alike to every method: a method
+# is compared with FFT under the same ones.
 SCOPE_KEYS = ("train_langs", "eval_langs", "max_train_samples", "max_eval_samples",
-              "max_length", "long_text", "chunk_stride")
+              "max_length", "long_text", "chunk_stride", "class_weights", "selection")
 _NAMING_KEYS = ("dataset", "subtask", "method", "scenario", "model", "seed", "run_id")
 # Derived fields the training adds to run_info next to the config.
 _DERIVED_KEYS = ("multilabel", "train_langs_resolved", "eval_langs_resolved", "zero_shot_langs")
@@ -104,6 +106,21 @@ class Results:
         columns = [*CELL, "run_id", "seed", "split", "lang", "zero_shot", "metric", "score", "n"]
         return pd.DataFrame(rows, columns=columns)
 
+    @cached_property
+    def coverage(self) -> pd.DataFrame:
+        """One row per run × split × evaluation language: what the split held for it
+        (labelled, unlabelled, empty, absent). Records older than this field have no rows."""
+        rows = []
+        for run in self.runs.itertuples(index=False):
+            coverage = self.records[run.run_id]["metrics"].get("coverage") or {}
+            for split, langs in coverage.items():
+                for lang, state in langs.items():
+                    rows.append({**{k: getattr(run, k) for k in CELL}, "run_id": run.run_id,
+                                 "seed": run.seed, "split": split, "lang": lang,
+                                 "zero_shot": lang in run.zero_shot_langs, "state": state})
+        return pd.DataFrame(rows, columns=[*CELL, "run_id", "seed", "split", "lang",
+                                           "zero_shot", "state"])
+
 
 def _failure(run_id: str, folder: Path, status: str, reason: str) -> dict[str, str]:
     return {"run_id": run_id, "folder": str(folder), "status": status, "reason": reason}
@@ -155,8 +172,10 @@ def load_results(root: str | Path) -> Results:
 
 def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     info, costs, meta = record["run_info"], record["costs"], record.get("meta", {})
+    # Settings added later: older records ran with their defaults.
+    added = {k: getattr(RunConfig, k) for k in RunConfig.identity_if_set}
     return {
-        **{k: v for k, v in info.items() if k not in _DERIVED_KEYS},
+        **added, **{k: v for k, v in info.items() if k not in _DERIVED_KEYS},
         "task": task_name(info["dataset"], info.get("subtask")),
         "main_metric": record["metrics"]["main_metric"],
         "multilabel": bool(info.get("multilabel", False)),

@@ -12,8 +12,9 @@ from peft_utils.analysis.bootstrap import (bootstrap_differences, bootstrap_disp
 from peft_utils.analysis.load import CELL, Results, load_results
 from peft_utils.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
                                         baseline_table, cost_display, cost_ranges,
-                                        cost_ranges_display, cost_table, f1_table, f1_wide,
-                                        failed_display, provenance)
+                                        cost_ranges_display, cost_table, coverage_display,
+                                        coverage_table, f1_table, f1_wide, failed_display,
+                                        provenance)
 from peft_utils.results import atomic_write_text
 
 # pdflatex-safe spellings of the symbols the formatted tables use.
@@ -22,7 +23,10 @@ _LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", 
 
 CAPTIONS = {
     "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} "
-                      f"zero-shot language, {DEV_MARK} dev split (no test gold).",
+                      f"zero-shot language, {DEV_MARK} dev split (no test gold); absent / no "
+                      "gold / empty: a language with no score, and why.",
+    "coverage": "What each split held per evaluation language: scored, unlabelled (predicted "
+                "only), empty after filtering, or absent from the data tree.",
     "cost_ranges": "Range over tasks and scenarios of the headline cost claims, per method.",
     "verdicts": "Task × scenario cells per method where the CI of method − FFT lies above 0, "
                 "contains 0 or lies below 0 (overall score).",
@@ -31,8 +35,9 @@ CAPTIONS = {
              "fine-tuning (FFT) under the same task and scenario.",
     "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap confidence interval "
                    "over examples and seeds.",
-    "baselines": "Dev score on the training languages beside the trivial predictors scored on "
-                 "the same rows.",
+    "baselines": "Dev score on the training languages beside the trivial predictors and the "
+                 "frozen-feature probe (logistic regression on the base model's features) "
+                 "scored on the same rows; test scores beside.",
     "failed_runs": "Runs left out of every table: failed, unreadable or unfinished.",
     "runs": "The runs the tables are computed from.",
 }
@@ -90,7 +95,9 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     runs = results.runs[["run_id", *CELL, "seed", "main_metric"]]
     add("runs", runs, runs)
     f1 = f1_table(results)
-    add("f1_by_language", f1, f1_wide(f1))
+    coverage = coverage_table(results)
+    add("f1_by_language", f1, f1_wide(f1, coverage=coverage))
+    add("coverage", coverage, coverage_display(coverage))
     costs = cost_table(results)
     add("costs", costs, cost_display(costs))
     ranges = cost_ranges(costs)

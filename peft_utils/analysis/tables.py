@@ -97,17 +97,21 @@ def f1_table(source: Results | str | Path) -> pd.DataFrame:
     return table[columns]
 
 
-def f1_wide(long: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+def f1_wide(long: pd.DataFrame, digits: int = 3, coverage: pd.DataFrame | None = None
+            ) -> pd.DataFrame:
     """One row per cell, one column per language (`overall` last), cells `mean ± std`;
-    `*` marks a zero-shot language, `†` a dev score where test has no gold."""
+    `*` marks a zero-shot language, `†` a dev score where test has no gold. With `coverage`
+    (`coverage_table`), a language evaluated nowhere gets a column saying why (absent, no
+    gold, empty) instead of vanishing."""
     if long.empty:
         return pd.DataFrame()
     keys = display_keys(long)
-    frame = long.copy()
-    frame["cell"] = [fmt_mean_std(m, s, digits) + (ZERO_SHOT_MARK if z else "")
-                     + (DEV_MARK if split == "dev" else "")
-                     for m, s, z, split in zip(frame["mean"], frame["std"], frame["zero_shot"],
-                                               frame["split"])]
+    frame = pd.concat([long.assign(why=""), _unscored_cells(long, coverage)], ignore_index=True)
+    frame["cell"] = [(fmt_mean_std(m, s, digits) if not why else why)
+                     + (ZERO_SHOT_MARK if z else "") + (DEV_MARK if split == "dev" else "")
+                     for m, s, z, split, why in zip(frame["mean"], frame["std"],
+                                                    frame["zero_shot"], frame["split"],
+                                                    frame["why"])]
     langs = list(dict.fromkeys(l for l in frame["lang"] if l != "overall"))
     if (frame["lang"] == "overall").any():
         langs.append("overall")
@@ -116,6 +120,59 @@ def f1_wide(long: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     wide = wide.reindex(columns=langs).fillna("").reset_index()
     wide.columns.name = None
     return sort_cells(wide)
+
+
+# ---- what the data held -------------------------------------------------------
+UNSCORED = {"absent": "absent", "empty": "empty", "unlabelled": "no gold"}
+
+
+def coverage_table(source: Results | str | Path) -> pd.DataFrame:
+    """Per condition, split and evaluation language, what the runs found (labelled,
+    unlabelled, empty, absent), with the languages in evaluation order."""
+    results = as_results(source)
+    cov = results.coverage
+    columns = [*CONDITION, "split", "lang", "zero_shot", "state"]
+    if cov.empty:
+        return pd.DataFrame(columns=columns)
+    table = (cov.groupby([*CONDITION, "split", "lang"], sort=False)
+             .agg(zero_shot=("zero_shot", "any"),
+                  state=("state", lambda s: ",".join(dict.fromkeys(s))))
+             .reset_index())
+    return table[columns]
+
+
+def coverage_display(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per condition and split: which languages were scored and which were not."""
+    if table.empty:
+        return pd.DataFrame()
+    keys = [k for k in display_keys(table) if k in table]
+    rows = []
+    for key, part in table.groupby([*keys, "split"], sort=False):
+        named = {state: ", ".join(part.loc[part["state"] == state, "lang"])
+                 for state in ("labelled", "unlabelled", "empty", "absent")}
+        rows.append({**dict(zip([*keys, "split"], key)), "scored": named["labelled"] or DASH,
+                     "no gold (predicted only)": named["unlabelled"] or DASH,
+                     "empty after filtering": named["empty"] or DASH,
+                     "absent": named["absent"] or DASH})
+    return pd.DataFrame(rows)
+
+
+def _unscored_cells(long: pd.DataFrame, coverage: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows for f1_wide naming why a language of a condition has no score at all."""
+    if coverage is None or coverage.empty:
+        return pd.DataFrame(columns=long.columns)
+    scored = set(zip(*[long[k] for k in CONDITION], long["lang"]))
+    cells = long[CELL + ["metric"]].drop_duplicates()
+    rows = []
+    for (*condition, lang), part in coverage.groupby([*CONDITION, "lang"], sort=False):
+        if (*condition, lang) in scored:
+            continue
+        states = set(",".join(part["state"]).split(","))
+        why = next(UNSCORED[s] for s in ("unlabelled", "empty", "absent") if s in states)
+        for cell in cells[(cells[CONDITION] == condition).all(axis=1)].itertuples(index=False):
+            rows.append({**cell._asdict(), "lang": lang, "zero_shot": part["zero_shot"].any(),
+                         "split": "test", "why": why})
+    return pd.DataFrame(rows)
 
 
 # ---- costs ------------------------------------------------------------------
@@ -207,9 +264,12 @@ CLEAR_MARGIN = 0.10
 
 def baseline_table(source: Results | str | Path) -> pd.DataFrame:
     """Each cell's dev score (main metric) on its training languages, where the run was
-    trained and selected (older records: all dev languages), beside the trivial predictors the
-    record scored on the same rows: the strongest baseline, the margin over it (mean over
-    seeds) and whether every run beats it by at least CLEAR_MARGIN."""
+    trained and selected (older records: all dev languages), beside the predictors the record
+    scored on the same rows: the strongest trivial one, the margin over it (mean over seeds)
+    and whether every run beats it by at least CLEAR_MARGIN; and the frozen-feature probe
+    (a logistic regression on the base model's features; records from before it have none),
+    and whether every run beats it (a run below it has failed). Test scores of the method and
+    the probe beside them, where test has gold."""
     results = as_results(source)
     rows = []
     for run in results.runs.itertuples(index=False):
@@ -222,25 +282,42 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         best_name = max(baselines, key=lambda name: baselines[name])
         same_rows = all(values.get("n") == dev.get("n")
                         for values in metrics["baselines"].values())
+        probe = metrics.get("frozen_probe") or {}
         rows.append({**{k: getattr(run, k) for k in CELL}, "seed": run.seed,
                      "metric": run.main_metric, "score": dev[run.main_metric],
                      **{f"baseline_{k}": v for k, v in baselines.items()},
                      "best_baseline": best_name, "baseline": baselines[best_name],
                      "margin": dev[run.main_metric] - baselines[best_name],
-                     "same_rows": same_rows})
+                     "same_rows": same_rows,
+                     "probe": (probe.get("selection_dev") or {}).get(run.main_metric, np.nan),
+                     "test": _overall(metrics.get("test"), run.main_metric),
+                     "probe_test": _overall(probe.get("test"), run.main_metric),
+                     "class_weights": getattr(run, "class_weights", "none")})
     if not rows:
         return pd.DataFrame(columns=[*CELL, "metric", "dev_mean", "dev_std", "baseline",
-                                     "margin", "min_run_margin", "beats_all"])
+                                     "margin", "min_run_margin", "beats_all", "probe",
+                                     "beats_probe"])
     runs = pd.DataFrame(rows)
+    runs["probe_margin"] = runs["score"] - runs["probe"]
     named = [c for c in runs if c.startswith("baseline_")]
     table = runs.groupby(CELL, sort=False).agg(
         metric=("metric", "first"), n_seeds=("seed", "nunique"), dev_mean=("score", "mean"),
         dev_std=("score", cell_std), **{c: (c, "mean") for c in named},
         best_baseline=("best_baseline", lambda s: ",".join(sorted(set(s)))),
         baseline=("baseline", "mean"), margin=("margin", "mean"),
-        min_run_margin=("margin", "min"), same_rows=("same_rows", "all")).reset_index()
+        min_run_margin=("margin", "min"), same_rows=("same_rows", "all"),
+        probe=("probe", "mean"), min_probe_margin=("probe_margin", "min"),
+        test=("test", "mean"), probe_test=("probe_test", "mean"),
+        class_weights=("class_weights", "first")).reset_index()
     table["beats_all"] = table["min_run_margin"] >= CLEAR_MARGIN
+    # NaN (no probe in an older record) is not a failure: beats_probe is then None.
+    table["beats_probe"] = [None if pd.isna(m) else bool(m > 0)
+                            for m in table["min_probe_margin"]]
     return sort_cells(table)
+
+
+def _overall(scores: dict | None, metric: str) -> float:
+    return ((scores or {}).get("overall") or {}).get(metric, np.nan)
 
 
 def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -250,6 +327,7 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     named = [c for c in table if c.startswith("baseline_")]
     return pd.DataFrame({
         **{k: table[k] for k in keys}, "metric": table["metric"],
+        "class weights": table["class_weights"],
         "dev score": [fmt_mean_std(m, s, digits) for m, s in zip(table["dev_mean"],
                                                                  table["dev_std"])],
         **{c.removeprefix("baseline_"): table[c].map(lambda v: fmt_number(v, digits))
@@ -257,6 +335,11 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "margin": table["margin"].map(lambda v: f"{v:+.{digits}f}"),
         "worst run margin": table["min_run_margin"].map(lambda v: f"{v:+.{digits}f}"),
         f"every run beats it by ≥ {CLEAR_MARGIN:.2f}": table["beats_all"].map({True: "yes", False: "NO"}),
+        "frozen probe": table["probe"].map(lambda v: fmt_number(v, digits)),
+        "every run beats the probe": table["beats_probe"].map(
+            lambda v: DASH if v is None else ("yes" if v else "NO")),
+        "test score": table["test"].map(lambda v: fmt_number(v, digits)),
+        "probe test": table["probe_test"].map(lambda v: fmt_number(v, digits)),
     })
 
 

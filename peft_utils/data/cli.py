@@ -26,6 +26,13 @@ def register(subparsers) -> None:
     prepare.add_argument("--dest", default="data", help="destination root (default data)")
     prepare.set_defaults(func=_prepare)
 
+    imbalance = sub.add_parser("imbalance", help="an imbalanced SIB-200 tree skewed like "
+                               "SemEval subtask 1 (76/19/5%% over three topics per language)")
+    imbalance.add_argument("--src", default="data/sib200", help="SIB-200 tree (default data/sib200)")
+    imbalance.add_argument("--out", default="data/sib200-imbalanced",
+                           help="destination (default data/sib200-imbalanced)")
+    imbalance.set_defaults(func=_imbalance)
+
 
 def _summary(args: argparse.Namespace) -> int:
     from peft_utils.data.scenarios import load_split
@@ -49,4 +56,11 @@ def _prepare(args: argparse.Namespace) -> int:
     from peft_utils.data.prepare import prepare
 
     print(prepare(args.name, dest_root=args.dest, mirror=args.mirror))
+    return 0
+
+
+def _imbalance(args: argparse.Namespace) -> int:
+    from peft_utils.data.imbalanced import make_imbalanced_sib200
+
+    print(make_imbalanced_sib200(args.src, args.out))
     return 0

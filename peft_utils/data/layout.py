@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peft_utils.data.langs import to_folder
+from peft_utils.data.langs import to_folder, to_iso
 
 
 def split_path(dataset: str, root: str | Path, split: str, lang: str,
@@ -18,4 +18,12 @@ def split_path(dataset: str, root: str | Path, split: str, lang: str,
 
 def has_split(dataset: str, root: str | Path, split: str, lang: str,
               subtask: int | None = None) -> bool:
+    """Whether anything of the split is on disk. For SemEval a label file or template without
+    its articles counts as present, so that the loader reports it as broken, not absent."""
+    if dataset == "semeval2023":
+        from peft_utils.data.semeval import has_split_files
+
+        # The release names folders by its own codes (ge, po, gr); ISO-named ones are read too.
+        return any(has_split_files(Path(root) / name, split, int(subtask))
+                   for name in (to_folder(dataset, lang), to_iso(dataset, lang)))
     return split_path(dataset, root, split, lang, subtask).exists()

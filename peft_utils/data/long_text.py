@@ -55,7 +55,11 @@ def encode_texts(texts: Sequence[str], tokenizer: Any, max_length: int, strategy
     if strategy == "chunks" and not 0 <= stride < budget:
         raise ValueError(f"stride {stride} must be >= 0 and < {budget} (max_length minus "
                          "special tokens), or windows would not advance")
-    contents = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+    texts = list(texts)
+    # Fast tokenizers fail on an empty batch (IndexError inside transformers): an empty split
+    # is a valid input here (a language or split absent after filtering) and encodes to nothing.
+    contents = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] \
+        if texts else []
     input_ids, example_index = [], []
     for i, ids in enumerate(contents):
         for window in _windows(list(ids), budget, strategy, stride):

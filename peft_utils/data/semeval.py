@@ -58,7 +58,7 @@ def load_semeval(root: str | Path, subtask: int, split: str,
     return combine(frames)
 
 
-def _has_split(lang_dir: Path, split: str, k: int) -> bool:
+def has_split_files(lang_dir: Path, split: str, k: int) -> bool:
     return (articles_dir(lang_dir, split, k).is_dir() or label_file(lang_dir, split, k).is_file()
             or (k == 3 and template_file(lang_dir, split).is_file()))
 
@@ -70,7 +70,7 @@ def _language_dirs(root: Path, k: int, split: str, langs: Iterable[str] | None):
         for folder, iso in table.items():
             # The release uses folder codes; an ISO-named folder is accepted as well.
             for name in (folder, iso):
-                if _has_split(root / name, split, k):
+                if has_split_files(root / name, split, k):
                     found.append((root / name, iso))
                     break
         if not found:
@@ -85,7 +85,7 @@ def _language_dirs(root: Path, k: int, split: str, langs: Iterable[str] | None):
             present = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DataError(lang_dir, "language folder not found",
                             fix=f"folders present: {', '.join(present) or 'none'}")
-        if not _has_split(lang_dir, split, k):
+        if not has_split_files(lang_dir, split, k):
             raise DataError(articles_dir(lang_dir, split, k), "not found",
                             fix="es, gr and ka only have test data in the release")
         out.append((lang_dir, iso))

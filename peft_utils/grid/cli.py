@@ -54,15 +54,29 @@ def _run(args) -> int:
     if not todo:
         return 0
     # Paths and data of every cell to run, before any runs: a bad file stops the grid now.
+    notes: list[tuple[str, str]] = []
     if grid.kind == "mt":   # MT cells have their own data and checks
-        from peft_utils.mt.cell import cell_problems as check
+        from peft_utils.mt.cell import cell_problems
+        problems = cell_problems(grid, todo)
     else:
-        check = cell_problems
-    problems = check(grid, todo)
+        problems = cell_problems(grid, todo, notes)
+    _print_notes(notes)
     if problems:
         raise ConfigError(f"{grid.path}: {len(problems)} problem(s), nothing was run:\n"
                           + "\n".join(f"  - {p}" for p in problems))
     return _execute(grid, todo, args)
+
+
+def _print_notes(notes: list[tuple[str, str]]) -> None:
+    """What cells will run without (they evaluate where data exist): one line per note, with
+    the cells it concerns."""
+    cells: dict[str, list[str]] = {}
+    for run_id, note in notes:
+        cells.setdefault(note, []).append(run_id)
+    for note, run_ids in cells.items():
+        shown = ", ".join(run_ids[:3]) + (f", and {len(run_ids) - 3} more" if len(run_ids) > 3
+                                          else "")
+        print(f"note: {note} ({len(run_ids)} cell(s): {shown})")
 
 
 def _execute(grid, todo, args) -> int:

@@ -136,7 +136,9 @@ def learning_curve_figure(record: dict[str, Any]):
 
 def language_table(record: dict[str, Any]):
     """One row per language (and `overall`), dev and test scores side by side, zero-shot
-    languages (no training data in this scenario) marked."""
+    languages (no training data in this scenario) marked, and what each split held for
+    the language (labelled, unlabelled, empty, absent), so that a language with no score is
+    listed with the reason."""
     import pandas as pd
 
     metrics = record["metrics"]
@@ -154,11 +156,39 @@ def language_table(record: dict[str, Any]):
             part["n"] = part["n"].astype(int)
         part.columns = [f"{split} {c}" for c in part.columns]
         parts.append(part)
-    if not parts:
+    coverage = metrics.get("coverage") or {}
+    if not parts and not coverage:
         return pd.DataFrame()
-    table = pd.concat(parts, axis=1)
-    langs = [lang for lang in table.index if lang != "overall"]
+    table = pd.concat(parts, axis=1) if parts else pd.DataFrame()
+    langs = list(dict.fromkeys([*(lang for lang in table.index if lang != "overall"),
+                                *(lang for split in coverage.values() for lang in split)]))
     table = table.reindex(langs + (["overall"] if "overall" in table.index else []))
     table.index.name = "lang"
+    for split in reversed(list(coverage)):
+        table.insert(0, f"{split} data", [coverage[split].get(lang, "") for lang in table.index])
     table.insert(0, "zero-shot", ["yes" if lang in zero_shot else "" for lang in table.index])
     return table
+
+
+def baseline_summary(record: dict[str, Any]):
+    """The run's score on its training languages' dev rows beside what needs no fine-tuning,
+    scored on the same rows: the trivial predictors and the frozen-feature probe (test beside,
+    where test has gold). A run below the probe has failed."""
+    import pandas as pd
+
+    metrics = record["metrics"]
+    main = metrics["main_metric"]
+    probe = metrics.get("frozen_probe") or {}
+
+    def test_overall(scores):
+        return ((scores or {}).get("overall") or {}).get(main)
+
+    rows = {"this run": ((metrics.get("selection_dev") or {}).get(main),
+                         test_overall(metrics.get("test"))),
+            "frozen-feature probe": ((probe.get("selection_dev") or {}).get(main),
+                                     test_overall(probe.get("test")))}
+    rows.update({name: (values.get(main), None)
+                 for name, values in (metrics.get("baselines") or {}).items()})
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=[f"dev {main} (training languages)",
+                                           f"test {main}"])

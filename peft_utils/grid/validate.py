@@ -68,38 +68,44 @@ def load_grid_checked(path: str | Path, results_dir: str | Path | None = None) -
                           "\n".join(f"  - {e}" for e in errors)) from first
 
 
-def cell_problems(grid: Grid, cells: list[Cell]) -> list[str]:
-    """Paths and data of `cells`, one line per problem; empty when every cell can start."""
+def cell_problems(grid: Grid, cells: list[Cell],
+                  notes: list[tuple[str, str]] | None = None) -> list[str]:
+    """Paths and data of `cells`, one line per problem; empty when every cell can start.
+    What a cell will run without (absent or unlabelled splits and languages) is appended to
+    `notes` as (run id, note), one per cell and split."""
     problems = []
     writable = _writable_problem(grid.results_dir)
     if writable:
         problems.append(writable)
-    checked: dict[tuple, tuple[str, str | None]] = {}   # data selection -> (first cell, problem)
+    # data selection -> (first cell, problem, notes)
+    checked: dict[tuple, tuple[str, str | None, list[str]]] = {}
     for cell in cells:
         config = cell.config
         found = config.path_problems()
         if not found:
             key = tuple(str(getattr(config, k)) for k in (
                 "dataset", "data_root", "subtask", "scenario", "train_langs", "eval_langs",
-                "translations_dir"))
+                "translations_dir", "max_train_samples", "max_eval_samples", "selection"))
             if key not in checked:
-                checked[key] = (cell.run_id, _data_problem(config))
+                checked[key] = (cell.run_id, *_data_check(config))
                 found = [checked[key][1]] if checked[key][1] else []
             elif checked[key][1]:
                 found = [f"the data problem reported for {checked[key][0]}"]
+            if notes is not None:
+                notes += [(cell.run_id, note) for note in checked[key][2]]
         problems += [f"{cell.run_id} ({grid.describe(cell)}): {p}" for p in found]
     return problems
 
 
-def _data_problem(config) -> str | None:
+def _data_check(config) -> tuple[str | None, list[str]]:
+    """(the problem that stops the cell, or None; what it will run without)."""
     from peft_utils.data.errors import DataError
-    from peft_utils.training import load_frames
+    from peft_utils.run_data import load_run_data
 
     try:
-        load_frames(config)
+        return None, load_run_data(config).notes()
     except (DataError, ConfigError, ValueError, OSError) as err:
-        return str(err)
-    return None
+        return str(err), []
 
 
 def _writable_problem(folder: Path) -> str | None:

@@ -1,0 +1,248 @@
+"""The frozen-feature baseline: a logistic regression on the frozen base encoder's features.
+
+A fine-tuned model that scores below a linear probe on the features it started from has
+failed, however far it is above the predictors that ignore the text. Every run therefore
+fits one on the same training rows, with the pooling the run's head uses (first token or
+masked mean; chunks of a long text averaged like the run's scores) and the run's
+`class_weights`, thresholds it like the run (multilabel), and scores it on the same
+selection-dev and test rows.
+
+Features depend on the model and the token ids alone, so they are computed once per (model,
+pooling, token ids) and cached on disk beside the token cache (`features/`), shared by every
+method and seed of a data selection; a lock keeps two grid workers from computing the same
+entry at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from peft_utils import metrics as M
+from peft_utils.config import RunConfig, model_identity
+from peft_utils.results import atomic_write_bytes
+from peft_utils.token_cache import DEFAULT_DIR as TOKEN_CACHE
+
+FEATURE_CACHE = TOKEN_CACHE.parent / "features"
+
+
+# ---- features ---------------------------------------------------------------
+def model_fingerprint(model: str) -> str:
+    """The run id's model identity plus the size and modification time of its weight files:
+    a checkpoint rewritten under the same name (and config) gets new features."""
+    folder = Path(model)
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+    return f"{model_identity(model)}|{files}"
+
+
+def features_key(model: str, pooling: str, rows: Sequence[Sequence[int]]) -> str:
+    digest = hashlib.sha256(f"{model_fingerprint(model)}|{pooling}".encode())
+    for ids in rows:
+        digest.update(np.asarray(ids, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()
+
+
+def load_encoder(config: RunConfig, device: str):
+    """The base encoder without any head, frozen, as the run's model was before training."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()   # "pooler weights not used": no head reads them here
+    try:   # BERT and XLM-R: without the pooler, which no probe reads
+        encoder = AutoModel.from_pretrained(config.model, add_pooling_layer=False,
+                                            use_safetensors=True, trust_remote_code=False,
+                                            attn_implementation=config.attention)
+    except TypeError:   # architectures without a pooler option
+        encoder = AutoModel.from_pretrained(config.model, use_safetensors=True,
+                                            trust_remote_code=False,
+                                            attn_implementation=config.attention)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return encoder.to(device).eval().requires_grad_(False)
+
+
+def encode_features(encoder, rows: Sequence[Sequence[int]], pooling: str, batch_size: int,
+                    precision: str = "fp32") -> np.ndarray:
+    """Pooled last-layer states [rows, hidden], batches sorted by length (no gradients)."""
+    import torch
+
+    device = next(encoder.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else contextlib.nullcontext())
+    pad = encoder.config.pad_token_id or 0
+    order = np.argsort([len(r) for r in rows], kind="stable")
+    out = np.zeros((len(rows), encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode(), autocast:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = max(len(rows[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for j, i in enumerate(idx):
+                ids[j, :len(rows[i])] = torch.as_tensor(rows[i])
+                mask[j, :len(rows[i])] = 1
+            hidden = encoder(input_ids=ids.to(device), attention_mask=mask.to(device))[0].float()
+            if pooling == "mean":
+                weights = mask.to(device).unsqueeze(-1).float()
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            else:
+                pooled = hidden[:, 0]
+            out[idx] = pooled.cpu().numpy()
+    return out
+
+
+@contextlib.contextmanager
+def _entry_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)   # released by the OS even if the process dies
+        yield
+
+
+def cached_features(config: RunConfig, rows: Sequence[Sequence[int]], encoder_factory,
+                    precision: str, cache_dir: Path | None = FEATURE_CACHE) -> tuple[np.ndarray,
+                                                                                      bool]:
+    """(features, whether they came from the cache). `encoder_factory()` is called only
+    when something must be computed."""
+    if not len(rows):
+        return np.zeros((0, 0), dtype=np.float32), True
+    compute = lambda: encode_features(encoder_factory(), rows, config.pooling,  # noqa: E731
+                                      config.eval_batch_size, precision)
+    if cache_dir is None:
+        return compute(), False
+    path = Path(cache_dir) / f"{features_key(config.model, config.pooling, rows)}.npy"
+    with _entry_lock(path):
+        try:
+            return np.load(path, allow_pickle=False), True
+        except (OSError, ValueError):
+            pass   # missing or unreadable: recompute and replace
+        features = compute()
+        buffer = io.BytesIO()
+        np.save(buffer, features, allow_pickle=False)
+        try:
+            atomic_write_bytes(path, buffer.getvalue())
+        except OSError:
+            pass   # a read-only or full cache must not stop the run
+        return features, False
+
+
+# ---- the probe --------------------------------------------------------------
+def fit_predict(train_x: np.ndarray, train_gold: np.ndarray, test_x: list[np.ndarray],
+                multilabel: bool, n_labels: int, balanced: bool) -> list[np.ndarray]:
+    """Fit on standardised features; return scores for each of `test_x`: class log
+    probabilities [n, C] (single-label; classes unseen in training at -inf) or label
+    probabilities [n, C] (multilabel; a label with one value in training predicted as it)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x)
+    train_x = scaler.transform(train_x)
+    test_x = [scaler.transform(x) if len(x) else x for x in test_x]
+
+    def fit(y):
+        return LogisticRegression(max_iter=2000, class_weight="balanced" if balanced else None
+                                  ).fit(train_x, y)
+
+    if multilabel:
+        outs = [np.zeros((len(x), n_labels)) for x in test_x]
+        for j in range(n_labels):
+            column = train_gold[:, j]
+            if column.min() == column.max():
+                for out in outs:
+                    out[:, j] = float(column[0])
+                continue
+            clf = fit(column)
+            for out, x in zip(outs, test_x):
+                if len(x):
+                    out[:, j] = clf.predict_proba(x)[:, 1]
+        return outs
+    labelled = train_gold >= 0
+    classes = np.unique(train_gold[labelled])
+    outs = [np.full((len(x), n_labels), -np.inf) for x in test_x]
+    if len(classes) == 1:
+        for out in outs:
+            out[:, classes[0]] = 0.0
+        return outs
+    clf = fit(train_gold[labelled])
+    for out, x in zip(outs, test_x):
+        if len(x):
+            out[:, clf.classes_] = clf.predict_log_proba(x)
+    return outs
+
+
+def _pool(split, features: np.ndarray) -> np.ndarray:
+    """Row features -> one vector per example (chunks averaged, as the run pools scores)."""
+    from peft_utils.data import pool_chunks
+
+    if not len(split.frame):
+        return features
+    return pool_chunks(features, split.example_index, len(split.frame), how="mean")
+
+
+def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.ndarray | None,
+                 n_labels: int, device: str, precision: str,
+                 cache_dir: Path | None = FEATURE_CACHE) -> dict[str, Any]:
+    """The probe's scores in the record's shape (selection_dev: the rows the run is judged
+    on; dev and test per language; how it was made) and, under "cost", its time and which
+    splits' features came from the cache (the record keeps those among the costs)."""
+    begin = time.perf_counter()
+    encoder: list[Any] = []
+
+    def factory():
+        if not encoder:
+            encoder.append(load_encoder(config, device))
+        return encoder[0]
+
+    names = [n for n in ("train", "dev", "test") if len(splits[n].frame)]
+    features, cached = {}, []
+    for name in names:
+        rows = [r["input_ids"] for r in splits[name].rows]
+        row_features, hit = cached_features(config, rows, factory, precision, cache_dir)
+        features[name] = _pool(splits[name], row_features)
+        if hit:
+            cached.append(name)
+    features_s = time.perf_counter() - begin
+    evaluated = [n for n in names if n != "train"]
+    scores = dict(zip(evaluated, fit_predict(
+        features["train"], splits["train"].gold, [features[n] for n in evaluated],
+        # Either remedy aims at balanced errors; for a logistic regression that is its
+        # class_weight="balanced".
+        config.multilabel, n_labels, config.class_weights != "none")))
+    return _score(config, splits, scores, selection_mask, n_labels) | {
+        "pooling": config.pooling, "class_weights": config.class_weights,
+        "cost": {"features_cached": cached, "features_s": features_s,
+                 "wall_s": time.perf_counter() - begin}}
+
+
+def _score(config: RunConfig, splits, scores: dict[str, np.ndarray],
+           selection_mask: np.ndarray | None, n_labels: int) -> dict[str, Any]:
+    multilabel = config.multilabel
+    zero_div = M.zero_division(config.dataset, config.subtask)
+    main = M.main_metric(config.dataset, config.subtask)
+    threshold = None
+    has_selection = selection_mask is not None and "dev" in scores and selection_mask.any()
+    if multilabel:
+        threshold = float(config.threshold) if config.threshold != "tune" else (
+            M.tune_threshold(splits["dev"].gold[selection_mask], scores["dev"][selection_mask],
+                             zero_div, average=main.removesuffix("_f1")) if has_selection else 0.5)
+    out: dict[str, Any] = {"threshold": threshold, "selection_dev": None, "dev": {}, "test": {}}
+    for name, score in scores.items():
+        split = splits[name]
+        pred = M.decide(score, multilabel, threshold if multilabel else 0.5)
+        gold_rows = split.has_gold
+        if gold_rows.any():
+            out[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
+                                       split.gold[gold_rows], pred[gold_rows], multilabel,
+                                       n_labels, zero_div)
+        if name == "dev" and has_selection:
+            out["selection_dev"] = M.scores(split.gold[selection_mask], pred[selection_mask],
+                                            multilabel, n_labels, zero_div)
+    return out
