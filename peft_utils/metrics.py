@@ -75,6 +75,26 @@ def tune_threshold(gold: np.ndarray, probs: np.ndarray, zero_div: float = 0.0,
     return float(best)
 
 
+def run_threshold(setting: float | str, dataset: str, subtask: int | None, gold: np.ndarray,
+                  probs: np.ndarray) -> float:
+    """A run's multilabel threshold: its fixed value, or ("tune") the value with the best
+    main-metric F1 on `gold` / `probs` (the selection-dev rows)."""
+    if setting != "tune":
+        return float(setting)
+    average = main_metric(dataset, subtask).removesuffix("_f1")
+    return tune_threshold(gold, probs, zero_division(dataset, subtask), average=average)
+
+
+def scored_rows(langs: Sequence[str], gold: np.ndarray, pred: np.ndarray, has_gold: np.ndarray,
+                multilabel: bool, n_labels: int, zero_div: float = 0.0) -> dict:
+    """`per_language` over the rows that have gold labels ({} when none has): rows without
+    gold are predicted, never scored."""
+    if not has_gold.any():
+        return {}
+    return per_language(np.asarray(langs)[has_gold], gold[has_gold], pred[has_gold], multilabel,
+                        n_labels, zero_div)
+
+
 def per_language(langs: Sequence[str], gold: np.ndarray, pred: np.ndarray, multilabel: bool,
                  n_labels: int, zero_div: float = 0.0) -> dict[str, dict[str, float]]:
     """Scores for each language and `overall` (all rows pooled)."""

@@ -226,22 +226,19 @@ def _score(config: RunConfig, splits, scores: dict[str, np.ndarray],
            selection_mask: np.ndarray | None, n_labels: int) -> dict[str, Any]:
     multilabel = config.multilabel
     zero_div = M.zero_division(config.dataset, config.subtask)
-    main = M.main_metric(config.dataset, config.subtask)
+    has_selection = selection_mask is not None and selection_mask.any()
     threshold = None
-    has_selection = selection_mask is not None and "dev" in scores and selection_mask.any()
-    if multilabel:
-        threshold = float(config.threshold) if config.threshold != "tune" else (
-            M.tune_threshold(splits["dev"].gold[selection_mask], scores["dev"][selection_mask],
-                             zero_div, average=main.removesuffix("_f1")) if has_selection else 0.5)
+    if multilabel:   # like the run: tuned on the selection rows, or its fixed value
+        threshold = M.run_threshold(config.threshold, config.dataset, config.subtask,
+                                    splits["dev"].gold[selection_mask],
+                                    scores["dev"][selection_mask]) \
+            if has_selection else float(config.threshold)
     out: dict[str, Any] = {"threshold": threshold, "selection_dev": None, "dev": {}, "test": {}}
     for name, score in scores.items():
         split = splits[name]
         pred = M.decide(score, multilabel, threshold if multilabel else 0.5)
-        gold_rows = split.has_gold
-        if gold_rows.any():
-            out[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
-                                       split.gold[gold_rows], pred[gold_rows], multilabel,
-                                       n_labels, zero_div)
+        out[name] = M.scored_rows(split.frame["lang"], split.gold, pred, split.has_gold,
+                                  multilabel, n_labels, zero_div)
         if name == "dev" and has_selection:
             out["selection_dev"] = M.scores(split.gold[selection_mask], pred[selection_mask],
                                             multilabel, n_labels, zero_div)

@@ -328,11 +328,7 @@ def _prepare(config: RunConfig) -> Prepared:
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
-    if config.threshold == "tune":
-        main = M.main_metric(config.dataset, config.subtask)
-        return M.tune_threshold(gold, probs, M.zero_division(config.dataset, config.subtask),
-                                average=main.removesuffix("_f1"))
-    return float(config.threshold)
+    return M.run_threshold(config.threshold, config.dataset, config.subtask, gold, probs)
 
 
 def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
@@ -428,11 +424,8 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
             baselines = M.baseline_scores(splits["train"].gold, split.gold[sel], multilabel,
                                           n_labels, zero_div)
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
-        if split.labelled:  # rows without gold labels are predicted, not scored
-            gold_rows = split.has_gold
-            results[name] = M.per_language(split.frame["lang"].to_numpy()[gold_rows],
-                                           split.gold[gold_rows], pred[gold_rows], multilabel,
-                                           n_labels, zero_div)
+        results[name] = M.scored_rows(split.frame["lang"], split.gold, pred, split.has_gold,
+                                      multilabel, n_labels, zero_div)
     probe = frozen_probe(config, splits, sel if prep.selects_on_dev else None, n_labels,
                          prep.device, prep.precision,
                          None if config.extra.get("no_feature_cache") else FEATURE_CACHE)

@@ -56,8 +56,8 @@ def _run(args) -> int:
     # Paths and data of every cell to run, before any runs: a bad file stops the grid now.
     notes: list[tuple[str, str]] = []
     if grid.kind == "mt":   # MT cells have their own data and checks
-        from peft_utils.mt.cell import cell_problems
-        problems = cell_problems(grid, todo)
+        from peft_utils.mt.cell import cell_problems as mt_cell_problems
+        problems = mt_cell_problems(grid, todo)
     else:
         problems = cell_problems(grid, todo, notes)
     _print_notes(notes)
