@@ -22,6 +22,12 @@ def head_module(model):
 MEAN_POOLING_SLOT = {"xlm-roberta": 0, "roberta": 0, "bert": 1}
 
 
+def masked_mean(hidden, mask):
+    """The mean of the token states over the real tokens (mask 1), padding excluded."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
 def pool_by_mean(model) -> None:
     """Make the head read the masked mean of the token states.
 
@@ -39,8 +45,7 @@ def pool_by_mean(model) -> None:
         mask = kwargs.get("attention_mask")
         if mask is None:
             mask = torch.ones(hidden.shape[:2], device=hidden.device)
-        weights = mask.to(hidden.dtype).unsqueeze(-1)
-        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        mean = masked_mean(hidden, mask)
         value = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1) if slot == 0 else mean
         if isinstance(output, tuple):
             return (*output[:slot], value, *output[slot + 1:])

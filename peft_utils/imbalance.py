@@ -72,52 +72,40 @@ def remedy_loss(remedy: str, gold: np.ndarray, multilabel: bool, n_labels: int):
     return weighted_loss(values, multilabel)
 
 
-def _mean_over_items(items, labels, multilabel: bool, num_items_in_batch):
-    if not multilabel:
-        items = items[labels != -100]
-    count = items.numel() if num_items_in_batch is None else int(num_items_in_batch)
-    return items.sum() / max(count, 1)
-
-
-def _logits(outputs: Any):
-    return (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
-
-
-def weighted_loss(weights: np.ndarray, multilabel: bool):
-    """Cross-entropy (BCE for multilabel) with class weights (positive weights)."""
+def _loss(multilabel: bool, weights: np.ndarray | None = None,
+          prior: np.ndarray | None = None):
+    """Cross-entropy (BCE for multilabel) of the logits (+ `prior`), with class weights
+    (positive weights for multilabel), summed over items and divided by the items of the
+    accumulated batch."""
     import torch
     import torch.nn.functional as F
 
-    table = torch.as_tensor(weights, dtype=torch.float32)
+    def tensor(values, device):
+        return None if values is None else torch.as_tensor(values, dtype=torch.float32,
+                                                           device=device)
 
     def loss(outputs: Any, labels, num_items_in_batch=None):
-        logits = _logits(outputs)
-        w = table.to(logits.device)
+        logits = (outputs["logits"] if isinstance(outputs, dict) else outputs[0]).float()
+        w = tensor(weights, logits.device)
+        if prior is not None:
+            logits = logits + tensor(prior, logits.device)
         if multilabel:
             items = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=w,
                                                        reduction="none")
         else:
             items = F.cross_entropy(logits, labels, weight=w, ignore_index=-100,
-                                    reduction="none")
-        return _mean_over_items(items, labels, multilabel, num_items_in_batch)
+                                    reduction="none")[labels != -100]
+        count = items.numel() if num_items_in_batch is None else int(num_items_in_batch)
+        return items.sum() / max(count, 1)
 
     return loss
+
+
+def weighted_loss(weights: np.ndarray, multilabel: bool):
+    """Cross-entropy (BCE for multilabel) with class weights (positive weights)."""
+    return _loss(multilabel, weights=weights)
 
 
 def adjusted_loss(prior: np.ndarray, multilabel: bool):
     """Cross-entropy (BCE for multilabel) of logits + the log prior (odds)."""
-    import torch
-    import torch.nn.functional as F
-
-    table = torch.as_tensor(prior, dtype=torch.float32)
-
-    def loss(outputs: Any, labels, num_items_in_batch=None):
-        logits = _logits(outputs)
-        logits = logits + table.to(logits.device)
-        if multilabel:
-            items = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
-        else:
-            items = F.cross_entropy(logits, labels, ignore_index=-100, reduction="none")
-        return _mean_over_items(items, labels, multilabel, num_items_in_batch)
-
-    return loss
+    return _loss(multilabel, prior=prior)

@@ -26,6 +26,8 @@ import numpy as np
 
 from peft_utils import metrics as M
 from peft_utils.config import RunConfig, model_identity
+from peft_utils.head import masked_mean
+from peft_utils.inference import collator, sorted_batches
 from peft_utils.results import atomic_write_bytes
 from peft_utils.token_cache import DEFAULT_DIR as TOKEN_CACHE
 
@@ -69,33 +71,15 @@ def load_encoder(config: RunConfig, device: str):
     return encoder.to(device).eval().requires_grad_(False)
 
 
-def encode_features(encoder, rows: Sequence[Sequence[int]], pooling: str, batch_size: int,
-                    precision: str = "fp32") -> np.ndarray:
-    """Pooled last-layer states [rows, hidden], batches sorted by length (no gradients)."""
-    import torch
-
-    device = next(encoder.parameters()).device
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-    pad = encoder.config.pad_token_id or 0
-    order = np.argsort([len(r) for r in rows], kind="stable")
+def encode_features(encoder, rows: Sequence[dict[str, Any]], pooling: str, batch_size: int,
+                    collate, precision: str = "fp32") -> np.ndarray:
+    """Pooled last-layer states [rows, hidden] (the first token's, or their masked mean)."""
     out = np.zeros((len(rows), encoder.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            width = max(len(rows[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for j, i in enumerate(idx):
-                ids[j, :len(rows[i])] = torch.as_tensor(rows[i])
-                mask[j, :len(rows[i])] = 1
-            hidden = encoder(input_ids=ids.to(device), attention_mask=mask.to(device))[0].float()
-            if pooling == "mean":
-                weights = mask.to(device).unsqueeze(-1).float()
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-            else:
-                pooled = hidden[:, 0]
-            out[idx] = pooled.cpu().numpy()
+    for idx, batch, output in sorted_batches(encoder, rows, batch_size, collate, precision):
+        hidden = output[0].float()
+        pooled = masked_mean(hidden, batch["attention_mask"]) if pooling == "mean" \
+            else hidden[:, 0]
+        out[idx] = pooled.cpu().numpy()
     return out
 
 
@@ -107,18 +91,19 @@ def _entry_lock(path: Path):
         yield
 
 
-def cached_features(config: RunConfig, rows: Sequence[Sequence[int]], encoder_factory,
-                    precision: str, cache_dir: Path | None = FEATURE_CACHE) -> tuple[np.ndarray,
-                                                                                      bool]:
-    """(features, whether they came from the cache). `encoder_factory()` is called only
-    when something must be computed."""
+def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_factory,
+                    collate, precision: str, cache_dir: Path | None = FEATURE_CACHE
+                    ) -> tuple[np.ndarray, bool]:
+    """(features of the tokenised `rows`, whether they came from the cache).
+    `encoder_factory()` is called only when something must be computed."""
     if not len(rows):
         return np.zeros((0, 0), dtype=np.float32), True
     compute = lambda: encode_features(encoder_factory(), rows, config.pooling,  # noqa: E731
-                                      config.eval_batch_size, precision)
+                                      config.eval_batch_size, collate, precision)
     if cache_dir is None:
         return compute(), False
-    path = Path(cache_dir) / f"{features_key(config.model, config.pooling, rows)}.npy"
+    key = features_key(config.model, config.pooling, [r["input_ids"] for r in rows])
+    path = Path(cache_dir) / f"{key}.npy"
     with _entry_lock(path):
         try:
             return np.load(path, allow_pickle=False), True
@@ -188,7 +173,7 @@ def _pool(split, features: np.ndarray) -> np.ndarray:
 
 
 def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.ndarray | None,
-                 n_labels: int, device: str, precision: str,
+                 n_labels: int, tokenizer, device: str, precision: str,
                  cache_dir: Path | None = FEATURE_CACHE) -> dict[str, Any]:
     """The probe's scores in the record's shape (selection_dev: the rows the run is judged
     on; dev and test per language; how it was made) and, under "cost", its time and which
@@ -203,9 +188,10 @@ def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.n
 
     names = [n for n in ("train", "dev", "test") if len(splits[n].frame)]
     features, cached = {}, []
+    collate = collator(tokenizer, config)
     for name in names:
-        rows = [r["input_ids"] for r in splits[name].rows]
-        row_features, hit = cached_features(config, rows, factory, precision, cache_dir)
+        row_features, hit = cached_features(config, splits[name].rows, factory, collate,
+                                            precision, cache_dir)
         features[name] = _pool(splits[name], row_features)
         if hit:
             cached.append(name)

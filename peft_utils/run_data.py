@@ -30,7 +30,6 @@ LABELLED, UNLABELLED, EMPTY, ABSENT = "labelled", "unlabelled", "empty", "absent
 class RunData:
     frames: dict[str, pd.DataFrame]                 # train, dev, test (dev/test may be empty)
     coverage: dict[str, dict[str, str]] = field(default_factory=dict)
-    where: dict[str, dict[str, str]] = field(default_factory=dict)   # split -> lang -> path
 
     def notes(self) -> list[str]:
         """One readable line per split whose languages are not all labelled."""
@@ -98,12 +97,10 @@ def _training_rows(config: RunConfig) -> pd.DataFrame:
 
 def _evaluation_rows(config: RunConfig, split: str, data: RunData) -> pd.DataFrame:
     from peft_utils.data import load_split
-    from peft_utils.data.layout import has_split, split_path
+    from peft_utils.data.layout import has_split
 
     parts = []
     for lang in config.resolved_eval_langs:
-        data.where[split][lang] = str(split_path(config.dataset, config.data_root, split, lang,
-                                                 config.subtask))
         if not has_split(config.dataset, config.data_root, split, lang, config.subtask):
             data.coverage[split][lang] = ABSENT
             continue
@@ -133,13 +130,15 @@ def load_run_data(config: RunConfig) -> RunData:
         raise FileNotFoundError(
             f"data_root {config.data_root!r} does not exist; prepare the data "
             "(`python -m peft_utils data prepare NAME`) or set data_root")
-    data = RunData({"train": _training_rows(config)},
-                   coverage={s: {} for s in EVAL_SPLITS}, where={s: {} for s in EVAL_SPLITS})
+    data = RunData({"train": _training_rows(config)}, coverage={s: {} for s in EVAL_SPLITS})
     for split in EVAL_SPLITS:
         data.frames[split] = _evaluation_rows(config, split, data)
     if config.selection == "dev" and not selection_mask(config, data.frames["dev"]).any():
+        from peft_utils.data.layout import split_path
+
         langs = config.resolved_train_langs
-        where = ", ".join(data.where["dev"].get(lang, "?") for lang in langs)
+        where = ", ".join(str(split_path(config.dataset, config.data_root, "dev", lang,
+                                         config.subtask)) for lang in langs)
         states = ", ".join(f"{lang}: {data.coverage['dev'].get(lang, 'not evaluated')}"
                            for lang in langs)
         raise DataError(where, f"no labelled dev rows for the training languages ({states}); "

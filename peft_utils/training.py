@@ -24,6 +24,7 @@ from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_re
 from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
 from peft_utils.head import head_parameters, set_head_bias_to_prior
 from peft_utils.imbalance import remedy_loss, remedy_values
+from peft_utils.inference import collator, sorted_batches
 from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
                                seed_everything, trainable_state)
 from peft_utils.results import (atomic_write_text, ensure_writable, environment,
@@ -138,37 +139,13 @@ def example_scores(split: Split, logits: np.ndarray, multilabel: bool) -> np.nda
     return pool_chunks(scores, split.example_index, len(split.frame), how="mean")
 
 
-def collator(tokenizer, config: RunConfig):
-    """Pads each batch to its longest row, or to max_length as the paper's pipeline did."""
-    from transformers import DataCollatorWithPadding
-
-    if config.padding == "max_length":
-        return DataCollatorWithPadding(tokenizer, padding="max_length",
-                                       max_length=config.max_length)
-    return DataCollatorWithPadding(tokenizer)
-
-
 def predict_logits(model, split: Split, tokenizer, batch_size: int, config: RunConfig,
                    precision: str = "fp32") -> np.ndarray:
     """Logits of every row, in row order, without gradients, batches sorted by length."""
-    import contextlib
-
-    import torch
-
-    device = next(model.parameters()).device
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())
-    collate = collator(tokenizer, config)
-    order = np.argsort([len(r["input_ids"]) for r in split.rows], kind="stable")
     out = np.zeros((len(split.rows), model.config.num_labels), dtype=np.float32)
-    model.eval()
-    with torch.inference_mode(), autocast:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = collate([{k: split.rows[i][k] for k in ("input_ids", "attention_mask")}
-                             for i in idx])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            out[idx] = logits.float().cpu().numpy()
+    for idx, _, output in sorted_batches(model, split.rows, batch_size,
+                                         collator(tokenizer, config), precision):
+        out[idx] = output.logits.float().cpu().numpy()
     return out
 
 
@@ -427,7 +404,7 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
         results[name] = M.scored_rows(split.frame["lang"], split.gold, pred, split.has_gold,
                                       multilabel, n_labels, zero_div)
     probe = frozen_probe(config, splits, sel if prep.selects_on_dev else None, n_labels,
-                         prep.device, prep.precision,
+                         prep.tokenizer, prep.device, prep.precision,
                          None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
     return {"threshold": threshold, **results, "selection_dev": selection_dev,
             "baselines": baselines, "frozen_probe": probe}

@@ -112,26 +112,33 @@ def test_balanced_weights_reach_every_trainer(method, tmp_path, skewed_root, tin
 
 # ---- frozen-feature probe -----------------------------------------------------
 def test_features_are_cached_per_model_pooling_and_ids(tmp_path, tiny_model):
+    from transformers import AutoTokenizer
+
+    from peft_utils.inference import collator
+
     config = RunConfig(model=str(tiny_model), pooling="mean", eval_batch_size=2)
-    rows = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2]]
+    ids = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2]]
+    rows = [{"input_ids": r, "attention_mask": [1] * len(r)} for r in ids]
+    collate = collator(AutoTokenizer.from_pretrained(tiny_model), config)
     calls = []
 
     def factory():
         calls.append(1)
         return load_encoder(config, "cpu")
 
-    first, hit = cached_features(config, rows, factory, "fp32", tmp_path)
-    again, hit_again = cached_features(config, rows, factory, "fp32", tmp_path)
+    first, hit = cached_features(config, rows, factory, collate, "fp32", tmp_path)
+    again, hit_again = cached_features(config, rows, factory, collate, "fp32", tmp_path)
     assert (hit, hit_again, len(calls)) == (False, True, 1)
     assert np.array_equal(first, again)
-    cls, hit_cls = cached_features(config.replace(pooling="cls"), rows, factory, "fp32", tmp_path)
+    cls, hit_cls = cached_features(config.replace(pooling="cls"), rows, factory, collate, "fp32",
+                                   tmp_path)
     assert not hit_cls and not np.allclose(cls, first)
     # Mean pooling reads only the real tokens: padding in a batch changes nothing.
-    alone = encode_features(load_encoder(config, "cpu"), rows[:1], "mean", 1)
+    alone = encode_features(load_encoder(config, "cpu"), rows[:1], "mean", 1, collate)
     assert np.allclose(alone[0], first[0], atol=1e-5)
     encoder = load_encoder(config, "cpu")
     with torch.no_grad():
-        states = encoder(input_ids=torch.tensor([rows[1]]))[0][0]
+        states = encoder(input_ids=torch.tensor([ids[1]]))[0][0]
     assert np.allclose(first[1], states.mean(0).numpy(), atol=1e-5)
     assert np.allclose(cls[1], states[0].numpy(), atol=1e-5)
 
