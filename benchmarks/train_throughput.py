@@ -47,9 +47,10 @@ def measure(spec: dict) -> dict:
     """One method × pipeline × data set: time `steps` optimizer steps after one warm-up."""
     import torch
 
-    from peft_utils.config import RunConfig
-    from peft_utils.models import build_model, load_tokenizer, seed_everything
-    from peft_utils.training import set_cpu_threads
+    from peft_utils.classification.config import RunConfig
+    from peft_utils.classification.models import build_model, load_tokenizer
+    from peft_utils.core.devices import set_cpu_threads
+    from peft_utils.core.modeling import seed_everything
 
     set_cpu_threads()
     paper = spec["pipeline"] == "paper"
@@ -96,9 +97,10 @@ def fixed_shape_step(spec: dict) -> dict:
     """Step time of a method at one fixed shape (batch × seq), for PEFT/FFT fractions and MFU."""
     import torch
 
-    from peft_utils.config import RunConfig
-    from peft_utils.models import build_model, seed_everything
-    from peft_utils.training import set_cpu_threads
+    from peft_utils.classification.config import RunConfig
+    from peft_utils.classification.models import build_model
+    from peft_utils.core.devices import set_cpu_threads
+    from peft_utils.core.modeling import seed_everything
 
     set_cpu_threads()
     config = RunConfig(dataset="sib200", method=spec["method"], model=str(MODEL), reduction_factor=16)
@@ -129,7 +131,7 @@ def fixed_shape_step(spec: dict) -> dict:
 def peak_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
     import torch
 
-    from peft_utils.training import set_cpu_threads
+    from peft_utils.core.devices import set_cpu_threads
 
     set_cpu_threads()
     a, b = torch.randn(size, size), torch.randn(size, size)

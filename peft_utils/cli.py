@@ -11,11 +11,11 @@ import sys
 # command -> module exposing register(subparsers); each sets `func` on its parser.
 COMMANDS = {
     "data": "peft_utils.data.cli",
-    "params": "peft_utils.models",
-    "train": "peft_utils.training",
+    "params": "peft_utils.classification.models",
+    "train": "peft_utils.classification.training",
     "grid": "peft_utils.grid",
-    "model": "peft_utils.e5_convert",
-    "rerun": "peft_utils.rerun",
+    "model": "peft_utils.classification.e5_convert",
+    "rerun": "peft_utils.classification.rerun",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",
 }
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from peft_utils.config import ConfigError
+    from peft_utils.core.config import ConfigError
     from peft_utils.data.errors import DataError
 
     args = build_parser().parse_args(argv)

@@ -13,9 +13,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests keep their token cache to themselves (a fresh folder per session).
 os.environ.setdefault("PEFT_UTILS_CACHE", tempfile.mkdtemp(prefix="peft-utils-cache-"))
 
-from fixtures_data import (FILLER, FRAME_CUES, GENRE_CUES, SIB200_CUES, EMOTION_CUES,  # noqa: E402
-                           TECHNIQUE_CUES, make_brighter_tree, make_semeval_tree,
-                           make_sib200_tree)
+from fault_helpers import interrupt_after  # noqa: E402,F401  (a fixture of the fault tests)
+from fixtures_data import (  # noqa: E402
+    EMOTION_CUES,
+    FILLER,
+    FRAME_CUES,
+    GENRE_CUES,
+    SIB200_CUES,
+    TECHNIQUE_CUES,
+    make_brighter_tree,
+    make_semeval_tree,
+    make_sib200_tree,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -42,7 +51,7 @@ def semeval_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide XLM-R whose vocabulary covers every fixture word."""
-    from peft_utils.testing import make_tiny_model
+    from peft_utils.classification.testing import make_tiny_model
 
     texts = [t for v in FILLER.values() for t in v]
     texts += [*GENRE_CUES.values(), *FRAME_CUES.values(), *TECHNIQUE_CUES.values(),

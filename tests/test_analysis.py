@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from peft_utils import analysis as A
-from peft_utils import metrics as M
+from peft_utils.classification import analysis as A
+from peft_utils.classification import metrics as M
+from peft_utils.core.runs import write_record
 from peft_utils.data.labels import EMOTIONS, SIB200_LABELS
-from peft_utils.results import write_record
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 COSTS = {"trainable": 1000, "total": 1000, "backbone": 900, "head": 100, "method_params": 0,
@@ -29,7 +29,7 @@ def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
               baselines: dict | None = None, zero_shot=("es",), langs=("en", "fr", "es"),
               extra_metrics: dict | None = None, run_info: dict | None = None) -> str:
     """A complete run folder. With `examples`, the record's scores are computed from them
-    with peft_utils.metrics, as training does (rows whose gold is None are unscored)."""
+    with peft_utils.classification.metrics, as training does (rows whose gold is None are unscored)."""
     run_id = f"{dataset}-{method}-{scenario}-s{seed}-fake"
     folder = root / run_id
     multilabel = dataset == "brighter"
@@ -339,8 +339,8 @@ def trained(tmp_path_factory, sib_root, tiny_model) -> Path:
     """Three methods × two seeds trained on the SIB-200 fixture, plus one failed run."""
     import torch
 
-    from peft_utils.config import RunConfig
-    from peft_utils.training import train_and_evaluate
+    from peft_utils.classification.config import RunConfig
+    from peft_utils.classification.training import train_and_evaluate
 
     root = tmp_path_factory.mktemp("analysis") / "results"
     base = dict(dataset="sib200", data_root=str(sib_root), model=str(tiny_model),

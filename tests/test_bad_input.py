@@ -17,8 +17,12 @@ from fixtures_data import make_semeval_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.notebook import build_config
+from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
-from peft_utils.config import ConfigError, RunConfig
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record
 from peft_utils.data import (
     EMOTIONS,
     FRAMES,
@@ -30,9 +34,6 @@ from peft_utils.data import (
     load_semeval,
     load_sib200,
 )
-from peft_utils.grid.notebook import build_config
-from peft_utils.results import read_record
-from peft_utils.training import train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 def no_training(monkeypatch):
     """Fails the test if a model is ever built: data are checked before that."""
     built = []
-    monkeypatch.setattr("peft_utils.training.build_model",
+    monkeypatch.setattr("peft_utils.classification.training.build_model",
                         lambda *a, **k: built.append(1) or pytest.fail("training started"))
     return built
 
@@ -120,7 +121,7 @@ def test_malformed_semeval_tree_stops_before_training(name, tmp_path, tiny_model
 
 
 def test_bom_and_crlf_are_read(tmp_path, tiny_model):
-    from peft_utils.run_data import load_frames
+    from peft_utils.classification.run_data import load_frames
 
     root = make_semeval_tree(tmp_path, langs=("en",), splits=("train", "dev"), n_articles=4)
     for path in [_lang(root) / "train-labels-subtask-3.txt",
@@ -435,7 +436,7 @@ class _Payload:
 def test_pickled_weights_are_never_loaded(tmp_path, tiny_model):
     import pickle
 
-    from peft_utils.models import build_model
+    from peft_utils.classification.models import build_model
 
     folder = tmp_path / "pickled-model"
     folder.mkdir()

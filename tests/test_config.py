@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.core.config import ConfigError, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

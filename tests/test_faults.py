@@ -7,19 +7,25 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from fault_helpers import (
+    env,
+    kill_at_first_checkpoint,
+    newest_checkpoint,
+    temp_files,
+    wait_unlocked,
+)
 
-from peft_utils import checkpoints
-from peft_utils.config import METHODS, RunConfig
-from peft_utils.results import (
+from peft_utils.classification.config import METHODS, RunConfig
+from peft_utils.classification.training import train_and_evaluate
+from peft_utils.core import checkpoints
+from peft_utils.core.runs import (
     RunBusyError,
     WriteError,
     is_locked,
@@ -27,7 +33,6 @@ from peft_utils.results import (
     run_lock,
     validate_record,
 )
-from peft_utils.training import train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_METHODS = ("lora", "pfeiffer", "fft")   # peft, adapters and the plain trainer
@@ -44,28 +49,6 @@ def tiny(tmp_path: Path, root: Path, model: Path, folder: str = "results", **kw)
     base = dict(SETTINGS, data_root=str(root), model=str(model), max_steps=30, eval_steps=10,
                 seed=5, results_dir=str(tmp_path / folder))
     return RunConfig(**{**base, **kw})
-
-
-@pytest.fixture
-def interrupt_after(monkeypatch):
-    """Raise KeyboardInterrupt (what SIGTERM becomes in a grid worker) as soon as the
-    checkpoint of `step` is complete; returns a function that disarms it."""
-    original = checkpoints.atomic_write_text
-
-    def arm(step: int):
-        def write(path, text):
-            original(path, text)
-            if Path(path).name == checkpoints.PROGRESS and json.loads(text)["step"] == step:
-                raise KeyboardInterrupt(f"interrupted after the checkpoint of step {step}")
-
-        monkeypatch.setattr(checkpoints, "atomic_write_text", write)
-        return lambda: monkeypatch.setattr(checkpoints, "atomic_write_text", original)
-
-    return arm
-
-
-def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*.tmp")]
 
 
 # ---- resume, in process -------------------------------------------------------------
@@ -136,7 +119,7 @@ def test_stale_temp_files_and_half_written_checkpoints_are_cleaned(tmp_path, sib
 
 
 def test_one_writer_per_run_folder(tmp_path, sib_root, tiny_model, monkeypatch):
-    monkeypatch.setattr("peft_utils.results.LOCK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("peft_utils.core.runs.LOCK_TIMEOUT_S", 0.5)
     config = tiny(tmp_path, sib_root, tiny_model, method="lora")
     out = tmp_path / "results" / config.run_id
     with run_lock(out):   # as a live process writing the run would
@@ -206,7 +189,7 @@ def test_unwritable_results_folder_is_refused_before_anything_runs(tmp_path, sib
 
     monkeypatch.setattr(tempfile, "mkstemp", denied)
     monkeypatch.setattr(tempfile, "TemporaryFile", denied)
-    monkeypatch.setattr("peft_utils.training.build_model",
+    monkeypatch.setattr("peft_utils.classification.training.build_model",
                         lambda *a, **k: pytest.fail("training started"))
     config = tiny(tmp_path, sib_root, tiny_model, method="lora")
     with pytest.raises(WriteError, match="Permission denied.*not writable"):
@@ -222,36 +205,6 @@ def test_unwritable_results_folder_is_refused_before_anything_runs(tmp_path, sib
 
 
 # ---- killed for real: subprocesses and SIGKILL ----------------------------------------
-def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def newest_checkpoint(folder: Path) -> int | None:
-    steps = [int(p.parent.name.split("-")[1]) for p in folder.glob("trainer/checkpoint-*/"
-                                                                    + checkpoints.PROGRESS)]
-    return max(steps) if steps else None
-
-
-def kill_at_first_checkpoint(proc: subprocess.Popen, folder: Path, timeout: float = 240) -> int:
-    """SIGKILL the process group of `proc` as soon as `folder` has a complete checkpoint."""
-    deadline = time.monotonic() + timeout
-    while newest_checkpoint(folder) is None:
-        assert proc.poll() is None, f"exited before a checkpoint: {proc.communicate()}"
-        assert time.monotonic() < deadline, "no checkpoint in time"
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    return newest_checkpoint(folder)
-
-
-def wait_unlocked(folder: Path, timeout: float = 60) -> None:
-    """Until no process (an orphaned worker or kernel) holds the folder's locks."""
-    deadline = time.monotonic() + timeout
-    while is_locked(folder) or is_locked(folder, ".cell.lock"):
-        assert time.monotonic() < deadline, f"{folder} still locked"
-        time.sleep(0.2)
-
-
 def test_training_killed_after_a_checkpoint_resumes_exactly(tmp_path, sib_root, tiny_model):
     settings = dict(method="lora", max_steps=240, eval_steps=40)
     path = tmp_path / "tiny.yaml"

@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from peft_utils.cli import main
-from peft_utils.config import ConfigError
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record
 from peft_utils.grid import expand_grid, load_grid
 from peft_utils.grid.cell import Outcome, run_cell, write_spec
 from peft_utils.grid.executors import Progress, cell_env
-from peft_utils.results import read_record
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="sib200", train_langs=["en", "fr"], eval_langs=["en", "fr", "es"],

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from peft_utils.config import ConfigError, RunConfig
-from peft_utils.head import pool_by_mean, set_head_bias_to_prior
-from peft_utils.models import build_model, load_tokenizer, seed_everything
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.head import pool_by_mean, set_head_bias_to_prior
+from peft_utils.classification.models import build_model, load_tokenizer
+from peft_utils.core.config import ConfigError
+from peft_utils.core.modeling import seed_everything
 
 TEXTS = ["the match ended in a draw", "rain"]
 
@@ -109,7 +111,7 @@ def test_head_bias_starts_at_the_label_prior(method, multilabel, tiny_model):
 def test_head_learning_rate_trains_the_head_alone_when_the_rest_is_frozen_by_lr(
         tmp_path, sib_root, tiny_model, one_thread):
     """FFT with a negligible learning rate and a large head learning rate: only the head moves."""
-    from peft_utils.training import train_and_evaluate
+    from peft_utils.classification.training import train_and_evaluate
 
     config = RunConfig(dataset="sib200", data_root=str(sib_root), model=str(tiny_model),
                        method="fft", train_langs=["en"], eval_langs=["en"], max_length=64,

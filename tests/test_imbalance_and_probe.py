@@ -9,14 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import SHARED_DATA
 from fixtures_data import make_sib200_tree
-from peft_utils.config import RunConfig, load_config
+
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.classification.imbalance import (
+    adjusted_loss,
+    class_weights,
+    log_prior,
+    weighted_loss,
+)
+from peft_utils.classification.probe import (
+    cached_features,
+    encode_features,
+    fit_predict,
+    load_encoder,
+)
+from peft_utils.classification.training import train_and_evaluate
 from peft_utils.data.imbalanced import counts, make_imbalanced_sib200
-from peft_utils.imbalance import adjusted_loss, class_weights, log_prior, weighted_loss
-from peft_utils.probe import cached_features, encode_features, fit_predict, load_encoder
-from peft_utils.training import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +124,7 @@ def test_balanced_weights_reach_every_trainer(method, tmp_path, skewed_root, tin
 def test_features_are_cached_per_model_pooling_and_ids(tmp_path, tiny_model):
     from transformers import AutoTokenizer
 
-    from peft_utils.inference import collator
+    from peft_utils.classification.inference import collator
 
     config = RunConfig(model=str(tiny_model), pooling="mean", eval_batch_size=2)
     ids = [[0, 5, 6, 7, 2], [0, 9, 2], [0, 11, 12, 2]]
@@ -191,7 +201,7 @@ def imbalanced_sib200(tmp_path_factory):
 def e5_model(tmp_path_factory):
     import shutil
 
-    from peft_utils.e5_convert import prepare_e5_small
+    from peft_utils.classification.e5_convert import prepare_e5_small
 
     prepared = ROOT / "models" / "multilingual-e5-small"
     if (prepared / "config.json").is_file():

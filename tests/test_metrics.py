@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from peft_utils import metrics as M
+from peft_utils.classification import metrics as M
 
 
 def test_multiclass_macro_and_micro_by_hand():

@@ -6,10 +6,16 @@ import itertools
 
 import pytest
 
-from peft_utils.mt.analysis import (close_vs_distant, load_mt_results, model_size_table,
-                                    score_table, vs_fft, write_mt_report)
+from peft_utils.core.runs import write_failure, write_run_record
+from peft_utils.mt.analysis import (
+    close_vs_distant,
+    load_mt_results,
+    model_size_table,
+    score_table,
+    vs_fft,
+    write_mt_report,
+)
 from peft_utils.mt.config import MTConfig
-from peft_utils.mt.training import run_info, write_failure, write_mt_record
 
 SIZES = {"small": 100_000, "large": 200_000}
 
@@ -32,8 +38,8 @@ def write_run(root, model, tgt, method, budget, n, seed):
     scores = {"bleu": bleu, "chrf": 2 * bleu, "n": 50}
     folder = root / config.run_id
     folder.mkdir(parents=True)
-    write_mt_record(folder, {
-        "status": "complete", "error": None, "run_info": run_info(config),
+    write_run_record(folder, config, {
+        "status": "complete", "error": None, "run_info": config.run_info(),
         "budget": {"method": method, "target": budget, "knob": None if method == "fft"
                    else "lora_r", "value": None if method == "fft" else 4,
                    "trainable": trainable, "base": base, "fraction": trainable / base,

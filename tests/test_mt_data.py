@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peft_utils.config import ConfigError
+from peft_utils.core.config import ConfigError
 from peft_utils.data.errors import DataError
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.data import load_ntrex, load_splits, split_documents, train_subset

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 import yaml
 
-from peft_utils.config import ConfigError
+from peft_utils.core.config import ConfigError
 from peft_utils.grid import load_grid
 from peft_utils.grid.cell import KERNEL
 from peft_utils.mt.config import MTConfig
@@ -71,7 +71,7 @@ def test_mt_grid_expands_into_mt_cells(mt_project):
     with pytest.raises(ConfigError, match="unknown MTConfig key 'scenario'"):
         load_grid(bad, base_dir=mt_project)
     write_yaml(bad, {"kind": "speech", "presets": ["tiny.yaml"]})
-    with pytest.raises(ConfigError, match="unknown grid kind 'speech'"):
+    with pytest.raises(ConfigError, match="unknown study kind 'speech'"):
         load_grid(bad, base_dir=mt_project)
     write_yaml(bad, {"kind": "mt", "presets": ["tiny.yaml"], "notebook": "nope.ipynb"})
     with pytest.raises(ConfigError, match="notebook 'nope.ipynb' not found"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from peft_utils.mt.config import MTConfig
-from peft_utils.mt.models import BudgetError, build_seq2seq, budget_table, fit_budget
+from peft_utils.mt.models import BudgetError, budget_table, build_seq2seq, fit_budget
 from peft_utils.mt.testing import tiny_seq2seq_config, write_config_folder
 
 BUDGETS = (0.001, 0.01, 0.1)
@@ -103,8 +103,9 @@ def test_mbart50_reaches_every_budget(budgets):
 def test_every_method_trains_only_its_parameters(tiny_mt_model):
     """One optimiser step changes the trainable parameters and nothing else."""
     import torch
+    from transformers import DataCollatorForSeq2Seq
 
-    from peft_utils.mt.tokenize import collate, encode_pairs, load_tokenizer, scheme_for
+    from peft_utils.mt.tokenize import encode_pairs, load_tokenizer, scheme_for
 
     tokenizer = load_tokenizer(str(tiny_mt_model))
     for method, budget in [("fft", None), ("cross_attn", None), ("pfeiffer", 0.1),
@@ -117,7 +118,7 @@ def test_every_method_trains_only_its_parameters(tiny_mt_model):
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
         model.train()
-        model(**collate(rows, tokenizer.pad_token_id)).loss.backward()
+        model(**DataCollatorForSeq2Seq(tokenizer)(rows)).loss.backward()
         optimizer.step()
         changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from peft_utils.config import RunConfig
-from peft_utils.models import build_model
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 H, FF, LAYERS, VOCAB, POS = 1024, 4096, 24, 250002, 514

@@ -2,12 +2,11 @@
 the same metrics as padding to max_length and tokenising afresh, for a fixed seed."""
 from __future__ import annotations
 
-
 import numpy as np
-
 from test_training import tiny_config
-from peft_utils.token_cache import cache_key
-from peft_utils.training import train_and_evaluate
+
+from peft_utils.classification.token_cache import cache_key
+from peft_utils.classification.training import train_and_evaluate
 
 
 def _scores(result):
@@ -16,8 +15,9 @@ def _scores(result):
 
 
 def test_dynamic_padding_gives_the_same_metrics(tmp_path, sib_root, tiny_model):
-    from peft_utils.testing import make_tiny_model
     from transformers import AutoTokenizer
+
+    from peft_utils.classification.testing import make_tiny_model
 
     # Dropout masks are drawn per tensor shape, so padding would change them: no dropout here.
     words = list(AutoTokenizer.from_pretrained(tiny_model).get_vocab())
@@ -37,7 +37,7 @@ def test_dynamic_padding_gives_the_same_metrics(tmp_path, sib_root, tiny_model):
 
 def test_token_cache_gives_the_same_metrics(tmp_path, sib_root, tiny_model, monkeypatch):
     cache = tmp_path / "cache"
-    monkeypatch.setattr("peft_utils.training.DEFAULT_CACHE", cache)
+    monkeypatch.setattr("peft_utils.classification.training.DEFAULT_CACHE", cache)
     config = tiny_config(tmp_path / "c", sib_root, tiny_model, method="lora", max_steps=8,
                          eval_steps=4)
     fresh = train_and_evaluate(config.replace(extra={"no_token_cache": True}))

@@ -4,20 +4,20 @@ training languages. Each trains or stops with a DataError naming the folder, and
 says what was absent; nothing fails inside the tokenizer or the Trainer."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
-
 from fixtures_data import make_semeval_tree, make_sib200_tree
+
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.run_data import load_run_data
+from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
-from peft_utils.config import ConfigError, RunConfig
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record, validate_record
 from peft_utils.data import encode_texts
 from peft_utils.data.errors import DataError
-from peft_utils.results import read_record, validate_record
-from peft_utils.run_data import load_run_data
-from peft_utils.training import train_and_evaluate
 
 TINY = dict(max_length=48, batch_size=4, eval_batch_size=8, warmup_steps=0, num_epochs=1,
             max_steps=6, eval_steps=3, learning_rate=1e-2, method="lora")

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.rerun import differences
+from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
-from peft_utils.config import ConfigError, RunConfig
-from peft_utils.rerun import differences
-from peft_utils.results import read_record
-from peft_utils.training import train_and_evaluate
-
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
 

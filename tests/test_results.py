@@ -6,8 +6,14 @@ import json
 import jsonschema
 import pytest
 
-from peft_utils.results import (atomic_write_text, collect, is_complete, run_dir,
-                                validate_record, write_record)
+from peft_utils.classification.analysis.load import collect
+from peft_utils.core.runs import (
+    atomic_write_text,
+    is_complete,
+    run_dir,
+    validate_record,
+    write_record,
+)
 
 
 def minimal(status="failed", run_id="r1"):

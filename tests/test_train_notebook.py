@@ -9,10 +9,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from peft_utils.config import ConfigError
-from peft_utils.grid.cell import KERNEL, NOTEBOOK
-from peft_utils.grid.notebook import build_config, language_table
-from peft_utils.results import read_record
+from peft_utils.classification.notebook import build_config, language_table
+from peft_utils.classification.study import STUDY
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record
+from peft_utils.grid.cell import KERNEL
+
+NOTEBOOK = STUDY.notebook
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMETERS = ("config_file", "dataset", "subtask", "method", "scenario", "model", "seed",
@@ -111,11 +114,15 @@ def test_preset_parameters_and_paths(tmp_path, monkeypatch, tiny_model):
     assert config.translations_dir == str(project / "data" / "tr")     # parameter: notebook dir
     assert config.results_dir == str(project / "results")
 
-    # A missing default preset falls back to the inline settings; model None: the default.
-    monkeypatch.setattr("peft_utils.e5_convert.default_model_name", lambda: str(tiny_model))
-    config = build_config("../configs/demo/missing.yaml", dict(method=None, seed=None),
-                          fallback=dict(dataset="sib200", data_root="../data/sib200",
-                                        max_train_samples=64, num_epochs=1))
+    # A missing preset is an error (the preset is the one place of its settings); without a
+    # preset, the parameters alone, and model None: the offline default.
+    with pytest.raises(ConfigError, match="config_file '../configs/demo/missing.yaml' not found"):
+        build_config("../configs/demo/missing.yaml", dict(method=None, seed=None))
+    monkeypatch.setattr("peft_utils.classification.e5_convert.default_model_name",
+                        lambda: str(tiny_model))
+    config = build_config(None, dict(method=None, seed=None),
+                          dict(dataset="sib200", data_root="../data/sib200",
+                               max_train_samples=64, num_epochs=1))
     assert config.data_root == str(project / "data" / "sib200")
     assert config.max_train_samples == 64 and config.model == str(tiny_model)
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from peft_utils.config import METHODS, RunConfig
-from peft_utils.models import build_model, seed_everything
-from peft_utils.results import read_record, validate_record
-from peft_utils.training import load_run, predict_logits, train_and_evaluate, encode
+from peft_utils.classification.config import METHODS, RunConfig
+from peft_utils.classification.models import build_model
+from peft_utils.classification.training import encode, load_run, predict_logits, train_and_evaluate
+from peft_utils.core.modeling import seed_everything
+from peft_utils.core.runs import read_record, validate_record
 
 # What each method may change besides the head (parameter-name patterns).
 MOVES = {
@@ -84,7 +85,7 @@ def test_saved_run_reloads_to_identical_predictions(method, pooling, tmp_path, s
     result = train_and_evaluate(config)
     reloaded_config, built, tokenizer = load_run(result.run_dir)
     assert reloaded_config == config
-    from peft_utils.run_data import load_frames
+    from peft_utils.classification.run_data import load_frames
 
     dev = encode(load_frames(config)["dev"], tokenizer, config, built.labels)
     before = predict_logits(result.model, dev, tokenizer, 16, config)
@@ -184,7 +185,7 @@ def test_failed_run_writes_failed_record(tmp_path, sib_root):
 
 
 def test_subsets_differ_per_language_but_translations_follow_english(sib_root):
-    from peft_utils.run_data import load_frames
+    from peft_utils.classification.run_data import load_frames
 
     def train_ids(scenario):
         config = RunConfig(dataset="sib200", data_root=str(sib_root), scenario=scenario,

@@ -16,8 +16,8 @@ import random
 import zlib
 from pathlib import Path
 
+from peft_utils.core.runs import atomic_write_text
 from peft_utils.data.sib200 import HEADER, load_sib200
-from peft_utils.results import atomic_write_text
 
 TOPICS = ("science/technology", "travel", "politics")   # majority, minority, rare
 SHARES = (0.76, 0.19, 0.05)

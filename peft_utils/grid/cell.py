@@ -18,25 +18,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import RunConfig
-from peft_utils.results import (
+from peft_utils.core.runs import (
     RunBusyError,
     atomic_write_text,
-    environment,
     is_locked,
-    read_record,
+    record_status,
     remove_stale_temp_files,
     run_dir,
     run_lock,
-    write_record,
+    write_failure,
 )
+from peft_utils.core.study import Study, study, study_of_config
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "train.ipynb"
 SPEC = "grid-cell.json"
 CELL_LOCK = ".cell.lock"   # held by the worker; train_and_evaluate (in its kernel) holds .lock
-# The notebook's named parameters; every other RunConfig key goes through `overrides`.
-NAMED = ("dataset", "subtask", "method", "scenario", "model", "seed")
 
 
 @dataclass
@@ -51,22 +47,21 @@ class Outcome:
         return self.status == "complete"
 
 
-def notebook_parameters(config: RunConfig) -> dict[str, Any]:
-    """The full config as papermill parameters: no preset, every value explicit."""
-    values = config.to_dict()
-    named = {key: values.pop(key) for key in NAMED}
-    results_dir = values.pop("results_dir")
-    return {"config_file": None, **named, "overrides": values, "results_dir": results_dir}
-
-
-def write_spec(config: RunConfig, grid: Path | None = None,
-               notebook: Path | None = None) -> Path:
+def write_spec(config, grid: Path | None = None, notebook: Path | None = None) -> Path:
     """Save what a cell needs in its run folder; the worker process reads only this file."""
     out = run_dir(config.results_dir, config.run_id)
-    spec = {"run_id": config.run_id, "config": config.to_dict(), "grid": str(grid or ""),
-            "notebook": str(notebook or NOTEBOOK), "kernel": KERNEL}
+    kind = study_of_config(config.to_dict())
+    spec = {"run_id": config.run_id, "kind": kind.name, "config": config.to_dict(),
+            "grid": str(grid or ""), "notebook": str(notebook or kind.notebook),
+            "kernel": KERNEL}
     atomic_write_text(out / SPEC, json.dumps(spec, indent=2))
     return out / SPEC
+
+
+def executed_notebook(out: Path, kind: Study) -> Path:
+    """Where a cell's executed notebook lies: named after its study's notebook, whichever
+    notebook ran (`train.ipynb`, `mt_train.ipynb`)."""
+    return out / kind.notebook.name
 
 
 def run_cell(spec_path: str | Path) -> dict[str, Any]:
@@ -76,36 +71,33 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         os.environ.setdefault("OMP_NUM_THREADS", os.environ["SLURM_CPUS_PER_TASK"])
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    if spec["config"].get("kind") == "mt":   # MT cells: their own config, notebook and record
-        from peft_utils.mt.cell import run_cell as run_mt_cell
-
-        return run_mt_cell(spec_path)
-    config = RunConfig.from_dict(spec["config"], source=str(spec_path))
+    kind = study(spec.get("kind"))
+    config = kind.config_class.from_dict(spec["config"], source=str(spec_path))
     out = run_dir(config.results_dir, config.run_id)
     start = time.perf_counter()
     try:
         # One attempt per cell at a time: a second runner (or this one's predecessor, killed
         # and still shutting down) is waited for, then its result counts.
         with run_lock(out, CELL_LOCK):
-            return _run_locked(config, out, spec, start)
+            return _run_locked(kind, config, out, spec, start)
     except RunBusyError as err:
         return asdict(Outcome(config.run_id, "failed", str(err), time.perf_counter() - start))
 
 
-def _run_locked(config: RunConfig, out: Path, spec: dict[str, Any], start: float) -> dict:
-    if _record_status(out) == "complete":   # e.g. a requeued Slurm job whose cell finished
+def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: float) -> dict:
+    if record_status(out) == "complete":   # e.g. a requeued Slurm job whose cell finished
         return asdict(Outcome(config.run_id, "complete", None, 0.0))
     if not is_locked(out):   # no kernel of an earlier attempt is still writing
         remove_stale_temp_files(out)   # left by a writer that was killed mid-write
     # A record from an earlier failed attempt would otherwise outlive an interrupted retry.
     (out / "record.json").unlink(missing_ok=True)
-    error = _execute(Path(spec["notebook"]), out / "train.ipynb", notebook_parameters(config),
+    executed = executed_notebook(out, kind)
+    error = _execute(Path(spec["notebook"]), executed, kind.notebook_parameters(config),
                      spec.get("kernel", KERNEL))
-    _render_html(out / "train.ipynb", out / "train.html")
-    status = _record_status(out)
+    _render_html(executed, executed.with_suffix(".html"))
+    status = record_status(out)
     if status != "complete":
-        error = error or ("the notebook finished without a complete record; "
-                          f"see {out / 'train.ipynb'}")
+        error = error or f"the notebook finished without a complete record; see {executed}"
         if status is None:   # the notebook failed before train_and_evaluate could record it
             write_failure(config, error)
     elif error:
@@ -144,25 +136,6 @@ def _render_html(notebook: Path, html: Path) -> None:
         print(f"warning: could not render {notebook} to HTML: {err}")
 
 
-def _record_status(out: Path) -> str | None:
-    try:
-        return read_record(out).get("status")
-    except (OSError, ValueError):
-        return None
-
-
-def write_failure(config: RunConfig, error: str) -> Path:
-    """A failed record for a cell that died before (or outside) train_and_evaluate."""
-    out = run_dir(config.results_dir, config.run_id)
-    run_info = {**config.to_dict(), "run_id": config.run_id, "multilabel": config.multilabel,
-                "train_langs_resolved": config.resolved_train_langs,
-                "eval_langs_resolved": config.resolved_eval_langs,
-                "zero_shot_langs": config.zero_shot_langs}
-    record = {"status": "failed", "error": error[-8000:], "run_info": run_info,
-              "meta": {**environment(config.device), "seed": config.seed}}
-    return write_record(out, record)
-
-
 def _exit_with_parent() -> None:
     """End this worker when the runner that started it dies, even by SIGKILL (which it cannot
     forward): the worker has a session of its own, so nothing else would stop it, and a rerun
@@ -187,7 +160,7 @@ def main(spec_path: str) -> int:
     out = run_dir(spec["config"]["results_dir"], spec["run_id"])
 
     def stop(signum, frame):
-        if _record_status(out) != "complete":
+        if record_status(out) != "complete":
             raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     run.add_argument("--executor", choices=("local", "slurm"), default="local")
     run.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     run.add_argument("--results", help="results folder (default: the grid file's, else results)")
-    run.add_argument("--notebook", help="notebook to execute (default notebooks/train.ipynb)")
+    run.add_argument("--notebook", help="notebook to execute (default: the study's, "
+                     "notebooks/train.ipynb or notebooks/mt_train.ipynb)")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="state of every cell of a grid file")
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from peft_utils.config import ConfigError
+    from peft_utils.core.config import ConfigError
     from peft_utils.grid.state import COMPLETE, cell_state
     from peft_utils.grid.validate import cell_problems, load_grid_checked
 
@@ -55,11 +56,7 @@ def _run(args) -> int:
         return 0
     # Paths and data of every cell to run, before any runs: a bad file stops the grid now.
     notes: list[tuple[str, str]] = []
-    if grid.kind == "mt":   # MT cells have their own data and checks
-        from peft_utils.mt.cell import cell_problems as mt_cell_problems
-        problems = mt_cell_problems(grid, todo)
-    else:
-        problems = cell_problems(grid, todo, notes)
+    problems = cell_problems(grid, todo, notes)
     _print_notes(notes)
     if problems:
         raise ConfigError(f"{grid.path}: {len(problems)} problem(s), nothing was run:\n"
@@ -142,4 +139,4 @@ def _status(args) -> int:
 def _run_cell(spec: str) -> int:
     from peft_utils.grid.cell import main
 
-    return main(spec)  # run_cell hands MT cells to peft_utils.mt.cell
+    return main(spec)

@@ -17,10 +17,10 @@ from pathlib import Path
 from queue import Queue
 from typing import Any
 
-from peft_utils.config import ConfigError
-from peft_utils.grid.cell import CELL_LOCK, Outcome, write_failure, write_spec
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import is_locked, read_record, run_dir, write_failure
+from peft_utils.grid.cell import CELL_LOCK, Outcome, executed_notebook, write_spec
 from peft_utils.grid.spec import Cell, Grid
-from peft_utils.results import is_locked, read_record, run_dir
 
 # Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
 GENERIC = {"timeout_min", "mem_gb", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task",
@@ -137,7 +137,8 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
                                        f"worker exited with status {rc}; see {spec.parent / 'run.log'}")
         if outcome.ok and rc != 0:   # trained and recorded, but a later notebook cell failed
             outcome = Outcome(cell.run_id, "failed", "notebook error after the run completed "
-                              f"(record kept); see {spec.parent / 'train.ipynb'}", outcome.wall_s)
+                              f"(record kept); see {executed_notebook(spec.parent, grid.study)}",
+                              outcome.wall_s)
         return outcome
 
     outcomes = []

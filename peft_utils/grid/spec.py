@@ -1,4 +1,5 @@
-"""Grid files: presets × a cartesian product of settings, expanded into one RunConfig per cell.
+"""Grid files: presets × a cartesian product of settings, expanded into one config per cell
+(the config class of the grid's study: RunConfig, or MTConfig for `kind: mt`).
 
 ```yaml
 presets: [../demo/sib200.yaml]      # required; relative to this file, like `base:` in a preset
@@ -9,7 +10,7 @@ sweep: {learning_rate: [1.0e-4, 3.0e-4]}           # swept hyper-parameters, als
 exclude: [{scenario: en+translations, dataset: brighter}]   # cells to skip
 results_dir: results                # optional; --results wins
 slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 600}  # for --executor slurm
-kind: classification                # optional; `mt`: MTConfig cells, notebooks/mt_train.ipynb
+kind: classification                # optional: the study (`mt`: MTConfig cells, mt_train.ipynb)
 notebook: ../../notebooks/x.ipynb   # optional, relative to this file; --notebook wins
 ```
 
@@ -21,49 +22,20 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from peft_utils.config import ConfigError, RunConfig, load_config, read_yaml
+from peft_utils.core.config import ConfigError, read_yaml
+from peft_utils.core.study import Study, study
 
 GRID_KEYS = ("presets", "set", "method_overrides", "grid", "sweep", "exclude", "results_dir",
              "slurm", "description", "kind", "notebook")
-# Relative to the working directory; absolute in every cell (data paths are not part of the id).
-PATH_KEYS = ("data_root", "translations_dir", "results_dir")
-# Shown first when a cell is described, in this order, when they vary across cells.
-LEADING = ("dataset", "subtask", "method", "scenario", "seed")
-RUN_KEYS = {f.name for f in fields(RunConfig)}
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What a grid's cells are: their config class, how a preset loads, which notebook runs
-    them (None: the classification notebook of peft_utils.grid.cell)."""
-    name: str
-    config_class: type
-    load: Callable[..., Any]
-    notebook: Path | None = None
-
-    @property
-    def keys(self) -> set[str]:
-        return {f.name for f in fields(self.config_class)}
-
-
-def grid_kind(name: str | None) -> Kind:
-    if name in (None, "classification"):
-        return Kind("classification", RunConfig, load_config)
-    if name == "mt":
-        from peft_utils.mt.config import MTConfig, load_mt_config
-
-        return Kind("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb")
-    raise ConfigError(f"unknown grid kind {name!r}; use classification or mt")
 
 
 @dataclass
 class Cell:
-    config: Any                     # RunConfig, or the config class of the grid's kind
+    config: Any                     # the config class of the grid's study
     preset: Path
     values: dict[str, Any]          # this cell's grid and sweep values
 
@@ -79,8 +51,12 @@ class Grid:
     results_dir: Path
     slurm: dict[str, Any] = field(default_factory=dict)
     duplicates: int = 0             # cells that collapsed into an earlier one with the same id
-    kind: str = "classification"
-    notebook: Path | None = None    # None: peft_utils.grid.cell's default notebook
+    kind: str = "classification"    # the study (peft_utils.core.study)
+    notebook: Path | None = None    # the notebook each cell executes
+
+    @property
+    def study(self) -> Study:
+        return study(self.kind)
 
     @property
     def name(self) -> str:
@@ -93,9 +69,11 @@ class Grid:
         dicts = [c.config.to_dict() for c in self.cells]
         axes = {k for c in self.cells for k in c.values}
         # Data paths follow the preset's dataset; they are news only when they are an axis.
-        keys = [k for k in dicts[0] if (k not in PATH_KEYS or k in axes)
+        kind = self.study
+        keys = [k for k in dicts[0] if (k not in kind.path_keys or k in axes)
                 and any(repr(d[k]) != repr(dicts[0][k]) for d in dicts)]
-        return [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
+        leading = kind.leading_keys
+        return [k for k in leading if k in keys] + [k for k in keys if k not in leading]
 
     def describe(self, cell: Cell, keys: list[str] | None = None) -> str:
         keys = self.varying() if keys is None else keys
@@ -110,7 +88,7 @@ def _short(value: Any) -> str:
 
 def expand_grid(path: str | Path, base_dir: str | Path | None = None,
                 results_dir: str | Path | None = None) -> list[Any]:
-    """The distinct RunConfigs of a grid file, in file order (presets, then grid, then sweep)."""
+    """The distinct configs of a grid file, in file order (presets, then grid, then sweep)."""
     return [cell.config for cell in load_grid(path, base_dir, results_dir).cells]
 
 
@@ -126,7 +104,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         return ConfigError(f"{path}: {msg}")
 
     try:
-        kind = grid_kind(raw.get("kind"))
+        kind = study(raw.get("kind"))
     except ConfigError as err:
         raise bad(str(err)) from None
     run_keys = kind.keys
@@ -139,7 +117,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
     unknown = sorted(set(raw) - set(GRID_KEYS))
     if unknown:
         raise bad(f"unknown grid key(s) {', '.join(unknown)}; a grid file has: "
-                  f"{', '.join(GRID_KEYS)} (RunConfig keys go under set, grid or sweep)")
+                  f"{', '.join(GRID_KEYS)} (config keys go under set, grid or sweep)")
     presets = raw.get("presets")
     if isinstance(presets, str):
         presets = [presets]
@@ -178,10 +156,11 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo))
             try:
-                config = kind.load(preset, {**fixed, **values})
+                config = kind.load_config(preset, {**fixed, **values})
                 if per_method.get(config.method):
-                    config = kind.load(preset, {**fixed, **per_method[config.method], **values})
-                config = _absolute_paths(config, base, results)
+                    config = kind.load_config(preset, {**fixed, **per_method[config.method],
+                                                       **values})
+                config = absolute_paths(kind, config, base, results)
             except ConfigError as err:
                 raise bad(f"cell {values or '(no grid)'} of preset {preset_name}: {err}") from None
             if any(_matches(config, rule) for rule in excludes):
@@ -209,11 +188,13 @@ def _axes(raw: dict, key: str, bad) -> dict[str, list[Any]]:
     return axes
 
 
-def _absolute_paths(config: Any, base: Path, results: Path) -> Any:
+def absolute_paths(kind: Study, config: Any, base: Path, results: Path) -> Any:
+    """`config` with its paths absolute (relative ones anchored at `base`) and `results` as
+    its results folder."""
     changes: dict[str, Any] = {"results_dir": str(results)}
-    for key in PATH_KEYS[:-1]:
-        value = getattr(config, key, None)   # an MT config has no translations_dir
-        if value and not Path(value).is_absolute():
+    for key in kind.path_keys:
+        value = getattr(config, key)
+        if key != "results_dir" and value and not Path(value).is_absolute():
             changes[key] = os.path.abspath(base / value)
     # A model is a local folder if one exists there (as in from_pretrained), else a hub name.
     local = base / config.model

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from peft_utils.core.runs import read_record, run_dir
 from peft_utils.grid.spec import Cell, Grid
-from peft_utils.results import read_record, run_dir
 
 COMPLETE, FAILED, PARTIAL, PENDING = "complete", "failed", "running-or-partial", "pending"
 STATES = (COMPLETE, FAILED, PARTIAL, PENDING)

@@ -10,7 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from peft_utils.config import ConfigError, load_config, read_yaml
+from peft_utils.core.config import ConfigError, read_yaml
+from peft_utils.core.study import study
 from peft_utils.grid.spec import Cell, Grid
 
 
@@ -28,8 +29,7 @@ def config_errors(path: str | Path, results_dir: str | Path | None = None) -> li
         axes = {**dict(raw.get("grid") or {}), **dict(raw.get("sweep") or {})}
         if not all(isinstance(v, list) and v for v in axes.values()):
             return []
-        # The grid's kind (classification or mt) decides how a preset loads.
-        load = spec.grid_kind(raw.get("kind")).load if hasattr(spec, "grid_kind") else load_config
+        kind = study(raw.get("kind"))   # the grid's study decides how a preset loads
         base = Path.cwd().resolve()
         results = Path(results_dir or raw.get("results_dir") or "results")
         results = results if results.is_absolute() else base / results
@@ -44,7 +44,8 @@ def config_errors(path: str | Path, results_dir: str | Path | None = None) -> li
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo))
             try:
-                spec._absolute_paths(load(preset, {**fixed, **values}), base, results)
+                spec.absolute_paths(kind, kind.load_config(preset, {**fixed, **values}), base,
+                                    results)
             except ConfigError as err:
                 errors.append(f"cell {values or '(no grid)'} of preset {name}: {err}")
             except Exception as err:   # a value too malformed for the config to be built
@@ -71,40 +72,36 @@ def load_grid_checked(path: str | Path, results_dir: str | Path | None = None) -
 def cell_problems(grid: Grid, cells: list[Cell],
                   notes: list[tuple[str, str]] | None = None) -> list[str]:
     """Paths and data of `cells`, one line per problem; empty when every cell can start.
-    What a cell will run without (absent or unlabelled splits and languages) is appended to
-    `notes` as (run id, note), one per cell and split."""
+    The study's preflight checks run once per distinct key (a data selection, a budget);
+    what a cell will run without (absent or unlabelled splits and languages) is appended to
+    `notes` as (run id, note)."""
     problems = []
     writable = _writable_problem(grid.results_dir)
     if writable:
         problems.append(writable)
-    # data selection -> (first cell, problem, notes)
-    checked: dict[tuple, tuple[str, str | None, list[str]]] = {}
+    checked: dict[tuple, tuple[str, str | None, list[str]]] = {}   # key -> first cell, problem, notes
     for cell in cells:
-        config = cell.config
-        found = config.path_problems()
-        if not found:
-            key = tuple(str(getattr(config, k)) for k in (
-                "dataset", "data_root", "subtask", "scenario", "train_langs", "eval_langs",
-                "translations_dir", "max_train_samples", "max_eval_samples", "selection"))
+        found = cell.config.path_problems()
+        for key, check in ([] if found else grid.study.preflight(cell.config)):
             if key not in checked:
-                checked[key] = (cell.run_id, *_data_check(config))
-                found = [checked[key][1]] if checked[key][1] else []
-            elif checked[key][1]:
-                found = [f"the data problem reported for {checked[key][0]}"]
+                checked[key] = (cell.run_id, *_run_check(check))
+                problem = checked[key][1]
+            else:
+                problem = checked[key][1] and f"the {key[0]} problem reported for {checked[key][0]}"
             if notes is not None:
                 notes += [(cell.run_id, note) for note in checked[key][2]]
+            if problem:
+                found.append(problem)
+                break
         problems += [f"{cell.run_id} ({grid.describe(cell)}): {p}" for p in found]
     return problems
 
 
-def _data_check(config) -> tuple[str | None, list[str]]:
+def _run_check(check) -> tuple[str | None, list[str]]:
     """(the problem that stops the cell, or None; what it will run without)."""
-    from peft_utils.data.errors import DataError
-    from peft_utils.run_data import load_run_data
-
     try:
-        return None, load_run_data(config).notes()
-    except (DataError, ConfigError, ValueError, OSError) as err:
+        return None, list(check())
+    except (ValueError, OSError) as err:   # DataError, ConfigError, BudgetError among them
         return str(err), []
 
 

@@ -18,9 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from peft_utils.analysis.figures import save_figure
-from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
-                                   data_size_figure, model_size_figure, setting_label)
+from peft_utils.core import outputs
+from peft_utils.mt.figures import (
+    METHOD_ORDER,
+    budget_figure,
+    close_distant_figure,
+    data_size_figure,
+    model_size_figure,
+    setting_label,
+)
 
 DASH = "–"
 METRICS = ("bleu", "chrf")
@@ -248,10 +254,8 @@ def _rounded(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 # ---- the report --------------------------------------------------------------------------
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
                 directory: str | Path, caption: str | None = None) -> list[Path]:
-    from peft_utils.analysis.report import write_table as write_any_table
-
-    return write_any_table(name, numeric, display, directory,
-                           caption or CAPTIONS.get(name, name))
+    return outputs.write_table(name, numeric, display, directory,
+                               caption or CAPTIONS.get(name, name))
 
 
 def _stem(*parts: Any) -> str:
@@ -299,6 +303,6 @@ def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt
     if not models.empty:
         figures["mt_model_size"] = model_size_figure(models)
     for name, fig in figures.items():
-        report.figures[name] = save_figure(fig, figures_dir, name)
+        report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files.extend(report.figures[name])
     return report

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from peft_utils.config import parse_overrides
+    from peft_utils.core.config import parse_overrides
     from peft_utils.mt.config import load_mt_config
 
     overrides = parse_overrides(args.set)

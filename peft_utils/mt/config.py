@@ -2,12 +2,12 @@
 its stable hash names the run folder, as `RunConfig` does for classification."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, HashedConfig, load_with_method_overrides
-from peft_utils.mt.langs import to_iso
+from peft_utils.core.config import ConfigError, HashedConfig, load_with_method_overrides
+from peft_utils.mt.langs import group_of, to_iso
 
 METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
 # Methods whose size is fixed by the architecture: a budget does not apply to them.
@@ -15,14 +15,17 @@ FIXED_SIZE = ("fft", "cross_attn")
 LORA_TARGETS = ("attention", "all-linear")
 SELECT_ON = ("bleu", "chrf", "loss")
 # Where or how a run executes, not what it computes: left out of the run id.
-NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "save_checkpoint")
+NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "save_checkpoint",
+                "checkpoint_steps")
 FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fraction",
           "test_fraction", "max_grad_norm", "label_smoothing")
 
 
 @dataclass
 class MTConfig(HashedConfig):
-    non_identity = NON_IDENTITY   # a class attribute, not a field
+    non_identity = NON_IDENTITY   # class attributes, not fields
+    float_keys = FLOATS
+    record_schema, record_kind = "mt_record", "mt"
     kind: str = "mt"                   # tells grid cells and records apart from classification
     dataset: str = "ntrex"
     data_root: str = "data/ntrex"
@@ -67,7 +70,10 @@ class MTConfig(HashedConfig):
     label_smoothing: float = 0.0
     device: str = "auto"
     precision: str = "auto"            # auto: bf16 on GPUs that support it, else fp32
-    save_checkpoint: bool = True
+    save_checkpoint: bool = True       # keep the final trainable state (checkpoint/)
+    # Resumable training checkpoints in results/<run_id>/trainer/: None at every dev evaluation,
+    # N every N optimiser steps, 0 never (as for classification).
+    checkpoint_steps: int | None = None
     results_dir: str = "results-mt"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,27 +91,21 @@ class MTConfig(HashedConfig):
         return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}-"
                 f"{self.digest()}")
 
-    # ---- construction --------------------------------------------------
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "MTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
-                              f"valid MT keys are: {', '.join(sorted(known))}")
-        raw = dict(raw)
-        for key in FLOATS:   # YAML reads 1e-4 as a string
-            if isinstance(raw.get(key), str):
-                try:
-                    raw[key] = float(raw[key])
-                except ValueError:
-                    pass
-        cfg = cls(**raw)
-        cfg.validate(source)
-        return cfg
+    def run_info(self) -> dict[str, Any]:
+        return {**self.to_dict(), "run_id": self.run_id, "pair": self.pair,
+                "group": group_of(self.tgt_lang)}
 
-    def replace(self, **changes: Any) -> "MTConfig":
-        return MTConfig.from_dict({**self.to_dict(), **changes})
+    def path_problems(self) -> list[str]:
+        problems = []
+        if not Path(self.data_root).is_dir():
+            problems.append(f"data_root {self.data_root!r} does not exist; prepare it with "
+                            "`python -m peft_utils data prepare ntrex` or set data_root")
+        local = Path(self.model).is_absolute() or Path(self.model).parts[0] in ("models", ".", "..")
+        if local and not Path(self.model).is_dir():
+            hint = (f"; build it with `python -m peft_utils mt tiny-model {self.model}`"
+                    if Path(self.model).name == "tiny-mt" else "")
+            problems.append(f"model folder {self.model} does not exist{hint}")
+        return problems
 
     def validate(self, source: str = "config") -> None:
         def bad(msg: str) -> ConfigError:
@@ -162,6 +162,10 @@ class MTConfig(HashedConfig):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):
                 raise bad(f"{key} must be a positive integer or null, got {value!r}")
+        if self.checkpoint_steps is not None and (not isinstance(self.checkpoint_steps, int)
+                                                  or self.checkpoint_steps < 0):
+            raise bad("checkpoint_steps must be null (at every dev evaluation), 0 (never) or a "
+                      f"positive step count, got {self.checkpoint_steps!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -1,7 +1,6 @@
-"""Figures of the MT study; each returns a matplotlib Figure (peft_utils.analysis.figures.save_figure
+"""Figures of the MT study; each returns a matplotlib Figure (peft_utils.core.outputs.save_figure
 writes PNG and PDF)."""
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd

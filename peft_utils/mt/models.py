@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from peft_utils.core.modeling import add_adapter, add_peft, count_parameters
 from peft_utils.mt.config import FIXED_SIZE, MTConfig
 
 ADAPTER_NAME = "mt"
@@ -127,20 +128,19 @@ def apply_method(model, config: MTConfig, size: dict[str, Any]):
                              "found (expected encoder_attn.* or decoder.block.N.layer.1.*)")
         return model
     if method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
         r = int(size["lora_r"])
         peft_config = LoraConfig(task_type="SEQ_2_SEQ_LM", r=r,
                                  lora_alpha=config.lora_alpha or 2 * r,
                                  lora_dropout=config.lora_dropout,
                                  target_modules=_lora_targets(config, model.config.model_type))
-        return get_peft_model(model, peft_config)
+        return add_peft(model, peft_config)
     model_type = model.config.model_type
     if model_type not in ADAPTER_TYPES:
         raise ValueError(f"method {method}: the adapters library (1.3) has no {model_type} "
                          f"support; use it with {', '.join(ADAPTER_TYPES)} models (mBART-50, "
                          "mT5), or lora / cross_attn / fft on this model")
-    import adapters
     from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
 
     if method == "prefix":
@@ -152,30 +152,15 @@ def apply_method(model, config: MTConfig, size: dict[str, Any]):
         factor = hidden_size(model) / (int(size["adapter_dim"]) + 0.5)
         cls = SeqBnConfig if method == "pfeiffer" else DoubleSeqBnConfig
         adapter_config = cls(reduction_factor=factor)
-    adapters.init(model)
-    model.add_adapter(ADAPTER_NAME, config=adapter_config)
-    model.train_adapter(ADAPTER_NAME)   # freezes every pretrained parameter
-    return model
+    return add_adapter(model, adapter_config, ADAPTER_NAME)   # freezes every pretrained one
 
 
 def parameter_report(model, base_ids: set[int]) -> dict[str, Any]:
-    """Counts by `requires_grad`, the same way for every method. `base`: the pretrained
-    model's parameters (the denominator of a budget); `fraction_of_base` = trainable / base."""
-    counts = dict(trainable=0, total=0, base=0, method_params=0)
-    seen: set[int] = set()
-    for _, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen:
-            continue   # tied embeddings count once
-        seen.add(id(param))
-        n = param.numel()
-        counts["total"] += n
-        counts["trainable"] += n if param.requires_grad else 0
-        if id(param) in base_ids:
-            counts["base"] += n
-        counts["method_params"] += n if param.requires_grad or id(param) not in base_ids else 0
-    counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
-    counts["fraction_of_base"] = counts["trainable"] / counts["base"]
-    return counts
+    """core.modeling.count_parameters (no head), with `fraction_of_base` = trainable / base:
+    what a budget is measured in."""
+    counts = count_parameters(model, base_ids)
+    del counts["head"]
+    return {**counts, "fraction_of_base": counts["trainable"] / counts["base"]}
 
 
 def _unique_ids(model) -> set[int]:

@@ -1,5 +1,5 @@
 """What notebooks/mt_train.ipynb calls: an MTConfig from its papermill parameters (the
-path rules of peft_utils.grid.notebook), the offline smoke model built on first use, and
+path rules of peft_utils.classification.notebook), the offline smoke model built on first use, and
 the tables it shows."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, load_raw
+from peft_utils.core.config import ConfigError, load_raw
 from peft_utils.mt.config import MTConfig, load_mt_config
 
 PATH_KEYS = ("data_root", "results_dir")

@@ -92,25 +92,22 @@ def encode_pairs(tokenizer, scheme: Scheme, sources: list[str], targets: list[st
             for ids, mask, lab in zip(enc["input_ids"], enc["attention_mask"], labels)]
 
 
-def collate(rows: list[dict[str, list[int]]], pad_id: int):
-    """Pad to the longest row; label padding is -100 (ignored by the loss)."""
-    import torch
-
-    out = {}
-    for key, fill in (("input_ids", pad_id), ("attention_mask", 0), ("labels", -100)):
-        if key not in rows[0]:
-            continue
-        width = max(len(r[key]) for r in rows)
-        out[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows])
-    return out
-
-
 def autocast(device, precision: str):
     import torch
 
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def configure_generation(model, tokenizer, scheme: Scheme, tgt: str, num_beams: int,
+                         max_new_tokens: int) -> None:
+    """Set the model's generation config to what `translate_texts` passes (greedy or beam
+    search, the target language forced or tagged), so that the trainer's dev translations
+    during training are generated the same way."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model   # peft
+    base.generation_config.update(num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                  do_sample=False, **scheme.generate_kwargs(tokenizer, tgt))
 
 
 def translate_texts(model, tokenizer, scheme: Scheme, texts: list[str], src: str, tgt: str,

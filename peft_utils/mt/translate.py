@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from peft_utils.results import atomic_write_text
+from peft_utils.core.runs import atomic_write_text
 
 _ARTICLE = re.compile(r"^article(.+)\.txt$")
 # A sentence ends at . ! ? (or their CJK forms) followed by space; used only for long lines.

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import NON_IDENTITY, ConfigError, RunConfig, parse_overrides
-from peft_utils.results import RECORD, read_record
+from peft_utils.classification.config import NON_IDENTITY, RunConfig
+from peft_utils.core.config import ConfigError, parse_overrides
+from peft_utils.core.runs import RECORD, read_record
 
 # run_info keys derived from the config, not part of it.
 DERIVED = ("run_id", "multilabel", "train_langs_resolved", "eval_langs_resolved",
@@ -52,7 +53,7 @@ def differences(old: Any, new: Any, path: str = "metrics") -> list[str]:
 def rerun(run_folder: str | Path, results: str | Path | None = None,
           overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(recorded record, rerun record) of the run in `run_folder`."""
-    from peft_utils.training import train_and_evaluate
+    from peft_utils.classification.training import train_and_evaluate
 
     folder = Path(run_folder).resolve()
     record = read_record(folder)

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import ConfigError, RunConfig, load_config, load_raw, path_like
-from peft_utils.e5_convert import DEFAULT_OUT
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.classification.e5_convert import DEFAULT_OUT
+from peft_utils.core.config import ConfigError, load_raw, path_like
 
 PATH_KEYS = ("data_root", "translations_dir", "results_dir")
 
@@ -28,10 +29,10 @@ def project_root(*starts: str | Path) -> Path:
 
 
 def build_config(config_file: str | Path | None, params: dict[str, Any],
-                 overrides: dict[str, Any] | None = None, results_dir: str | None = None,
-                 fallback: dict[str, Any] | None = None) -> RunConfig:
-    """Preset < `fallback` (used only when the preset file is missing) < `params` that are not
-    None < `overrides`. Raises ConfigError naming the bad parameter."""
+                 overrides: dict[str, Any] | None = None,
+                 results_dir: str | None = None) -> RunConfig:
+    """Preset < `params` that are not None < `overrides`. Raises ConfigError naming the bad
+    parameter."""
     source = "notebook parameters"
     if overrides is None:
         overrides = {}
@@ -46,14 +47,11 @@ def build_config(config_file: str | Path | None, params: dict[str, Any],
         raise ConfigError(f"{source}: params must be a dict, got {type(params).__name__}")
     cwd = Path.cwd()
     preset = Path(config_file) if config_file else None
-    base: dict[str, Any] = {}
     if preset is not None and not preset.is_file():
-        if fallback is None:
-            raise ConfigError(f"{source}: config_file {str(config_file)!r} not found "
-                              f"(relative to {cwd}); set config_file=None to use the "
-                              "parameters alone")
-        preset, base = None, dict(fallback)
-    explicit = {**base, **{k: v for k, v in params.items() if v is not None}, **overrides}
+        raise ConfigError(f"{source}: config_file {str(config_file)!r} not found "
+                          f"(relative to {cwd}); set config_file=None to use the "
+                          "parameters alone")
+    explicit = {**{k: v for k, v in params.items() if v is not None}, **overrides}
     if results_dir is not None:
         explicit["results_dir"] = results_dir
     root = project_root(*([preset.parent] if preset else []), cwd)
@@ -81,7 +79,7 @@ def _anchor_model(value: Any, root: Path) -> Any:
 
 
 def _default_model(root: Path) -> str:
-    from peft_utils.e5_convert import default_model_name
+    from peft_utils.classification.e5_convert import default_model_name
 
     # The offline model is built under models/ of the project, not of the notebook folder.
     with contextlib.chdir(root):
@@ -90,7 +88,7 @@ def _default_model(root: Path) -> str:
 
 
 def _prepare_offline_model(root: Path) -> None:
-    from peft_utils.e5_convert import prepare_e5_small
+    from peft_utils.classification.e5_convert import prepare_e5_small
 
     prepare_e5_small(root / DEFAULT_OUT)   # returns at once when the folder is complete
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from peft_utils.results import atomic_write_text
+from peft_utils.core.runs import atomic_write_text
 
 # One place for every cell, whatever its working directory (papermill runs in notebooks/).
 DEFAULT_DIR = Path(os.environ.get("PEFT_UTILS_CACHE")

@@ -270,8 +270,16 @@ def _charsmap(norm: dict[str, str]) -> bytes:
 
 
 def _tokenizer(m: E5Binary):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import XLMRobertaTokenizerFast
 
     tok = Tokenizer(models.Unigram(list(zip(m.pieces, m.scores)), unk_id=m.unk))
@@ -346,7 +354,7 @@ def prepare_e5_small(out_dir: str | Path = DEFAULT_OUT, force: bool = False,
             "tokenizer: Unigram vocabulary and scores, and the per-code-point normalisation map, "
             "from the source file",
         ],
-        "converter": "peft_utils.e5_convert",
+        "converter": "peft_utils.classification.e5_convert",
         "written_with": {"transformers": _package_version("transformers"),
                          "tokenizers": _package_version("tokenizers")},
     }

@@ -6,20 +6,30 @@ from pathlib import Path
 
 import pandas as pd
 
-from peft_utils.analysis import figures as F
-from peft_utils.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
-                                           verdict_counts)
-from peft_utils.analysis.load import CELL, Results, load_results
-from peft_utils.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
-                                        baseline_table, cost_display, cost_ranges,
-                                        cost_ranges_display, cost_table, coverage_display,
-                                        coverage_table, f1_table, f1_wide, failed_display,
-                                        provenance)
-from peft_utils.results import atomic_write_text
-
-# pdflatex-safe spellings of the symbols the formatted tables use.
-_LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$",
-          "−": "-"}
+from peft_utils.classification.analysis import figures as F
+from peft_utils.classification.analysis.bootstrap import (
+    bootstrap_differences,
+    bootstrap_display,
+    verdict_counts,
+)
+from peft_utils.classification.analysis.load import CELL, Results, load_results
+from peft_utils.classification.analysis.tables import (
+    DEV_MARK,
+    ZERO_SHOT_MARK,
+    baseline_display,
+    baseline_table,
+    cost_display,
+    cost_ranges,
+    cost_ranges_display,
+    cost_table,
+    coverage_display,
+    coverage_table,
+    f1_table,
+    f1_wide,
+    failed_display,
+    provenance,
+)
+from peft_utils.core import outputs
 
 CAPTIONS = {
     "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} "
@@ -52,26 +62,10 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
-def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
-    text = table.to_latex(index=False, escape=True, caption=caption, label=label)
-    for symbol, latex in _LATEX.items():
-        text = text.replace(symbol, latex)
-    return text
-
-
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
                 directory: str | Path, caption: str | None = None) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
-    caption = caption or CAPTIONS.get(name, name)
-    atomic_write_text(paths[0], numeric.to_csv(index=False))
-    atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
-                                                    if not display.empty else "(no rows)") + "\n")
-    atomic_write_text(paths[2], to_latex(display if not display.empty else
-                                         pd.DataFrame({"": ["(no rows)"]}), caption,
-                                         f"tab:{name}"))
-    return paths
+    return outputs.write_table(name, numeric, display, directory,
+                               caption or CAPTIONS.get(name, name))
 
 
 def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
@@ -115,6 +109,6 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
             "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results)}
     for name, fig in made.items():
-        report.figures[name] = F.save_figure(fig, figures_dir, name)
+        report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files += report.figures[name]
     return report

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from peft_utils.config import RunConfig
+from peft_utils.classification.config import RunConfig
 from peft_utils.data.errors import DataError
 
 EVAL_SPLITS = ("dev", "test")

@@ -1,9 +1,12 @@
-"""One results record per run (`results/<run_id>/record.json`), written atomically.
+"""Run folders (`<results>/<run_id>/`) for every study: ids that cannot escape the results
+folder, atomic writes, a lock per folder, the record (`record.json`, validated against the
+study's schema in `peft_utils/schemas/`) and one reader, and `execute_run`, which gives any
+study's run its guarantees (checked before work starts, one writer at a time, a failure
+record whatever happens).
 
-The analysis reads only these records. Layout of a record (schema version 1):
-run_info (the full config + run_id), metrics (dev/test, per language and overall, baselines,
-threshold, learning curve), costs (parameters, time, throughput, memory, checkpoint size),
-meta (package versions, git commit, device, seed), status ("complete" or "failed") and error.
+A record (schema version 1) has run_info (the full config + run_id), metrics, costs (parameters,
+time, throughput, memory, checkpoint size), meta (package versions, git commit, device, seed),
+status ("complete" or "failed") and error; each study's schema says the rest.
 """
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ import re
 import subprocess
 import tempfile
 import time
+import traceback
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 RECORD = "record.json"
@@ -160,22 +166,83 @@ def is_locked(folder: str | Path, name: str = ".lock") -> bool:
         return False
 
 
-def schema() -> dict[str, Any]:
-    return json.loads(resources.files("peft_utils").joinpath("schemas/record.json").read_text())
+def schema(name: str = "record") -> dict[str, Any]:
+    return json.loads(resources.files("peft_utils").joinpath(f"schemas/{name}.json").read_text())
 
 
-def validate_record(record: dict[str, Any]) -> None:
+def validate_record(record: dict[str, Any], schema_name: str = "record") -> None:
     import jsonschema
 
-    jsonschema.validate(record, schema())
+    jsonschema.validate(record, schema(schema_name))
 
 
-def write_record(directory: str | Path, record: dict[str, Any]) -> Path:
-    record = {"schema_version": SCHEMA_VERSION, **record}
-    validate_record(record)
+def write_record(directory: str | Path, record: dict[str, Any], schema_name: str = "record",
+                 kind: str | None = None) -> Path:
+    """Validate `record` against `schemas/<schema_name>.json` and write it atomically; `kind`
+    (e.g. "mt") tells a study's records apart from classification's."""
+    record = {"schema_version": SCHEMA_VERSION, **({"kind": kind} if kind else {}), **record}
+    validate_record(record, schema_name)
     path = Path(directory) / RECORD
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False, default=json_default))
     return path
+
+
+def write_run_record(directory: str | Path, config, record: dict[str, Any]) -> Path:
+    """`record` of a run of `config`, with its study's schema and kind."""
+    return write_record(directory, record, config.record_schema, config.record_kind)
+
+
+def write_failure(config, error: str, directory: str | Path | None = None) -> Path:
+    """A failed record for `config` (in its run folder unless `directory` is given)."""
+    try:
+        info = config.run_info()
+    except Exception:   # a config too broken for its derived fields: its values still count
+        info = {**config.to_dict(), "run_id": config.run_id}
+    record = {"status": "failed", "error": error[-8000:], "run_info": info,
+              "meta": {**environment(config.device), "seed": config.seed}}
+    return write_run_record(directory or run_dir(config.results_dir, config.run_id), config,
+                            record)
+
+
+def execute_run(config, results_root: str | Path | None, run: Callable[[Path], T]) -> T:
+    """`run(folder)` for `config` with the guarantees of every run: nothing starts before the
+    config and the paths it needs are checked and the folder has proved writable; one process
+    at a time writes the folder (a lock; temporary files a killed writer left are removed);
+    `config.json` is written first; any failure still leaves a record with status "failed"
+    and the traceback, then re-raises. Under `accelerate launch` only rank 0 writes."""
+    from peft_utils.core.config import ConfigError
+    from peft_utils.core.devices import is_main_process
+
+    invalid = None
+    try:
+        config.validate()   # first: it normalises values (language codes) the run id covers
+    except ConfigError as err:
+        invalid = err
+    try:
+        run_id = config.run_id
+    except Exception:   # a config too broken to name its folder: no record
+        raise invalid or ConfigError("config: cannot compute the run id") from None
+    out = ensure_writable(run_dir(results_root or config.results_dir, run_id))
+    main = is_main_process()
+    with run_lock(out) if main else contextlib.nullcontext():
+        if main:
+            remove_stale_temp_files(out)
+        try:
+            if main:
+                atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+            if invalid is not None:
+                raise invalid
+            problems = config.path_problems()
+            if problems:
+                raise ConfigError(f"config: {'; '.join(problems)}")
+            return run(out)
+        except BaseException as err:
+            if main:
+                try:
+                    write_failure(config, "".join(traceback.format_exception(err)), out)
+                except Exception:
+                    pass  # a full disk or a broken config: the original error matters more
+            raise
 
 
 def json_default(value: Any) -> Any:
@@ -192,17 +259,22 @@ def read_record(directory: str | Path) -> dict[str, Any]:
         return json.load(handle)
 
 
-def is_complete(directory: str | Path) -> bool:
+def record_status(directory: str | Path) -> str | None:
+    """"complete" or "failed" from a run folder's record; None without a readable one."""
     try:
-        return read_record(directory).get("status") == "complete"
+        return read_record(directory).get("status")
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def is_complete(directory: str | Path) -> bool:
+    return record_status(directory) == "complete"
 
 
 def environment(device: str) -> dict[str, Any]:
     packages = {}
-    for name in ("torch", "transformers", "peft", "adapters", "accelerate", "datasets",
-                 "numpy", "scikit-learn", "peft-utils"):
+    for name in ("torch", "transformers", "peft", "adapters", "accelerate", "numpy",
+                 "scikit-learn", "sacrebleu", "peft-utils"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -219,36 +291,3 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def collect(root: str | Path = "results", include_failed: bool = False):
-    """All records under `root` as one row per (run, split, language) with cost columns."""
-    import pandas as pd
-
-    rows = []
-    for path in sorted(Path(root).glob(f"*/{RECORD}")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a record being written by another process; atomic rename makes this rare
-        if record.get("status") != "complete" and not include_failed:
-            continue
-        info, costs = record["run_info"], record.get("costs", {})
-        base = {
-            "run_id": info["run_id"], "dataset": info["dataset"], "subtask": info.get("subtask"),
-            "method": info["method"], "scenario": info["scenario"], "seed": info["seed"],
-            "model": info["model"], "status": record.get("status"),
-            "trainable_params": costs.get("trainable"), "total_params": costs.get("total"),
-            "train_wall_s": costs.get("train_wall_s"), "peak_memory_mb": costs.get("peak_memory_mb"),
-            "samples_per_s": costs.get("train_samples_per_s"),
-            "checkpoint_mb": costs.get("checkpoint_mb"),
-            "main_metric": record.get("metrics", {}).get("main_metric"),
-        }
-        zero_shot = set(info.get("zero_shot_langs", []))
-        for split in ("dev", "test"):
-            for lang, values in record.get("metrics", {}).get(split, {}).items():
-                rows.append({**base, "split": split, "lang": lang,
-                             "zero_shot": lang in zero_shot, **values})
-        if not record.get("metrics"):
-            rows.append(base)
-    return pd.DataFrame(rows)

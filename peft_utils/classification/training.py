@@ -5,33 +5,28 @@ Every method goes through the same steps: seed, build, tokenise, train with the 
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import resource
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from peft_utils import metrics as M
-from peft_utils.checkpoints import (best_dev_state, checkpoint_callback, find_resumable, prune,
-                                    save_tensors, trainer_class)
-from peft_utils.config import ConfigError, RunConfig, load_config, parse_overrides
-from peft_utils.head import head_parameters, set_head_bias_to_prior
-from peft_utils.imbalance import remedy_loss, remedy_values
-from peft_utils.inference import collator, sorted_batches
-from peft_utils.models import (BuiltModel, build_model, load_tokenizer, load_trainable_state,
-                               seed_everything, trainable_state)
-from peft_utils.results import (atomic_write_text, ensure_writable, environment,
-                                remove_stale_temp_files, run_dir, run_lock, write_record)
-from peft_utils.probe import FEATURE_CACHE, frozen_probe
-from peft_utils.run_data import RunData, load_run_data, selection_mask
-from peft_utils.token_cache import DEFAULT_DIR as DEFAULT_CACHE
+from peft_utils.classification import metrics as M
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.classification.head import head_parameters, set_head_bias_to_prior
+from peft_utils.classification.imbalance import remedy_loss, remedy_values
+from peft_utils.classification.inference import collator, sorted_batches
+from peft_utils.classification.models import BuiltModel, build_model, load_tokenizer
+from peft_utils.classification.probe import FEATURE_CACHE, frozen_probe
+from peft_utils.classification.run_data import RunData, load_run_data, selection_mask
+from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
+from peft_utils.core.checkpoints import find_resumable, prune, save_tensors
+from peft_utils.core.config import parse_overrides
+from peft_utils.core.devices import peak_memory, prepare_device
+from peft_utils.core.modeling import load_trainable_state, seed_everything, trainable_state
+from peft_utils.core.runs import atomic_write_text, environment, execute_run, write_run_record
 
 CHECKPOINT = "checkpoint/trainable.safetensors"
 ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
@@ -78,37 +73,8 @@ class Split:
                      new_index[self.example_index[keep]], self.gold[mask])
 
 
-def select_devices(config: RunConfig) -> tuple[str, str]:
-    """(device, precision) for `config`: the GPU and bf16 where present, else CPU and fp32."""
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else (
-            "mps" if torch.backends.mps.is_available() else "cpu")
-    precision = config.precision
-    if precision == "auto":
-        precision = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if device == "cpu" and precision != "fp32":
-        raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
-    return device, precision
-
-
-def set_cpu_threads() -> int:
-    """Intra-op threads = the cores this process may use (a grid worker's share when the
-    runner sets OMP_NUM_THREADS), not the machine's count that torch assumes."""
-    import os
-
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = int(os.environ.get("OMP_NUM_THREADS") or cores or 1)
-    torch.set_num_threads(max(1, threads))
-    return threads
-
-
 def encode(frame, tokenizer, config: RunConfig, labels: list[str], cache_dir=None) -> Split:
-    from peft_utils.token_cache import cached_encode
+    from peft_utils.classification.token_cache import cached_encode
 
     enc = cached_encode(list(frame["text"]), tokenizer, config.max_length, config.long_text,
                         config.chunk_stride, cache_dir)
@@ -149,114 +115,12 @@ def predict_logits(model, split: Split, tokenizer, batch_size: int, config: RunC
     return out
 
 
-# ---- training -------------------------------------------------------------
-def _training_args(config: RunConfig, out: Path, device: str, precision: str, has_dev: bool,
-                   train_rows: int):
-    import math
-
-    from transformers import TrainingArguments
-
-    per_epoch = math.ceil(train_rows / (config.batch_size * config.grad_accum))
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(
-        config.num_epochs * per_epoch)
-    eval_strategy = "no" if not has_dev else ("steps" if config.eval_steps else "epoch")
-    return TrainingArguments(
-        output_dir=str(out / "trainer"), overwrite_output_dir=True,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
-        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
-        eval_strategy=eval_strategy, eval_steps=config.eval_steps,
-        **_save_settings(config, eval_strategy),
-        # About 25 points on the learning curve, whatever the run's length.
-        logging_strategy="steps", logging_steps=max(1, total_steps // 25),
-        report_to=[], seed=config.seed, data_seed=config.seed,
-        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
-        tf32=True if device == "cuda" and precision != "fp32" else None,
-        group_by_length=config.group_by_length, remove_unused_columns=False, disable_tqdm=True,
-        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
-        # Tokenised rows live in memory: worker processes would only add start-up cost.
-        dataloader_num_workers=0, label_names=["labels"],
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        torch_compile=config.torch_compile)
-
-
-def _save_settings(config: RunConfig, eval_strategy: str) -> dict[str, Any]:
-    """Checkpoints at every dev evaluation (every epoch without dev data), every
-    `checkpoint_steps` steps, or never (0); rotation is ours (checkpoints.prune), after the
-    new checkpoint is complete."""
-    if config.checkpoint_steps == 0:
-        return {"save_strategy": "no"}
-    if config.checkpoint_steps:
-        return {"save_strategy": "steps", "save_steps": config.checkpoint_steps}
-    if eval_strategy == "steps":
-        return {"save_strategy": "steps", "save_steps": config.eval_steps}
-    return {"save_strategy": "epoch"}
-
-
-def _is_main_process() -> bool:
-    # `accelerate launch` / torchrun set RANK; rank 0 owns the run folder.
-    return int(os.environ.get("RANK", "0") or 0) == 0
-
-
+# ---- the run ------------------------------------------------------------
 def train_and_evaluate(config: RunConfig, results_root: str | Path | None = None) -> RunResult:
-    """Run `config` end to end and write `results/<run_id>/` (record, predictions, checkpoint).
-
-    Nothing trains before the config, the data paths and the data themselves are checked and
-    the results folder has proved writable. A failure still writes a record with status
-    "failed" and the traceback, then re-raises. An interrupted run of the same id resumes from
-    its last checkpoint; one process at a time writes a run folder (a lock).
-    """
-    invalid = None
-    try:
-        config.validate()   # first: it normalises language codes, which the run id covers
-    except ConfigError as err:
-        invalid = err
-    try:
-        run_id = config.run_id
-    except Exception:   # a config too broken to name its folder: no record
-        raise invalid or ConfigError("config: cannot compute the run id") from None
-    out = ensure_writable(run_dir(results_root or config.results_dir, run_id))
-    main = _is_main_process()
-    with run_lock(out) if main else contextlib.nullcontext():
-        if main:
-            remove_stale_temp_files(out)
-        try:
-            if main:
-                atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-            if invalid is not None:
-                raise invalid
-            problems = config.path_problems()
-            if problems:
-                raise ConfigError(f"config: {'; '.join(problems)}")
-            return _run(config, out)
-        except BaseException as err:
-            if main:
-                _write_failure(config, out, err)
-            raise
-
-
-def _write_failure(config: RunConfig, out: Path, err: BaseException) -> None:
-    try:
-        record = {"status": "failed", "error": "".join(traceback.format_exception(err))[-8000:],
-                  "run_info": _run_info(config),
-                  "meta": {**environment(config.device), "seed": config.seed}}
-        write_record(out, record)
-    except Exception:
-        pass  # a full disk or a config too broken for the schema: the original error matters
-
-
-def _run_info(config: RunConfig) -> dict[str, Any]:
-    try:
-        derived = {"multilabel": config.multilabel,
-                   "train_langs_resolved": config.resolved_train_langs,
-                   "eval_langs_resolved": config.resolved_eval_langs,
-                   "zero_shot_langs": config.zero_shot_langs}
-    except Exception:   # an invalid config (unknown dataset) still gets its failure recorded
-        derived = {}
-    return {**config.to_dict(), "run_id": config.run_id, **derived}
+    """Run `config` end to end and write `results/<run_id>/` (record, predictions, checkpoint),
+    with the guarantees of `peft_utils.core.runs.execute_run`: checked first, one writer, a
+    failure record. An interrupted run of the same id resumes from its last checkpoint."""
+    return execute_run(config, results_root, lambda out: _run(config, out))
 
 
 @dataclass
@@ -285,9 +149,7 @@ class Fitted:
 
 
 def _prepare(config: RunConfig) -> Prepared:
-    device, precision = select_devices(config)
-    if device == "cpu":
-        set_cpu_threads()
+    device, precision = prepare_device(config)
     data = load_run_data(config)
     for note in data.notes():
         print(f"{config.run_id}: {note}", file=sys.stderr)
@@ -328,46 +190,28 @@ def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
 
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
-    import torch
-    from transformers import Trainer
+    from peft_utils.core.trainer import BestDevState, trainer_for, training_arguments
 
     model, labels = prep.built.model, prep.built.labels
     train = prep.splits["train"]
     eval_rows, compute_metrics = _dev_metric(
         config, prep.splits["dev"].subset(prep.selection), len(labels))
-    callback = best_dev_state(config.early_stopping_patience)
     resume = find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
     if resume is not None:
-        callback.load(resume.progress, resume.folder)
-    args = _training_args(config, out, prep.device, prep.precision, prep.selects_on_dev,
-                          len(train.rows))
-    trainer_cls = Trainer
-    if config.method in ADAPTER_METHODS:
-        from adapters import AdapterTrainer as trainer_cls
-    loss = remedy_loss(config.class_weights, train.gold, config.multilabel, len(labels))
-    trainer = trainer_class(trainer_cls)(
-        model=model, args=args, train_dataset=train.rows,
-        eval_dataset=eval_rows if prep.selects_on_dev else None,
-        compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
-        callbacks=[callback], compute_loss_func=loss)
-    trainer.add_callback(checkpoint_callback(trainer, resume))
-    trainer.run_id, trainer.best = config.run_id, callback
-    trainer.head_lr = config.head_learning_rate
-    trainer.head_params = frozenset(id(p) for p in head_parameters(model))
-    if resume is not None:
-        trainer.prior_wall_s = resume.progress["train_wall_s"]
-        trainer.prior_checkpoint_s = resume.progress["checkpoint_wall_s"]
         print(f"resuming {config.run_id} from {resume.folder} (step {resume.step})",
               file=sys.stderr)
-    if prep.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    trainer.started = time.perf_counter()
-    if resume is not None and resume.finished:
-        training_loss = trainer.restore_finished(resume)
-    else:
-        training_loss = trainer.train(
-            resume_from_checkpoint=str(resume.folder) if resume else None).training_loss
-    return Fitted(trainer, callback, float(training_loss), trainer.train_wall_s(),
+    best = BestDevState(config.early_stopping_patience)
+    trainer = trainer_for(config.method in ADAPTER_METHODS)(
+        model=model, args=training_arguments(config, out, prep.device, prep.precision,
+                                             prep.selects_on_dev, len(train.rows)),
+        train_dataset=train.rows, eval_dataset=eval_rows if prep.selects_on_dev else None,
+        compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
+        compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
+                                      len(labels)),
+        run_id=config.run_id, best=best, resume=resume, head_lr=config.head_learning_rate,
+        head_params=head_parameters(model))
+    training_loss = trainer.fit()
+    return Fitted(trainer, best, training_loss, trainer.train_wall_s(),
                   resume.step if resume else None)
 
 
@@ -411,16 +255,11 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
 
 
 def _costs(config: RunConfig, prep: Prepared, fitted: Fitted, checkpoint: Path) -> dict:
-    import torch
-
     train_rows = prep.splits["train"].rows
     train_tokens = sum(len(r["input_ids"]) for r in train_rows)
     state, wall = fitted.trainer.state, fitted.wall_s
     epochs_done = float(state.epoch or 0.0)
-    if prep.device == "cuda":
-        peak_mb, peak_kind = torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    else:  # Linux reports kilobytes; the peak of this process (one cell per process in a grid)
-        peak_mb, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
+    peak_mb, peak_kind = peak_memory(prep.device)
     report = prep.built.report
     return {**{k: report[k] for k in ("trainable", "total", "backbone", "head",
                                       "method_params", "percent_trainable")},
@@ -447,7 +286,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     save_tensors(checkpoint, trainable_state(model))
     curve = [e for e in fitted.trainer.state.log_history if "loss" in e]
     record = {
-        "status": "complete", "error": None, "run_info": _run_info(config),
+        "status": "complete", "error": None, "run_info": config.run_info(),
         "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),
                     "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
                     if config.multilabel else None,
@@ -463,7 +302,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                  "data_summary": {name: _summary(frame)
                                   for name, frame in prep.data.frames.items()}},
     }
-    write_record(out, record)
+    write_run_record(out, config, record)
     prune(out)   # the record is complete: intermediate checkpoints are no longer needed
     return RunResult(config.run_id, out, record, model, prep.tokenizer)
 

@@ -24,12 +24,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from peft_utils import metrics as M
-from peft_utils.config import RunConfig, model_identity
-from peft_utils.head import masked_mean
-from peft_utils.inference import collator, sorted_batches
-from peft_utils.results import atomic_write_bytes
-from peft_utils.token_cache import DEFAULT_DIR as TOKEN_CACHE
+from peft_utils.classification import metrics as M
+from peft_utils.classification.config import RunConfig
+from peft_utils.classification.head import masked_mean
+from peft_utils.classification.inference import collator, sorted_batches
+from peft_utils.classification.token_cache import DEFAULT_DIR as TOKEN_CACHE
+from peft_utils.core.config import model_identity
+from peft_utils.core.runs import atomic_write_bytes
 
 FEATURE_CACHE = TOKEN_CACHE.parent / "features"
 

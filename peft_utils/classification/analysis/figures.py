@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from peft_utils.analysis.load import CELL, CONDITION, Results, sort_cells
-from peft_utils.analysis.tables import DEV_MARK, ZERO_SHOT_MARK, cost_table, f1_table
+from peft_utils.classification.analysis.load import CELL, CONDITION, Results, sort_cells
+from peft_utils.classification.analysis.tables import DEV_MARK, ZERO_SHOT_MARK, cost_table, f1_table
 
 _SINGLE_PANEL = (6.4, 4.0)
 
@@ -38,16 +38,6 @@ def condition_label(frame: pd.DataFrame) -> pd.Series:
 
 def safe_name(*parts: str) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_") for p in parts if p)
-
-
-def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    _plt().close(fig)
-    return paths
 
 
 def _per_run_scores(results: Results) -> pd.DataFrame:

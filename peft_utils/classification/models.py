@@ -12,8 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from peft_utils.config import RunConfig, load_config, parse_overrides
-from peft_utils.head import head_module, pool_by_mean
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.classification.head import head_module, pool_by_mean
+from peft_utils.core.config import parse_overrides
+from peft_utils.core.modeling import add_adapter, add_peft, count_parameters
 
 ADAPTER_NAME = "task"
 # Configs of the paper's models, so parameter counts need neither weights nor a hub.
@@ -83,7 +85,7 @@ def _apply_method(model, config: RunConfig):
             param.requires_grad = name.endswith(".bias")
         return model
     if method in ("lora", "ia3"):
-        from peft import IA3Config, LoraConfig, get_peft_model
+        from peft import IA3Config, LoraConfig
 
         if method == "lora":
             # task_type SEQ_CLS puts the classifier into modules_to_save: trained and saved.
@@ -97,8 +99,7 @@ def _apply_method(model, config: RunConfig):
                 task_type="SEQ_CLS",
                 target_modules=r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
                 feedforward_modules=r".*\.layer\.\d+\.output\.dense")
-        return get_peft_model(model, peft_config)
-    import adapters
+        return add_peft(model, peft_config)
     from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
 
     adapter_config = {
@@ -106,10 +107,7 @@ def _apply_method(model, config: RunConfig):
         "houlsby": lambda: DoubleSeqBnConfig(reduction_factor=config.reduction_factor),
         "prefix": lambda: PrefixTuningConfig(prefix_length=config.prefix_length),
     }[method]()
-    adapters.init(model)
-    model.add_adapter(ADAPTER_NAME, config=adapter_config)
-    model.train_adapter(ADAPTER_NAME)  # freezes everything else, the head included
-    return model
+    return add_adapter(model, adapter_config, ADAPTER_NAME)   # the head is unfrozen by the caller
 
 
 def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
@@ -133,52 +131,13 @@ def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
 
 
 def parameter_report(model, backbone_ids: set[int], head_ids: set[int]) -> dict[str, Any]:
-    """Counts by `requires_grad`, the same way for every method.
-
-    backbone: the pretrained encoder; head: the classifier (counted once); method_params:
-    what the method adds or unfreezes, head excluded (for FFT the whole backbone).
-    """
-    counts = dict(trainable=0, total=0, backbone=0, head=0, method_params=0)
-    for name, param in model.named_parameters():
-        if ".original_module." in name:
-            continue  # peft keeps an inactive frozen copy of the head
-        n = param.numel()
-        counts["total"] += n
-        if param.requires_grad:
-            counts["trainable"] += n
-        if "modules_to_save" in name or id(param) in head_ids:
-            counts["head"] += n
-        elif id(param) in backbone_ids:
-            counts["backbone"] += n
-            counts["method_params"] += n if param.requires_grad else 0
-        else:
-            counts["method_params"] += n
-    counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
-    return counts
-
-
-def trainable_state(model) -> dict[str, Any]:
-    """The parameters a run changes: what a checkpoint must hold to restore it."""
-    return {name: param.detach().cpu().clone()
-            for name, param in model.named_parameters() if param.requires_grad}
-
-
-def load_trainable_state(model, state: dict[str, Any]) -> None:
-    params = dict(model.named_parameters())
-    missing = sorted(set(state) - set(params))
-    if missing:
-        raise KeyError(f"checkpoint has parameters the model lacks: {missing[:5]}")
-    import torch
-
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
-
-
-def seed_everything(seed: int) -> None:
-    from transformers import set_seed
-
-    set_seed(seed)
+    """core.modeling.count_parameters, its `base` named `backbone` (the pretrained encoder)
+    as in the classification record."""
+    counts = count_parameters(model, backbone_ids, head_ids)
+    return {"trainable": counts["trainable"], "total": counts["total"],
+            "backbone": counts["base"], "head": counts["head"],
+            "method_params": counts["method_params"],
+            "percent_trainable": counts["percent_trainable"]}
 
 
 def load_tokenizer(name: str):

@@ -5,7 +5,7 @@ the evaluation set stays fixed) and seeds with replacement, and recomputes the t
 metric for every run from its per-example predictions. Both methods see the same examples in
 every replicate, and the same seeds where their seed lists match: the pairing removes the
 variance the two methods share. The metric is computed from weighted confusion counts, which
-equals `peft_utils.metrics.scores` on unit weights (tested) and is fast enough for B=1000.
+equals `peft_utils.classification.metrics.scores` on unit weights (tested) and is fast enough for B=1000.
 """
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from peft_utils import metrics as M
-from peft_utils.analysis.load import (CELL, CONDITION, REFERENCE, Results, as_results,
-                                      sort_cells)
-from peft_utils.analysis.tables import reference_variants
+from peft_utils.classification import metrics as M
+from peft_utils.classification.analysis.load import (
+    CELL,
+    CONDITION,
+    REFERENCE,
+    Results,
+    as_results,
+    sort_cells,
+)
+from peft_utils.classification.analysis.tables import reference_variants
 
 KEY = ["lang", "id", "line"]   # how examples align across runs of one split
 _BLOCK_CELLS = 4_000_000       # replicate rows × examples held in memory at once
@@ -275,7 +281,7 @@ def _matches_record(results: Results, run_ids: list[str], split: str, lang: str,
 
 
 def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    from peft_utils.analysis.tables import display_keys
+    from peft_utils.classification.analysis.tables import display_keys
 
     if table.empty:
         return pd.DataFrame()

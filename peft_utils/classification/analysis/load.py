@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from peft_utils.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
-from peft_utils.results import RECORD
+from peft_utils.classification.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
+from peft_utils.core.runs import RECORD
 
 REFERENCE = "fft"
 # What a comparison is made within: the experimental condition every method shares.
@@ -78,7 +78,7 @@ class Results:
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{path}: missing; the bootstrap needs each run's per-example predictions "
-                    "(written by peft_utils.training); re-run the cell to regenerate them")
+                    "(written by peft_utils.classification.training); re-run the cell to regenerate them")
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
             # An empty gold field is either "no labels" (a valid multilabel answer) or "no gold";
             # the record says which languages were scored, so it decides.
@@ -224,3 +224,36 @@ def cell_std(values: pd.Series) -> float:
     """Sample standard deviation over seeds (ddof=1); NaN for a single seed."""
     values = values.dropna()
     return float(values.std(ddof=1)) if len(values) > 1 else np.nan
+
+
+def collect(root: str | Path = "results", include_failed: bool = False):
+    """All records under `root` as one row per (run, split, language) with cost columns."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(root).glob(f"*/{RECORD}")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a record being written by another process; atomic rename makes this rare
+        if record.get("status") != "complete" and not include_failed:
+            continue
+        info, costs = record["run_info"], record.get("costs", {})
+        base = {
+            "run_id": info["run_id"], "dataset": info["dataset"], "subtask": info.get("subtask"),
+            "method": info["method"], "scenario": info["scenario"], "seed": info["seed"],
+            "model": info["model"], "status": record.get("status"),
+            "trainable_params": costs.get("trainable"), "total_params": costs.get("total"),
+            "train_wall_s": costs.get("train_wall_s"), "peak_memory_mb": costs.get("peak_memory_mb"),
+            "samples_per_s": costs.get("train_samples_per_s"),
+            "checkpoint_mb": costs.get("checkpoint_mb"),
+            "main_metric": record.get("metrics", {}).get("main_metric"),
+        }
+        zero_shot = set(info.get("zero_shot_langs", []))
+        for split in ("dev", "test"):
+            for lang, values in record.get("metrics", {}).get(split, {}).items():
+                rows.append({**base, "split": split, "lang": lang,
+                             "zero_shot": lang in zero_shot, **values})
+        if not record.get("metrics"):
+            rows.append(base)
+    return pd.DataFrame(rows)

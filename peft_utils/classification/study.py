@@ -1,0 +1,37 @@
+"""The classification study as the grid sees it (peft_utils.core.study)."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from peft_utils.classification.config import RunConfig, load_config
+from peft_utils.core.study import NOTEBOOKS, Study
+
+# The notebook's named parameters; every other RunConfig key goes through `overrides`.
+NAMED = ("dataset", "subtask", "method", "scenario", "model", "seed")
+# What selects a run's data: cells that agree on these load the same rows.
+DATA_KEYS = ("dataset", "data_root", "subtask", "scenario", "train_langs", "eval_langs",
+             "translations_dir", "max_train_samples", "max_eval_samples", "selection")
+
+
+def notebook_parameters(config: RunConfig) -> dict[str, Any]:
+    """The full config as papermill parameters of train.ipynb: no preset, every value
+    explicit."""
+    values = config.to_dict()
+    named = {key: values.pop(key) for key in NAMED}
+    results_dir = values.pop("results_dir")
+    return {"config_file": None, **named, "overrides": values, "results_dir": results_dir}
+
+
+def preflight(config: RunConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
+    """The data a cell needs, loaded with the loaders' checks; its notes say which splits and
+    languages it will run without."""
+    from peft_utils.classification.run_data import load_run_data
+
+    key = ("data", *(str(getattr(config, k)) for k in DATA_KEYS))
+    return [(key, lambda: load_run_data(config).notes())]
+
+
+STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
+              notebook_parameters, preflight,
+              leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
+              path_keys=("data_root", "translations_dir", "results_dir"))

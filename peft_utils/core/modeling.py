@@ -1,0 +1,83 @@
+"""The Hugging Face wiring both studies share: seeding, applying a peft or adapters method
+to a base model, counting parameters one way for every method, and the trainable state that
+checkpoints hold."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def add_peft(model, peft_config):
+    """`model` wrapped by peft; only the method's parameters (and `modules_to_save`) train."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, peft_config)
+
+
+def add_adapter(model, adapter_config, name: str):
+    """`model` with an adapters-library adapter `name` added and activated for training;
+    every other parameter is frozen (a classifier head too: the caller unfreezes it)."""
+    import inspect
+
+    import adapters
+
+    # The library wraps forward(*args, **kwargs), which makes the Trainer believe that every
+    # model takes its loss kwargs (num_items_in_batch): it would pass them to models that
+    # reject them (mT5) and skip dividing the loss by the gradient-accumulation steps. Say
+    # what the model's own forward takes.
+    own = inspect.signature(type(model).forward).parameters.values()
+    model.accepts_loss_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in own)
+    adapters.init(model)
+    model.add_adapter(name, config=adapter_config)
+    model.train_adapter(name)
+    return model
+
+
+def count_parameters(model, base_ids: set[int], head_ids: set[int] = frozenset()) -> dict:
+    """Counts by `requires_grad`, the same way for every method and study.
+
+    base: the pretrained model's parameters; head: a task head (counted once, peft's copy in
+    modules_to_save included); method_params: what the method adds or unfreezes, the head
+    excluded (for FFT the whole base). Tied parameters count once.
+    """
+    counts = dict(trainable=0, total=0, base=0, head=0, method_params=0)
+    seen: set[int] = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen or ".original_module." in name:
+            continue  # tied weights; peft's inactive frozen copy of the head
+        seen.add(id(param))
+        n = param.numel()
+        counts["total"] += n
+        counts["trainable"] += n if param.requires_grad else 0
+        if "modules_to_save" in name or id(param) in head_ids:
+            counts["head"] += n
+        elif id(param) in base_ids:
+            counts["base"] += n
+            counts["method_params"] += n if param.requires_grad else 0
+        else:
+            counts["method_params"] += n
+    counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
+    return counts
+
+
+def trainable_state(model) -> dict[str, Any]:
+    """The parameters a run changes: what a checkpoint must hold to restore it."""
+    return {name: param.detach().cpu().clone()
+            for name, param in model.named_parameters() if param.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, Any]) -> None:
+    import torch
+
+    params = dict(model.named_parameters())
+    missing = sorted(set(state) - set(params))
+    if missing:
+        raise KeyError(f"checkpoint has parameters the model lacks: {missing[:5]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))

@@ -1,0 +1,47 @@
+"""How every study's report writes its tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft_utils.core.runs import atomic_write_text
+
+# pdflatex-safe spellings of the symbols the formatted tables use.
+_LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$",
+          "−": "-"}
+
+
+def to_latex(table, caption: str, label: str) -> str:
+    text = table.to_latex(index=False, escape=True, caption=caption, label=label)
+    for symbol, latex in _LATEX.items():
+        text = text.replace(symbol, latex)
+    return text
+
+
+def write_table(name: str, numeric, display, directory: str | Path, caption: str) -> list[Path]:
+    """`<directory>/<name>.csv` from the numeric table, `.md` and `.tex` from the display one
+    (with `caption`)."""
+    import pandas as pd
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
+    atomic_write_text(paths[0], numeric.to_csv(index=False))
+    atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
+                                                    if not display.empty else "(no rows)") + "\n")
+    atomic_write_text(paths[2], to_latex(display if not display.empty else
+                                         pd.DataFrame({"": ["(no rows)"]}), caption,
+                                         f"tab:{name}"))
+    return paths
+
+
+def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:
+    """`<directory>/<stem>.png` and `.pdf`; the figure is closed."""
+    import matplotlib.pyplot as plt  # lazily: importing the package must not pick a backend
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.png", directory / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths

@@ -1,0 +1,57 @@
+"""The interface between a study (classification, machine translation) and what runs it: the
+grid, the cell runner, the CLI. A study is one `Study` value in the module named in
+`STUDIES`; nothing outside the study knows more of it than this.
+
+Adding a study = a config class (a `HashedConfig`: run id, validation, path checks, record
+schema), a training notebook that takes `notebook_parameters` and calls the study's
+`train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), and an entry
+here.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+# study name -> module that defines STUDY (imported only when the study is used)
+STUDIES = {"classification": "peft_utils.classification.study", "mt": "peft_utils.mt.study"}
+DEFAULT = "classification"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    config_class: type                  # a HashedConfig dataclass
+    load_config: Callable[..., Any]     # (preset path or None, overrides) -> config
+    notebook: Path                      # executed once per grid cell
+    # The config as papermill parameters of `notebook`: every value explicit, no preset.
+    notebook_parameters: Callable[[Any], dict[str, Any]]
+    # The checks a cell needs before a grid starts (data, budgets), as (key, check) pairs:
+    # the grid runs each distinct key once; a check returns notes (what the cell will run
+    # without) or raises ValueError / OSError with the problem.
+    preflight: Callable[[Any], list[tuple[tuple, Callable[[], list[str]]]]]
+    # Config keys shown first when a cell is described, in this order.
+    leading_keys: tuple[str, ...] = ("method", "seed")
+    # Config keys holding paths (relative to where a grid runs; absolute in every cell).
+    path_keys: tuple[str, ...] = ("data_root", "results_dir")
+
+    @property
+    def keys(self) -> set[str]:
+        return {f.name for f in fields(self.config_class)}
+
+
+def study(name: str | None) -> Study:
+    """The study called `name` (None: classification)."""
+    from peft_utils.core.config import ConfigError
+
+    name = name or DEFAULT
+    if name not in STUDIES:
+        raise ConfigError(f"unknown study kind {name!r}; use one of {', '.join(STUDIES)}")
+    return importlib.import_module(STUDIES[name]).STUDY
+
+
+def study_of_config(values: dict[str, Any]) -> Study:
+    """The study a config's values belong to: its `kind` field (MT configs carry one)."""
+    return study(values.get("kind"))

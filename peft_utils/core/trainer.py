@@ -1,0 +1,350 @@
+"""The one training loop of both studies: the Hugging Face trainers (Trainer, Seq2SeqTrainer
+and the adapters library's AdapterTrainer / Seq2SeqAdapterTrainer) with the project's
+guarantees added by one mixin, `RunTrainerMixin`:
+
+- the best dev state kept in memory, restored at the end, early stopping (`BestDevState`);
+- periodic checkpoints of the trainable state (the same file for every method) with the
+  optimizer, scheduler, RNG and trainer states, and resuming from the last complete one to
+  the metrics of an uninterrupted run (`peft_utils.core.checkpoints` says what is on disk);
+- a batch order that depends on (seed, epoch) only, so a run resumed mid-epoch sees the
+  batches the uninterrupted run saw;
+- the task head's own learning rate, and the training time without checkpoint writing.
+
+The library's EarlyStoppingCallback is not used: it requires `load_best_model_at_end`, which
+reloads the best checkpoint folder from disk in the library's format (adapters only, for
+adapter methods), while a run here keeps its best trainable state, head included, in memory
+and in its own checkpoints, and keeps only the newest checkpoint on disk.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from adapters import AdapterTrainer, Seq2SeqAdapterTrainer
+from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
+
+from peft_utils.core.checkpoints import (
+    BEST,
+    PREFIX,
+    PROGRESS,
+    TRAINABLE,
+    Resume,
+    load_tensors,
+    prune,
+    save_tensors,
+)
+from peft_utils.core.modeling import load_trainable_state, trainable_state
+from peft_utils.core.runs import WriteError, atomic_write_text, write_error
+
+
+class BestDevState(TrainerCallback):
+    """Keep the trainable state of the best dev evaluation, stop after `patience` worse
+    evaluations, restore the best state at the end. Model-agnostic, so adapter methods keep
+    their head too (the adapters trainer saves adapters only).
+
+    `score` maps the Trainer's evaluation metrics to the number to maximise (default: the
+    `main` value of compute_metrics)."""
+
+    def __init__(self, patience: int | None = None,
+                 score: Callable[[dict[str, float]], float] | None = None):
+        self.patience = patience
+        self.score = score or (lambda metrics: metrics["eval_main"])
+        self.best, self.best_state, self.best_step, self.bad = None, None, None, 0
+        self.curve: list[dict[str, Any]] = []
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kw):
+        value = self.score(metrics)
+        self.curve.append({"step": state.global_step, "epoch": state.epoch, "dev": value,
+                           "loss": metrics.get("eval_loss")})
+        if self.best is None or value > self.best:
+            self.best, self.best_step, self.bad = value, state.global_step, 0
+            self.best_state = trainable_state(model)
+        else:
+            self.bad += 1
+            if self.patience and self.bad >= self.patience:
+                control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, model=None, **kw):
+        self.restore(model)
+
+    def restore(self, model) -> None:
+        if self.best_state is not None:
+            load_trainable_state(model, self.best_state)
+
+    def export(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "bad": self.bad,
+                "curve": self.curve, "has_best": self.best_state is not None}
+
+    def load(self, progress: dict[str, Any], folder: Path) -> None:
+        self.best, self.best_step = progress["best"], progress["best_step"]
+        self.bad, self.curve = progress["bad"], list(progress["curve"])
+        self.best_state = load_tensors(folder / BEST) if progress["has_best"] else None
+
+
+class LogAtCheckpoints(TrainerCallback):
+    """Log the training loss at every checkpoint step, so that the loss accumulated since the
+    last log is never lost with the process; on resume, restart the running total of the loss
+    where the checkpoint left it."""
+
+    def __init__(self, trainer: "RunTrainerMixin"):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kw):
+        if self.trainer.resume is not None:
+            self.trainer._total_loss_scalar = float(self.trainer.resume.progress["total_loss"])
+
+    def on_step_end(self, args, state, control, **kw):
+        if control.should_save:
+            control.should_log = True
+
+    on_epoch_end = on_step_end
+
+
+def epoch_seeded_sampler(batch_size: int, lengths: list[int], seed: int):
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        """Length-grouped batches in an order fixed by (seed, epoch). The stock sampler draws
+        from the global RNG, which dropout has moved on by the time a resumed run reaches the
+        same epoch, so a run resumed mid-epoch would see other batches."""
+
+        def __init__(self):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size,
+                                                   generator=generator))
+
+    return EpochSeededLengthGroupedSampler()
+
+
+class RunTrainerMixin:
+    """Put before a transformers trainer class in the bases (see `trainer_for`). Settings come
+    at construction: `run_id` (checked against a checkpoint before resuming from it), `best`
+    (the BestDevState callback, added here), `resume` (a checkpoint to continue, or None),
+    `head_lr` and `head_params` (the task head's learning rate and parameters, or None)."""
+
+    def __init__(self, *args, run_id: str, best: BestDevState, resume: Resume | None = None,
+                 head_lr: float | None = None, head_params=(), **kwargs):
+        callbacks = [*(kwargs.pop("callbacks", None) or []), best]
+        super().__init__(*args, callbacks=callbacks, **kwargs)
+        self.run_id, self.best, self.resume = run_id, best, resume
+        self.head_lr, self.head_params = head_lr, frozenset(id(p) for p in head_params)
+        self.add_callback(LogAtCheckpoints(self))
+        if resume is not None:
+            best.load(resume.progress, resume.folder)
+        # Training time before the checkpoint this run resumed from, and spent writing
+        # checkpoints in this process: neither counts as training.
+        self.prior_wall_s = resume.progress["train_wall_s"] if resume else 0.0
+        self.prior_checkpoint_s = resume.progress["checkpoint_wall_s"] if resume else 0.0
+        self.checkpoint_s = 0.0
+        self.started: float | None = None
+
+    # ---- the public entry points ------------------------------------------------------
+    def fit(self) -> float:
+        """Train (or continue `resume`) to the end, the best dev state restored; the training
+        loss that an uninterrupted train() reports."""
+        if self.args.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        self.started = time.perf_counter()
+        if self.resume is not None and self.resume.finished:
+            return self.restore_finished(self.resume)
+        folder = str(self.resume.folder) if self.resume else None
+        return float(self.train(resume_from_checkpoint=folder).training_loss)
+
+    def train_wall_s(self, now: float | None = None) -> float:
+        now = time.perf_counter() if now is None else now
+        return self.prior_wall_s + (now - self.started) - self.checkpoint_s
+
+    def restore_finished(self, resume: Resume) -> float:
+        """Load a checkpoint written after the last training step (nothing left to train)
+        instead of calling train(), which would take one step too many; returns the training
+        loss that train() would have reported."""
+        self.state = TrainerState.load_from_json(str(resume.folder / "trainer_state.json"))
+        self._load_from_checkpoint(str(resume.folder))
+        self.best.restore(self.model)
+        return resume.progress["total_loss"] / max(self.state.global_step, 0.001)
+
+    # ---- overrides (public) -----------------------------------------------------------
+    def create_optimizer(self):
+        optimizer = super().create_optimizer()
+        if self.head_lr is None or any("head" in g for g in optimizer.param_groups):
+            return optimizer
+        groups = []
+        for group in optimizer.param_groups:   # decay / no-decay, each split head / rest
+            for head in (False, True):
+                params = [p for p in group["params"] if (id(p) in self.head_params) == head]
+                if params:
+                    groups.append({**group, "params": params, "head": head,
+                                   "lr": self.head_lr if head else group["lr"]})
+        optimizer.param_groups[:] = groups   # still stateless: nothing else to move
+        return optimizer
+
+    # ---- overrides of private Trainer methods, each kept for a guarantee --------------
+    def _get_eval_sampler(self, eval_dataset):
+        # `group_by_length` also shuffles the stock eval batches; metrics map predictions back
+        # to examples by the dataset's own order.
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Exact resume: the batch order must not depend on the global RNG (see the sampler).
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not self.args.group_by_length or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return epoch_seeded_sampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            [len(row["input_ids"]) for row in dataset], seed)
+
+    def _save(self, output_dir=None, state_dict=None):
+        # One file of trainable parameters for every method: peft and the adapters library
+        # would each save their own format, and the adapters trainer omits the task head.
+        folder = Path(output_dir or self.args.output_dir)
+        save_tensors(folder / TRAINABLE, trainable_state(self.model))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # The counterpart of _save.
+        load_trainable_state(model or self.model,
+                             load_tensors(Path(resume_from_checkpoint) / TRAINABLE))
+
+    def _load_rng_state(self, checkpoint):
+        # The stock method relies on torch's default for weights_only, which older torch
+        # versions set to False (unpickling anything).
+        if checkpoint is None or self.args.world_size > 1:
+            return super()._load_rng_state(checkpoint)
+        import random
+
+        import numpy as np
+        from transformers.trainer import safe_globals
+
+        path = Path(checkpoint) / "rng_state.pth"
+        if not path.is_file():
+            return None
+        with safe_globals():
+            state = torch.load(path, weights_only=True)
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.random.set_rng_state(state["cpu"])
+        if torch.cuda.is_available() and "cuda" in state:
+            torch.cuda.random.set_rng_state(state["cuda"])
+        return None
+
+    def _save_checkpoint(self, model, trial):
+        # A checkpoint counts only once `progress.json` (written last, atomically) is there; a
+        # failed write removes the folder and becomes a WriteError naming it; older
+        # checkpoints are removed only after the new one is complete.
+        begin = time.perf_counter()
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX}{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                self._save_progress(folder, self.train_wall_s(begin))
+        except Exception as err:   # a full disk, typically: keep the space for the record
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(err, WriteError):
+                raise
+            raise write_error(folder, err) from err
+        finally:
+            self.checkpoint_s += time.perf_counter() - begin
+        if self.args.should_save:
+            prune(folder.parent.parent, keep=folder)
+
+    def _save_progress(self, folder: Path, wall_s: float) -> None:
+        exported = self.best.export()
+        if exported["has_best"]:
+            save_tensors(folder / BEST, self.best.best_state)
+        finished = (self.control.should_training_stop
+                    or self.state.global_step >= self.state.max_steps)
+        progress = {"run_id": self.run_id, "step": self.state.global_step,
+                    "finished": bool(finished), "total_loss": self._total_loss_scalar,
+                    "train_wall_s": wall_s,
+                    "checkpoint_wall_s": self.prior_checkpoint_s + self.checkpoint_s,
+                    **exported}
+        atomic_write_text(folder / PROGRESS, json.dumps(progress, indent=1))
+
+
+class RunTrainer(RunTrainerMixin, Trainer):
+    pass
+
+
+class RunSeq2SeqTrainer(RunTrainerMixin, Seq2SeqTrainer):
+    pass
+
+
+class RunAdapterTrainer(RunTrainerMixin, AdapterTrainer):
+    pass
+
+
+class RunSeq2SeqAdapterTrainer(RunTrainerMixin, Seq2SeqAdapterTrainer):
+    pass
+
+
+def trainer_for(adapters_method: bool, seq2seq: bool = False) -> type:
+    """The trainer class of a run: the adapters library's trainers for its methods (they
+    activate and save the adapter), the transformers ones otherwise; seq2seq for MT."""
+    if adapters_method:
+        return RunSeq2SeqAdapterTrainer if seq2seq else RunAdapterTrainer
+    return RunSeq2SeqTrainer if seq2seq else RunTrainer
+
+
+# ---- settings -------------------------------------------------------------------------
+def training_arguments(config, out: Path, device: str, precision: str, has_dev: bool,
+                       train_rows: int, seq2seq: bool = False, **extra):
+    """TrainingArguments (Seq2SeqTrainingArguments for `seq2seq`) of a run config: budget,
+    optimiser, evaluation and checkpoint schedule, precision. Settings a study's config lacks
+    (group_by_length, gradient_checkpointing, torch_compile) take the values MT uses."""
+    import math
+
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    per_epoch = math.ceil(train_rows / (config.batch_size * config.grad_accum))
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(
+        config.num_epochs * per_epoch)
+    eval_strategy = "no" if not has_dev else ("steps" if config.eval_steps else "epoch")
+    cls = Seq2SeqTrainingArguments if seq2seq else TrainingArguments
+    return cls(
+        output_dir=str(out / "trainer"), overwrite_output_dir=True,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
+        num_train_epochs=config.num_epochs, max_steps=config.max_steps,
+        eval_strategy=eval_strategy, eval_steps=config.eval_steps,
+        **_save_settings(config.checkpoint_steps, eval_strategy, config.eval_steps),
+        # About 25 points on the learning curve, whatever the run's length.
+        logging_strategy="steps", logging_steps=max(1, total_steps // 25),
+        report_to=[], seed=config.seed, data_seed=config.seed,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
+        tf32=True if device == "cuda" and precision != "fp32" else None,
+        group_by_length=getattr(config, "group_by_length", True),
+        remove_unused_columns=False, disable_tqdm=True,
+        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+        # Tokenised rows live in memory: worker processes would only add start-up cost.
+        dataloader_num_workers=0, label_names=["labels"],
+        gradient_checkpointing=getattr(config, "gradient_checkpointing", False),
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        torch_compile=getattr(config, "torch_compile", False), **extra)
+
+
+def _save_settings(checkpoint_steps: int | None, eval_strategy: str,
+                   eval_steps: int | None) -> dict[str, Any]:
+    """Checkpoints at every dev evaluation (every epoch without dev data), every
+    `checkpoint_steps` steps, or never (0); rotation is ours (checkpoints.prune), after the
+    new checkpoint is complete."""
+    if checkpoint_steps == 0:
+        return {"save_strategy": "no"}
+    if checkpoint_steps:
+        return {"save_strategy": "steps", "save_steps": checkpoint_steps}
+    if eval_strategy == "steps":
+        return {"save_strategy": "steps", "save_steps": eval_steps}
+    return {"save_strategy": "epoch"}

@@ -1,0 +1,109 @@
+"""The package's imports go one way: cli -> studies (classification, mt) -> core, the grid ->
+core and the study interface; no import cycle anywhere inside peft_utils (imports inside
+functions count too)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "peft_utils"
+
+# Top-level part -> the parts it may import (besides itself).
+ALLOWED = {
+    "core": set(),
+    "data": {"core"},
+    "classification": {"core", "data"},
+    "mt": {"core", "data"},
+    "grid": {"core"},
+    "cli": {"core", "data", "classification", "mt", "grid"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_module(name: str) -> bool:
+    path = PACKAGE.parent / Path(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def imports_of(path: Path) -> set[str]:
+    """peft_utils modules imported anywhere in `path` (`from a import b` names the module
+    a.b when b is one, else a)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if is_module(sub) else node.module)
+    return {name for name in found if name.split(".")[0] == "peft_utils"}
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(path): imports_of(path) for path in PACKAGE.rglob("*.py")}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself
+    (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for succ in edges.get(node, ()):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in on_stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in edges.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def part(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_no_import_cycle_inside_the_package():
+    assert cycles(graph()) == []
+
+
+def test_the_cycle_check_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"a"}}) == [["a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_go_one_way():
+    wrong = sorted(f"{module} imports {target}"
+                   for module, targets in graph().items() for target in targets
+                   if part(target) != part(module) and part(target) not in ALLOWED[part(module)])
+    assert wrong == []
+
+
+def test_every_part_of_the_package_has_a_rule():
+    assert {part(module) for module in graph()} <= set(ALLOWED)

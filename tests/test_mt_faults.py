@@ -1,0 +1,171 @@
+"""Crash safety of MT runs, the guarantees classification runs have (tests/test_faults.py):
+an interrupted run resumes from its last checkpoint to exactly the metrics of an uninterrupted
+one; a killed MT grid finishes on the next `grid run` with one complete record per cell; one
+process writes a run folder; a full disk is a WriteError naming the file; a run that fails
+leaves a failed record. On a tiny random mBART and a small NTREX tree."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from fault_helpers import (
+    env,
+    kill_at_first_checkpoint,
+    newest_checkpoint,
+    temp_files,
+    wait_unlocked,
+)
+
+from peft_utils.core import checkpoints
+from peft_utils.core.runs import RunBusyError, WriteError, read_record, run_lock, validate_record
+from peft_utils.mt.config import MTConfig
+from peft_utils.mt.testing import make_ntrex_tree, make_tiny_mt_model
+from peft_utils.mt.training import train_and_evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+# 8 documents of 10 sentences, 85% for training: about 68 rows, 9 steps of 8 per epoch, so
+# the checkpoint of step 12 lies inside the second epoch.
+SETTINGS = dict(max_steps=18, eval_steps=6, max_eval_samples=8, max_source_length=24,
+                max_target_length=16, batch_size=8, eval_batch_size=16, warmup_steps=0,
+                select_on="chrf", learning_rate=3e-3, seed=3, device="cpu",
+                label_smoothing=0.1)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
+
+
+@pytest.fixture(scope="module")
+def mt_setup(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("mtfaults")
+    data = make_ntrex_tree(root / "ntrex", n_docs=8)
+    texts = [line for f in data.glob("newstest2019-*.txt")
+             for line in f.read_text(encoding="utf-8").splitlines()]
+    return data, make_tiny_mt_model(root / "tiny-mt", texts)
+
+
+def mt_config(tmp_path: Path, setup, folder: str = "results", **kw) -> MTConfig:
+    data, model = setup
+    return MTConfig(**{**SETTINGS, "data_root": str(data), "model": str(model),
+                       "results_dir": str(tmp_path / folder), **kw})
+
+
+@pytest.mark.parametrize("method,budget", [("lora", 0.1), ("pfeiffer", 0.1), ("fft", None)])
+def test_interrupted_mt_run_resumes_to_the_uninterrupted_result(method, budget, tmp_path,
+                                                                mt_setup, interrupt_after):
+    """peft, the adapters library's seq2seq trainer and the plain Seq2SeqTrainer."""
+    config = mt_config(tmp_path, mt_setup, method=method, budget=budget)
+    disarm = interrupt_after(12)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config)
+    out = tmp_path / "results" / config.run_id
+    assert read_record(out)["status"] == "failed"
+    assert (out / "trainer" / "checkpoint-12" / checkpoints.PROGRESS).is_file()
+    disarm()
+    resumed = train_and_evaluate(config).record
+    assert resumed["status"] == "complete" and resumed["meta"]["resumed_from_step"] == 12
+    whole = train_and_evaluate(mt_config(tmp_path, mt_setup, "whole", method=method,
+                                         budget=budget)).record
+    assert whole["meta"]["resumed_from_step"] is None
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed["costs"]["train_steps"] == whole["costs"]["train_steps"] == 18
+    assert not (out / "trainer").exists()      # checkpoints go once the record is complete
+    assert temp_files(tmp_path) == []
+
+
+def test_mt_run_folder_has_one_writer_and_a_failure_record(tmp_path, mt_setup, monkeypatch):
+    monkeypatch.setattr("peft_utils.core.runs.LOCK_TIMEOUT_S", 0.5)
+    config = mt_config(tmp_path, mt_setup, method="lora", budget=0.1, max_steps=2,
+                       eval_steps=2)
+    out = tmp_path / "results" / config.run_id
+    with run_lock(out):
+        with pytest.raises(RunBusyError, match="another process is writing this run"):
+            train_and_evaluate(config)
+    assert not (out / "record.json").exists()    # the holder's folder is not touched
+    missing = config.replace(data_root=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="data_root .* does not exist"):
+        train_and_evaluate(missing)
+    record = read_record(out)
+    validate_record(record, "mt_record")
+    assert record["status"] == "failed" and record["kind"] == "mt"
+    assert "prepare it with `python -m peft_utils data prepare ntrex`" in record["error"]
+
+
+def test_full_disk_at_an_mt_checkpoint_stops_and_the_run_resumes_later(tmp_path, mt_setup,
+                                                                       monkeypatch):
+    config = mt_config(tmp_path, mt_setup, method="lora", budget=0.1)
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        fd, path = real_mkstemp(*args, **kwargs)
+        if Path(path).parent.name == "checkpoint-12":
+            os.close(fd)
+            fd = os.open("/dev/full", os.O_WRONLY)
+        return fd, path
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with pytest.raises(WriteError, match=r"checkpoint-12.*No space left on device") as err:
+        train_and_evaluate(config)
+    assert err.value.errno == errno.ENOSPC
+    out = tmp_path / "results" / config.run_id
+    assert read_record(out)["status"] == "failed"
+    assert not (out / "trainer" / "checkpoint-12").exists()      # space handed back
+    monkeypatch.undo()
+    record = train_and_evaluate(config).record
+    assert record["status"] == "complete" and record["meta"]["resumed_from_step"] == 6
+    assert temp_files(tmp_path) == []
+
+
+def test_killed_mt_grid_finishes_on_the_next_run(tmp_path, mt_setup):
+    """SIGKILL of `grid run` while an MT cell trains; the rerun skips the finished cell,
+    resumes the killed one from its checkpoint, and its metrics are those of a run never
+    interrupted."""
+    from peft_utils.grid import load_grid
+
+    data, model = mt_setup
+    preset = tmp_path / "configs" / "tiny.yaml"
+    preset.parent.mkdir()
+    settings = {k: v for k, v in SETTINGS.items() if k != "max_steps"}
+    preset.write_text(yaml.safe_dump({**settings, "method": "lora", "budget": 0.1,
+                                      "data_root": str(data), "model": str(model)}))
+    grid = tmp_path / "configs" / "grid.yaml"   # a short cell first, then a long one
+    grid.write_text(yaml.safe_dump({"kind": "mt", "presets": ["tiny.yaml"],
+                                    "grid": {"max_steps": [6, 120]}}))
+    results = tmp_path / "results"
+    short, long = load_grid(grid, results_dir=results).cells
+    command = [sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
+               "--results", str(results)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_at_first_checkpoint(proc, results / long.run_id)
+    short_record = results / short.run_id / "record.json"
+    assert read_record(short_record.parent)["status"] == "complete"
+    finished_at = short_record.stat().st_mtime_ns
+    wait_unlocked(results / long.run_id)
+    assert not (results / long.run_id / "record.json").exists()
+    step = newest_checkpoint(results / long.run_id)
+
+    done = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
+                          timeout=500)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "1 already complete (skipped), 1 to run" in done.stdout
+    assert short_record.stat().st_mtime_ns == finished_at          # not run again
+    records = sorted(results.glob("*/record.json"))
+    assert [p.parent.name for p in records] == sorted([short.run_id, long.run_id])
+    for path in records:
+        record = json.loads(path.read_text())
+        validate_record(record, "mt_record")
+        assert record["status"] == "complete"
+        assert (path.parent / "mt_train.html").is_file()
+        assert not (path.parent / "trainer").exists()
+    resumed = read_record(results / long.run_id)
+    assert resumed["meta"]["resumed_from_step"] == step
+
+    whole = train_and_evaluate(long.config.replace(results_dir=str(tmp_path / "whole")))
+    assert resumed["metrics"] == whole.record["metrics"]
+    assert temp_files(results) == []
