@@ -107,3 +107,13 @@ def test_imports_go_one_way():
 
 def test_every_part_of_the_package_has_a_rule():
     assert {part(module) for module in graph()} <= set(ALLOWED)
+
+
+def test_every_package_folder_is_a_regular_package():
+    """A folder of modules without __init__.py is left out by setuptools' find_packages, so
+    a non-editable install would lack it."""
+    from setuptools import find_packages
+
+    folders = {str(p.parent.relative_to(PACKAGE.parent)).replace("/", ".")
+               for p in PACKAGE.rglob("*.py")}
+    assert folders <= set(find_packages(str(PACKAGE.parent), include=["peft_utils*"]))

@@ -13,27 +13,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures_data import make_semeval_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fixtures_data import make_semeval_tree
 from peft_utils.classification.config import RunConfig
 from peft_utils.classification.notebook import build_config
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
 from peft_utils.core.runs import read_record
-from peft_utils.data import (
-    EMOTIONS,
-    FRAMES,
-    GENRES,
-    SIB200_LABELS,
-    TECHNIQUES,
-    DataError,
-    load_brighter,
-    load_semeval,
-    load_sib200,
-)
+from peft_utils.data import (EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES, DataError,
+                             load_brighter, load_semeval, load_sib200)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from fixtures_data import (
-    make_brighter_tree,
-    make_semeval_translations,
-    make_semeval_tree,
-    make_sib200_tree,
-)
 
+from fixtures_data import (make_brighter_tree, make_semeval_translations, make_semeval_tree,
+                           make_sib200_tree)
 from peft_utils.data import DataError, build_scenario, load_semeval, load_sib200
 
 SIB_LANGS = ("eng_Latn", "fra_Latn", "deu_Latn", "ita_Latn", "pol_Latn", "rus_Cyrl",

@@ -4,18 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures_data import make_semeval_tree
 
-from peft_utils.data import (
-    EMOTIONS,
-    FRAMES,
-    GENRES,
-    TECHNIQUES,
-    DataError,
-    is_multilabel,
-    label_names,
-    load_semeval,
-)
+from fixtures_data import make_semeval_tree
+from peft_utils.data import (EMOTIONS, FRAMES, GENRES, TECHNIQUES, DataError, is_multilabel,
+                             label_names, load_semeval)
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,10 @@ import csv
 from pathlib import Path
 
 import pytest
-from fixtures_data import make_brighter_tree, make_sib200_tree
 
-from peft_utils.data import (
-    EMOTIONS,
-    SIB200_LABELS,
-    DataError,
-    load_brighter,
-    load_sib200,
-    load_split,
-)
+from fixtures_data import make_brighter_tree, make_sib200_tree
+from peft_utils.data import (EMOTIONS, SIB200_LABELS, DataError, load_brighter, load_sib200,
+                             load_split)
 
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 

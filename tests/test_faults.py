@@ -14,25 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fault_helpers import (
-    env,
-    kill_at_first_checkpoint,
-    newest_checkpoint,
-    temp_files,
-    wait_unlocked,
-)
 
+from fault_helpers import (env, kill_at_first_checkpoint, newest_checkpoint, temp_files,
+                           wait_unlocked)
 from peft_utils.classification.config import METHODS, RunConfig
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.core import checkpoints
-from peft_utils.core.runs import (
-    RunBusyError,
-    WriteError,
-    is_locked,
-    read_record,
-    run_lock,
-    validate_record,
-)
+from peft_utils.core.runs import (RunBusyError, WriteError, is_locked, read_record, run_lock,
+                                  validate_record)
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_METHODS = ("lora", "pfeiffer", "fft")   # peft, adapters and the plain trainer

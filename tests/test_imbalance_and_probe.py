@@ -10,21 +10,13 @@ import pandas as pd
 import pytest
 import torch
 from conftest import SHARED_DATA
-from fixtures_data import make_sib200_tree
 
+from fixtures_data import make_sib200_tree
 from peft_utils.classification.config import RunConfig, load_config
-from peft_utils.classification.imbalance import (
-    adjusted_loss,
-    class_weights,
-    log_prior,
-    weighted_loss,
-)
-from peft_utils.classification.probe import (
-    cached_features,
-    encode_features,
-    fit_predict,
-    load_encoder,
-)
+from peft_utils.classification.imbalance import (adjusted_loss, class_weights, log_prior,
+                                                 weighted_loss)
+from peft_utils.classification.probe import (cached_features, encode_features, fit_predict,
+                                             load_encoder)
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.data.imbalanced import counts, make_imbalanced_sib200
 
@@ -151,6 +143,47 @@ def test_features_are_cached_per_model_pooling_and_ids(tmp_path, tiny_model):
         states = encoder(input_ids=torch.tensor([ids[1]]))[0][0]
     assert np.allclose(first[1], states.mean(0).numpy(), atol=1e-5)
     assert np.allclose(cls[1], states[0].numpy(), atol=1e-5)
+
+
+def test_probe_computes_other_splits_while_another_worker_holds_one(tmp_path, tiny_model):
+    """Two cells of one data selection reaching the probe together: the split another worker
+    is computing (its cache entry locked) is taken up last, after the free ones, and then
+    waited for; the result is the same."""
+    import fcntl
+    import threading
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from peft_utils.classification.inference import collator
+    from peft_utils.classification.probe import features_key, split_features
+
+    config = RunConfig(model=str(tiny_model), pooling="mean", eval_batch_size=2)
+    ids = {"train": [[0, 5, 6, 7, 2], [0, 9, 2]], "dev": [[0, 11, 12, 2]], "test": [[0, 8, 2]]}
+    splits = {name: SimpleNamespace(rows=[{"input_ids": r, "attention_mask": [1] * len(r)}
+                                          for r in rows], example_index=np.arange(len(rows)),
+                                    frame=list(rows))
+              for name, rows in ids.items()}
+    collate = collator(AutoTokenizer.from_pretrained(tiny_model), config)
+    order = []
+
+    def factory():
+        order.append(len(list(tmp_path.glob("*.npy"))))   # entries written before this call
+        return load_encoder(config, "cpu")
+
+    lock = tmp_path / f"{features_key(config.model, 'mean', ids['train'])}.lock"
+    handle = open(lock, "a")
+    fcntl.flock(handle, fcntl.LOCK_EX)             # "another worker" computes train
+    release = threading.Timer(2.0, handle.close)   # ... and is done in 2 s
+    release.start()
+    features, cached = split_features(config, splits, ["train", "dev", "test"], factory,
+                                      collate, "fp32", tmp_path)
+    release.join()
+    assert order == [0, 1, 2]          # dev, test, then train once the lock was free
+    assert cached == [] and set(features) == {"train", "dev", "test"}
+    alone, _ = split_features(config, splits, ["train", "dev", "test"], factory, collate,
+                              "fp32", None)
+    assert all(np.allclose(features[n], alone[n]) for n in alone)
 
 
 def test_probe_handles_unseen_classes_and_constant_labels():

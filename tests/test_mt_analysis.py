@@ -7,14 +7,8 @@ import itertools
 import pytest
 
 from peft_utils.core.runs import write_failure, write_run_record
-from peft_utils.mt.analysis import (
-    close_vs_distant,
-    load_mt_results,
-    model_size_table,
-    score_table,
-    vs_fft,
-    write_mt_report,
-)
+from peft_utils.mt.analysis import (close_vs_distant, load_mt_results, model_size_table,
+                                    score_table, vs_fft, write_mt_report)
 from peft_utils.mt.config import MTConfig
 
 SIZES = {"small": 100_000, "large": 200_000}

@@ -15,14 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fault_helpers import (
-    env,
-    kill_at_first_checkpoint,
-    newest_checkpoint,
-    temp_files,
-    wait_unlocked,
-)
 
+from fault_helpers import (env, kill_at_first_checkpoint, newest_checkpoint, temp_files,
+                           wait_unlocked)
 from peft_utils.core import checkpoints
 from peft_utils.core.runs import RunBusyError, WriteError, read_record, run_lock, validate_record
 from peft_utils.mt.config import MTConfig

@@ -146,3 +146,18 @@ def test_tiny_mt_grid_end_to_end_with_analysis(mt_project, tmp_path, capsys):
     executed = nbformat.read(out, as_version=4)
     assert any("image/png" in o.get("data", {}) for c in executed.cells
                for o in c.get("outputs", []))
+
+
+def test_mt_grid_runs_as_slurm_jobs(mt_project, tmp_path):
+    """The Slurm executor (submitit; `cluster: local` runs the job here) runs MT cells through
+    the same run_cell as classification cells."""
+    grid_file = write_yaml(mt_project / "configs" / "jobs.yaml", {
+        "kind": "mt", "presets": ["tiny.yaml"], "grid": {"method": ["lora"], "budget": [0.1]},
+        "slurm": {"cluster": "local", "timeout_min": 10}, "results_dir": str(tmp_path / "r")})
+    run = cli("grid", "run", str(grid_file), "--executor", "slurm", cwd=mt_project)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "submitted 1 jobs" in run.stdout and "[1/1] complete" in run.stdout
+    (folder,) = [p for p in (tmp_path / "r").iterdir() if p.is_dir() and p.name != "_submitit"]
+    record = json.loads((folder / "record.json").read_text())
+    assert record["kind"] == "mt" and record["status"] == "complete"
+    assert (folder / "mt_train.html").is_file()

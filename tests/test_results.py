@@ -7,13 +7,8 @@ import jsonschema
 import pytest
 
 from peft_utils.classification.analysis.load import collect
-from peft_utils.core.runs import (
-    atomic_write_text,
-    is_complete,
-    run_dir,
-    validate_record,
-    write_record,
-)
+from peft_utils.core.runs import (atomic_write_text, is_complete, run_dir, validate_record,
+                                  write_record)
 
 
 def minimal(status="failed", run_id="r1"):

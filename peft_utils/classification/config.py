@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from peft_utils.classification.imbalance import REMEDIES
-from peft_utils.core.config import (
-    ConfigError,
-    HashedConfig,
-    load_with_method_overrides,
-    model_max_length,
-    model_problem,
-    type_problems,
-)
+from peft_utils.core.config import (ConfigError, RunSettings, load_with_method_overrides,
+                                    model_max_length, model_problem, type_problems)
 from peft_utils.data.langs import DATASETS, TRAIN_LANGS, ZERO_SHOT_LANGS, to_iso
 
 METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
@@ -28,7 +22,7 @@ NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir
 
 
 @dataclass
-class RunConfig(HashedConfig):
+class RunConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
     identity_if_set = ("class_weights", "selection")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
@@ -82,19 +76,11 @@ class RunConfig(HashedConfig):
     prefix_length: int = 30
     max_train_samples: int | None = None  # per language, for subsetting (documented in reports)
     max_eval_samples: int | None = None   # per language and split
-    device: str = "auto"
     attention: str = "sdpa"               # sdpa (fused kernels) or eager
     padding: str = "dynamic"              # dynamic, or max_length (the paper's pipeline)
     group_by_length: bool = True          # length-grouped training batches
     gradient_checkpointing: bool = False  # trade compute for memory on long inputs
     torch_compile: bool = False
-    precision: str = "auto"               # auto: bf16 on GPUs that support it, fp32 on CPU
-    # Resumable training checkpoints in results/<run_id>/trainer/: None at every dev evaluation
-    # (every epoch without dev data), N every N optimiser steps, 0 never.
-    checkpoint_steps: int | None = None
-    results_dir: str = "results"
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     # ---- derived -------------------------------------------------------
     @property
@@ -208,9 +194,9 @@ class RunConfig(HashedConfig):
         if self.selection == "last" and self.threshold == "tune":
             raise bad("threshold: tune needs dev rows to tune on; with selection: last give a "
                       "fixed threshold (e.g. 0.5)")
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r} "
-                      "(pick a GPU with CUDA_VISIBLE_DEVICES)")
+        problem = self.settings_problem(("auto", "fp32", "bf16", "fp16"))
+        if problem:
+            raise bad(problem)
         if self.pooling not in ("cls", "mean"):
             raise bad(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.head_bias not in ("default", "prior"):
@@ -219,16 +205,11 @@ class RunConfig(HashedConfig):
             raise bad(f"padding must be dynamic or max_length, got {self.padding!r}")
         if self.attention not in ("sdpa", "eager"):
             raise bad(f"attention must be sdpa or eager, got {self.attention!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise bad(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for key in ("max_train_samples", "max_eval_samples", "early_stopping_patience",
                     "eval_steps"):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise bad(f"{key} must be a positive integer or null, got {value!r}")
-        if self.checkpoint_steps is not None and self.checkpoint_steps < 0:
-            raise bad(f"checkpoint_steps must be null (at each evaluation), 0 (never) or a "
-                      f"positive step count, got {self.checkpoint_steps!r}")
         problem = model_problem(self.model)
         if problem:
             raise bad(problem)

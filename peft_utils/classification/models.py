@@ -18,6 +18,7 @@ from peft_utils.core.config import parse_overrides
 from peft_utils.core.modeling import add_adapter, add_peft, count_parameters
 
 ADAPTER_NAME = "task"
+ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")   # from the adapters library
 # Configs of the paper's models, so parameter counts need neither weights nor a hub.
 SHIPPED_CONFIGS = {"xlm-roberta-large", "xlm-roberta-base", "multilingual-e5-small"}
 

@@ -1,10 +1,6 @@
-"""What notebooks/train.ipynb calls: build a RunConfig from its papermill parameters, and
-show a finished record (learning curve, per-language table). Kept here so it is tested.
-
-Path rule: relative paths given as notebook parameters resolve against the kernel's working
-directory (the notebook's folder, in JupyterLab and under `grid run`); relative paths written
-in a preset resolve against the project root, as for `python -m peft_utils train --config`.
-"""
+"""What notebooks/train.ipynb calls: build a RunConfig from its papermill parameters (the
+path rules of peft_utils.core.notebook), and show a finished record (learning curve,
+per-language table). Kept here so it is tested."""
 from __future__ import annotations
 
 import contextlib
@@ -14,47 +10,18 @@ from typing import Any
 
 from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.e5_convert import DEFAULT_OUT
-from peft_utils.core.config import ConfigError, load_raw, path_like
-
-PATH_KEYS = ("data_root", "translations_dir", "results_dir")
-
-
-def project_root(*starts: str | Path) -> Path:
-    """The nearest folder holding pyproject.toml above any of `starts`, else the cwd."""
-    for start in starts:
-        for folder in [Path(start).resolve(), *Path(start).resolve().parents]:
-            if (folder / "pyproject.toml").is_file():
-                return folder
-    return Path.cwd()
+from peft_utils.classification.study import STUDY
+from peft_utils.core.config import load_raw, path_like
+from peft_utils.core.notebook import load_from_notebook, notebook_inputs, resolve_paths
 
 
 def build_config(config_file: str | Path | None, params: dict[str, Any],
                  overrides: dict[str, Any] | None = None,
                  results_dir: str | None = None) -> RunConfig:
-    """Preset < `params` that are not None < `overrides`. Raises ConfigError naming the bad
+    """Preset < `params` that are not None < `overrides` (peft_utils.core.notebook's rules);
+    without a model anywhere, the offline default. Raises ConfigError naming the bad
     parameter."""
-    source = "notebook parameters"
-    if overrides is None:
-        overrides = {}
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{source}: overrides must be a dict of RunConfig keys, "
-                          f"got {type(overrides).__name__}")
-    for name, value in (("config_file", config_file), ("results_dir", results_dir)):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigError(f"{source}: {name} must be a path (a string) or None, got "
-                              f"{value!r} ({type(value).__name__})")
-    if not isinstance(params, dict):
-        raise ConfigError(f"{source}: params must be a dict, got {type(params).__name__}")
-    cwd = Path.cwd()
-    preset = Path(config_file) if config_file else None
-    if preset is not None and not preset.is_file():
-        raise ConfigError(f"{source}: config_file {str(config_file)!r} not found "
-                          f"(relative to {cwd}); set config_file=None to use the "
-                          "parameters alone")
-    explicit = {**{k: v for k, v in params.items() if v is not None}, **overrides}
-    if results_dir is not None:
-        explicit["results_dir"] = results_dir
-    root = project_root(*([preset.parent] if preset else []), cwd)
+    preset, explicit, root = notebook_inputs(config_file, params, overrides, results_dir)
     preset_raw = load_raw(preset) if preset else {}
     if "model" not in explicit:
         if "model" not in preset_raw:
@@ -64,11 +31,8 @@ def build_config(config_file: str | Path | None, params: dict[str, Any],
                 _prepare_offline_model(root)
             # A preset's model path means the project root, not the kernel's folder.
             explicit["model"] = _anchor_model(preset_raw["model"], root)
-    try:
-        config = load_config(preset, explicit)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    return _resolve_paths(config, set(explicit), cwd, root)
+    config = load_from_notebook(load_config, preset, explicit)
+    return resolve_paths(config, STUDY.path_keys, set(explicit), root)
 
 
 def _anchor_model(value: Any, root: Path) -> Any:
@@ -91,19 +55,6 @@ def _prepare_offline_model(root: Path) -> None:
     from peft_utils.classification.e5_convert import prepare_e5_small
 
     prepare_e5_small(root / DEFAULT_OUT)   # returns at once when the folder is complete
-
-
-def _resolve_paths(config: RunConfig, given: set[str], cwd: Path, root: Path) -> RunConfig:
-    changes = {}
-    for key in (*PATH_KEYS, "model"):
-        value = getattr(config, key)
-        if not value or Path(value).is_absolute():
-            continue
-        path = (cwd if key in given else root) / value
-        # A model is a local folder only if one exists (else a hub name), as in from_pretrained.
-        if key != "model" or path.exists():
-            changes[key] = os.path.abspath(path)
-    return config.replace(**changes) if changes else config
 
 
 # ---- showing a record -----------------------------------------------------

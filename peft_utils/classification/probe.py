@@ -85,18 +85,25 @@ def encode_features(encoder, rows: Sequence[dict[str, Any]], pooling: str, batch
 
 
 @contextlib.contextmanager
-def _entry_lock(path: Path):
+def _entry_lock(path: Path, wait: bool = True):
+    """Hold the lock of a cache entry (released by the OS even if the process dies); yields
+    False instead of waiting when `wait` is off and another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)   # released by the OS even if the process dies
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_factory,
-                    collate, precision: str, cache_dir: Path | None = FEATURE_CACHE
-                    ) -> tuple[np.ndarray, bool]:
-    """(features of the tokenised `rows`, whether they came from the cache).
-    `encoder_factory()` is called only when something must be computed."""
+                    collate, precision: str, cache_dir: Path | None = FEATURE_CACHE,
+                    wait: bool = True) -> tuple[np.ndarray, bool] | None:
+    """(features of the tokenised `rows`, whether they came from the cache); None when `wait`
+    is off and another process is computing them. `encoder_factory()` is called only when
+    something must be computed."""
     if not len(rows):
         return np.zeros((0, 0), dtype=np.float32), True
     compute = lambda: encode_features(encoder_factory(), rows, config.pooling,  # noqa: E731
@@ -105,7 +112,9 @@ def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_f
         return compute(), False
     key = features_key(config.model, config.pooling, [r["input_ids"] for r in rows])
     path = Path(cache_dir) / f"{key}.npy"
-    with _entry_lock(path):
+    with _entry_lock(path, wait) as held:
+        if not held:
+            return None
         try:
             return np.load(path, allow_pickle=False), True
         except (OSError, ValueError):
@@ -118,6 +127,29 @@ def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_f
         except OSError:
             pass   # a read-only or full cache must not stop the run
         return features, False
+
+
+def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], encoder_factory,
+                   collate, precision: str, cache_dir: Path | None
+                   ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(pooled features of each split in `names`, the splits read from the cache). Splits
+    whose features another grid worker is computing are taken up last, so that two cells of
+    one data selection reaching the probe together each compute a part instead of one
+    waiting idle for the other."""
+    features, cached, pending, wait = {}, [], list(names), False
+    while pending:
+        done = []
+        for name in pending:
+            found = cached_features(config, splits[name].rows, encoder_factory, collate,
+                                    precision, cache_dir, wait=wait)
+            if found is None:
+                continue
+            features[name] = _pool(splits[name], found[0])
+            cached += [name] if found[1] else []
+            done.append(name)
+        pending = [n for n in pending if n not in done]
+        wait = not done   # all that is left is being computed elsewhere: wait for it
+    return features, [n for n in names if n in cached]
 
 
 # ---- the probe --------------------------------------------------------------
@@ -188,14 +220,8 @@ def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.n
         return encoder[0]
 
     names = [n for n in ("train", "dev", "test") if len(splits[n].frame)]
-    features, cached = {}, []
-    collate = collator(tokenizer, config)
-    for name in names:
-        row_features, hit = cached_features(config, splits[name].rows, factory, collate,
-                                            precision, cache_dir)
-        features[name] = _pool(splits[name], row_features)
-        if hit:
-            cached.append(name)
+    features, cached = split_features(config, splits, names, factory,
+                                      collator(tokenizer, config), precision, cache_dir)
     features_s = time.perf_counter() - begin
     evaluated = [n for n in names if n != "train"]
     scores = dict(zip(evaluated, fit_predict(

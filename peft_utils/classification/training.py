@@ -9,7 +9,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,31 +18,20 @@ from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.head import head_parameters, set_head_bias_to_prior
 from peft_utils.classification.imbalance import remedy_loss, remedy_values
 from peft_utils.classification.inference import collator, sorted_batches
-from peft_utils.classification.models import BuiltModel, build_model, load_tokenizer
+from peft_utils.classification.models import (ADAPTER_METHODS, BuiltModel, build_model,
+                                              load_tokenizer)
 from peft_utils.classification.probe import FEATURE_CACHE, frozen_probe
 from peft_utils.classification.run_data import RunData, load_run_data, selection_mask
 from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
-from peft_utils.core.checkpoints import find_resumable, prune, save_tensors
+from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
 from peft_utils.core.config import parse_overrides
 from peft_utils.core.devices import peak_memory, prepare_device
 from peft_utils.core.modeling import load_trainable_state, seed_everything, trainable_state
-from peft_utils.core.runs import atomic_write_text, environment, execute_run, write_run_record
+from peft_utils.core.runs import (RunResult, atomic_write_text, environment, execute_run,
+                                  write_run_record)
 
-CHECKPOINT = "checkpoint/trainable.safetensors"
-ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    run_dir: Path
-    record: dict[str, Any]
-    model: Any = None      # the trained model in memory (best dev state), for notebooks/tests
-    tokenizer: Any = None
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.record["metrics"]
+if TYPE_CHECKING:   # imported where training starts: it loads transformers
+    from peft_utils.core.trainer import Fitted
 
 
 # ---- data -----------------------------------------------------------------
@@ -139,15 +128,6 @@ class Prepared:
         return bool(self.selection.any())
 
 
-@dataclass
-class Fitted:
-    trainer: Any
-    best: Any                       # the BestDevState callback
-    training_loss: float
-    wall_s: float
-    resumed_from: int | None
-
-
 def _prepare(config: RunConfig) -> Prepared:
     device, precision = prepare_device(config)
     data = load_run_data(config)
@@ -196,10 +176,7 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
     train = prep.splits["train"]
     eval_rows, compute_metrics = _dev_metric(
         config, prep.splits["dev"].subset(prep.selection), len(labels))
-    resume = find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
-    if resume is not None:
-        print(f"resuming {config.run_id} from {resume.folder} (step {resume.step})",
-              file=sys.stderr)
+    resume = resumable(out, config)
     best = BestDevState(config.early_stopping_patience)
     trainer = trainer_for(config.method in ADAPTER_METHODS)(
         model=model, args=training_arguments(config, out, prep.device, prep.precision,
@@ -210,9 +187,7 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
                                       len(labels)),
         run_id=config.run_id, best=best, resume=resume, head_lr=config.head_learning_rate,
         head_params=head_parameters(model))
-    training_loss = trainer.fit()
-    return Fitted(trainer, best, training_loss, trainer.train_wall_s(),
-                  resume.step if resume else None)
+    return trainer.fit()
 
 
 def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, Any]:
@@ -282,7 +257,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         return RunResult(config.run_id, out, {}, model, prep.tokenizer)  # rank 0 writes
     evaluation = _evaluate(config, out, prep, model)
     probe_cost = evaluation["frozen_probe"].pop("cost")
-    checkpoint = out / CHECKPOINT   # the trainable parameters, enough to restore the run
+    checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
     save_tensors(checkpoint, trainable_state(model))
     curve = [e for e in fitted.trainer.state.log_history if "loss" in e]
     record = {
@@ -360,7 +335,7 @@ def load_run(directory: str | Path) -> tuple[RunConfig, BuiltModel, Any]:
     config = RunConfig.from_dict(raw, source=str(directory / "config.json"))
     seed_everything(config.seed)
     built = build_model(config)
-    load_trainable_state(built.model, load_file(str(directory / CHECKPOINT)))
+    load_trainable_state(built.model, load_file(str(directory / FINAL)))
     return config, built, load_tokenizer(config.model)
 
 

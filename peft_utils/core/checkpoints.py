@@ -23,6 +23,7 @@ from typing import Any
 
 from peft_utils.core.runs import atomic_write_bytes
 
+FINAL = "checkpoint/trainable.safetensors"   # a finished run's kept state, under its folder
 FOLDER = "trainer"
 PREFIX = "checkpoint-"
 PROGRESS = "progress.json"
@@ -72,6 +73,12 @@ def find_resumable(out: Path, run_id: str) -> Resume | None:
             continue
         return Resume(folder, progress)
     return None
+
+
+def resumable(out: Path, config) -> Resume | None:
+    """The checkpoint a run of `config` continues from: the newest complete one, unless the
+    config keeps none (`checkpoint_steps: 0`)."""
+    return find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
 
 
 def prune(out: Path, keep: Path | None = None) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,34 @@ class HashedConfig:
     def digest(self) -> str:
         """Ten hex digits of the identity's hash: the run id's suffix."""
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class RunSettings(HashedConfig):
+    """Where and how a run executes: the same fields, first in every study's config."""
+    device: str = "auto"              # auto: a GPU where present (pick one: CUDA_VISIBLE_DEVICES)
+    precision: str = "auto"           # auto: bf16 on GPUs that support it, fp32 on CPU
+    # Resumable training checkpoints in results/<run_id>/trainer/: None at every dev evaluation
+    # (every epoch without dev data), N every N optimiser steps, 0 never.
+    checkpoint_steps: int | None = None
+    results_dir: str = "results"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settings_problem(self, precisions: tuple[str, ...] = ("auto", "fp32", "bf16")
+                         ) -> str | None:
+        """What is wrong with these fields (None: nothing); `precisions`: the study's."""
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            return (f"device must be auto, cpu, cuda or mps, got {self.device!r} (pick a GPU "
+                    "with CUDA_VISIBLE_DEVICES)")
+        if self.precision not in precisions:
+            return f"precision must be one of {', '.join(precisions)}, got {self.precision!r}"
+        steps = self.checkpoint_steps
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)
+                                  or steps < 0):
+            return ("checkpoint_steps must be null (at every dev evaluation), 0 (never) or a "
+                    f"positive step count, got {steps!r}")
+        return None
 
 
 # ---- types ------------------------------------------------------------------

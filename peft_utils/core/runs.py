@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -30,6 +31,20 @@ SCHEMA_VERSION = 1
 RECORD = "record.json"
 TMP_SUFFIX = ".tmp"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+@dataclass
+class RunResult:
+    """What `train_and_evaluate` of any study returns."""
+    run_id: str
+    run_dir: Path
+    record: dict[str, Any]   # empty on a non-zero rank under `accelerate launch`
+    model: Any = None        # the trained model in memory (the kept state), for notebooks/tests
+    tokenizer: Any = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record["metrics"]
 
 
 def run_dir(results_root: str | Path, run_id: str) -> Path:

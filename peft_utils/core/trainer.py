@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,16 +29,8 @@ import torch
 from adapters import AdapterTrainer, Seq2SeqAdapterTrainer
 from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
 
-from peft_utils.core.checkpoints import (
-    BEST,
-    PREFIX,
-    PROGRESS,
-    TRAINABLE,
-    Resume,
-    load_tensors,
-    prune,
-    save_tensors,
-)
+from peft_utils.core.checkpoints import (BEST, PREFIX, PROGRESS, TRAINABLE, Resume, load_tensors,
+                                         prune, save_tensors)
 from peft_utils.core.modeling import load_trainable_state, trainable_state
 from peft_utils.core.runs import WriteError, atomic_write_text, write_error
 
@@ -128,6 +122,18 @@ def epoch_seeded_sampler(batch_size: int, lengths: list[int], seed: int):
     return EpochSeededLengthGroupedSampler()
 
 
+@dataclass
+class Fitted:
+    """A finished training: the trainer (its model holds the kept state), the best-dev
+    callback, the training loss an uninterrupted run reports, the training time (without
+    checkpoint writing, across resumes) and the step it resumed from (None: not resumed)."""
+    trainer: Any
+    best: BestDevState
+    training_loss: float
+    wall_s: float
+    resumed_from: int | None
+
+
 class RunTrainerMixin:
     """Put before a transformers trainer class in the bases (see `trainer_for`). Settings come
     at construction: `run_id` (checked against a checkpoint before resuming from it), `best`
@@ -151,16 +157,21 @@ class RunTrainerMixin:
         self.started: float | None = None
 
     # ---- the public entry points ------------------------------------------------------
-    def fit(self) -> float:
-        """Train (or continue `resume`) to the end, the best dev state restored; the training
-        loss that an uninterrupted train() reports."""
+    def fit(self) -> "Fitted":
+        """Train (or continue `resume`) to the end; the model then holds the best dev state."""
         if self.args.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         self.started = time.perf_counter()
+        if self.resume is not None:
+            print(f"resuming {self.run_id} from {self.resume.folder} (step {self.resume.step})",
+                  file=sys.stderr)
         if self.resume is not None and self.resume.finished:
-            return self.restore_finished(self.resume)
-        folder = str(self.resume.folder) if self.resume else None
-        return float(self.train(resume_from_checkpoint=folder).training_loss)
+            loss = self.restore_finished(self.resume)
+        else:
+            folder = str(self.resume.folder) if self.resume else None
+            loss = float(self.train(resume_from_checkpoint=folder).training_loss)
+        return Fitted(self, self.best, loss, self.train_wall_s(),
+                      self.resume.step if self.resume else None)
 
     def train_wall_s(self, now: float | None = None) -> float:
         now = time.perf_counter() if now is None else now

@@ -1,5 +1,8 @@
-"""Grids of runs: a grid file expands into cells (one RunConfig each); every cell executes
-notebooks/train.ipynb with papermill into its run folder, `results/<run_id>/`.
+"""Grids of runs: a grid file expands into cells (one config each, of the grid's study:
+`kind: classification` by default, or `mt`); every cell executes the study's notebook
+(notebooks/train.ipynb, notebooks/mt_train.ipynb) with papermill into its run folder,
+`results/<run_id>/`. The grid knows the core and the study interface
+(peft_utils.core.study), nothing else of a study.
 
 Usage
 -----
@@ -9,7 +12,8 @@ Usage
     python -m peft_utils grid status configs/grids/X.yaml            # which are done
 
 A run folder gets `grid-cell.json` (what was asked), `run.log` (papermill and kernel output),
-`train.ipynb` and `train.html` (the executed notebook), and from the notebook itself
+`train.ipynb` and `train.html` (the executed notebook; `mt_train.*` for MT), and from the
+notebook itself
 `config.json`, `record.json`, `predictions/` and `checkpoint/`.
 
 - Checking: before any cell runs, every cell to run is checked (configuration, data and

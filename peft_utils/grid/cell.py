@@ -18,16 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from peft_utils.core.runs import (
-    RunBusyError,
-    atomic_write_text,
-    is_locked,
-    record_status,
-    remove_stale_temp_files,
-    run_dir,
-    run_lock,
-    write_failure,
-)
+from peft_utils.core.runs import (RunBusyError, atomic_write_text, is_locked, record_status,
+                                  remove_stale_temp_files, run_dir, run_lock, write_failure)
 from peft_utils.core.study import Study, study, study_of_config
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv

@@ -4,7 +4,7 @@ SemEval training articles for the classification `en+translations` scenario.
 
 Modules: `config` (MTConfig), `langs`, `data` (NTREX, document-level splits), `models`
 (seq2seq builders, parameter budgets), `tokenize` (language schemes, generation),
-`training` (train/evaluate with sacrebleu), `translate` (the translate command), `cell`
-(a grid cell), `notebook` (what mt_train.ipynb calls), `analysis` (tables), `figures`,
-`cli`, `testing` (tiny models and data).
+`training` (train/evaluate on the core trainer, scored with sacrebleu), `translate` (the
+translate command), `study` (the study as the grid sees it), `notebook` (what mt_train.ipynb
+calls), `analysis` (tables), `figures`, `cli`, `testing` (tiny models and data).
 """

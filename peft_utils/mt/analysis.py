@@ -19,14 +19,8 @@ from typing import Any
 import pandas as pd
 
 from peft_utils.core import outputs
-from peft_utils.mt.figures import (
-    METHOD_ORDER,
-    budget_figure,
-    close_distant_figure,
-    data_size_figure,
-    model_size_figure,
-    setting_label,
-)
+from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
+                                   data_size_figure, model_size_figure, setting_label)
 
 DASH = "–"
 METRICS = ("bleu", "chrf")

@@ -2,11 +2,11 @@
 its stable hash names the run folder, as `RunConfig` does for classification."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peft_utils.core.config import ConfigError, HashedConfig, load_with_method_overrides
+from peft_utils.core.config import ConfigError, RunSettings, load_with_method_overrides
 from peft_utils.mt.langs import group_of, to_iso
 
 METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
@@ -22,7 +22,7 @@ FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fracti
 
 
 @dataclass
-class MTConfig(HashedConfig):
+class MTConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
     float_keys = FLOATS
     record_schema, record_kind = "mt_record", "mt"
@@ -68,15 +68,8 @@ class MTConfig(HashedConfig):
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0
-    device: str = "auto"
-    precision: str = "auto"            # auto: bf16 on GPUs that support it, else fp32
     save_checkpoint: bool = True       # keep the final trainable state (checkpoint/)
-    # Resumable training checkpoints in results/<run_id>/trainer/: None at every dev evaluation,
-    # N every N optimiser steps, 0 never (as for classification).
-    checkpoint_steps: int | None = None
-    results_dir: str = "results-mt"
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    results_dir: str = "results-mt"    # (a RunSettings field, with the MT default)
 
     # ---- derived -------------------------------------------------------
     @property
@@ -162,14 +155,9 @@ class MTConfig(HashedConfig):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                       or value <= 0):
                 raise bad(f"{key} must be a positive integer or null, got {value!r}")
-        if self.checkpoint_steps is not None and (not isinstance(self.checkpoint_steps, int)
-                                                  or self.checkpoint_steps < 0):
-            raise bad("checkpoint_steps must be null (at every dev evaluation), 0 (never) or a "
-                      f"positive step count, got {self.checkpoint_steps!r}")
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise bad(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise bad(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        problem = self.settings_problem()
+        if problem:
+            raise bad(problem)
 
 
 def load_mt_config(path: str | Path | None = None,

@@ -15,35 +15,21 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from peft_utils.core.checkpoints import find_resumable, prune, save_tensors
+from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
 from peft_utils.core.config import parse_overrides
 from peft_utils.core.devices import peak_memory, prepare_device
 from peft_utils.core.modeling import seed_everything, trainable_state
-from peft_utils.core.runs import (
-    RECORD,
-    atomic_write_text,
-    environment,
-    execute_run,
-    write_run_record,
-)
+from peft_utils.core.runs import (RECORD, RunResult, atomic_write_text, environment, execute_run,
+                                  write_run_record)
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.langs import sacrebleu_tokenizer
 
-CHECKPOINT = "checkpoint/trainable.safetensors"
-ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
-
-
-@dataclass
-class MTResult:
-    run_id: str
-    run_dir: Path
-    record: dict[str, Any]
-    model: Any = None
-    tokenizer: Any = None
+if TYPE_CHECKING:   # imported where training starts: it loads transformers
+    from peft_utils.core.trainer import Fitted
 
 
 # ---- scoring --------------------------------------------------------------------
@@ -59,7 +45,7 @@ def score(hypotheses: list[str], references: list[str], tgt: str) -> tuple[dict,
 
 
 # ---- the run --------------------------------------------------------------------------
-def train_and_evaluate(config: MTConfig, results_root: str | Path | None = None) -> MTResult:
+def train_and_evaluate(config: MTConfig, results_root: str | Path | None = None) -> RunResult:
     """Run `config` end to end into `results/<run_id>/`, with the guarantees of
     peft_utils.core.runs.execute_run: checked first, one writer, a failure record. An
     interrupted run of the same id resumes from its last checkpoint."""
@@ -82,24 +68,11 @@ class Prepared:
     dev_refs: list[str]                    # their references, in the same order
 
 
-@dataclass
-class Fitted:
-    trainer: Any
-    best: Any                       # the BestDevState callback
-    training_loss: float
-    wall_s: float
-    resumed_from: int | None
-
-
 def _prepare(config: MTConfig) -> Prepared:
     from peft_utils.mt.data import load_splits
     from peft_utils.mt.models import build_seq2seq, fit_budget
-    from peft_utils.mt.tokenize import (
-        configure_generation,
-        encode_pairs,
-        load_tokenizer,
-        scheme_for,
-    )
+    from peft_utils.mt.tokenize import (configure_generation, encode_pairs, load_tokenizer,
+                                        scheme_for)
 
     device, precision = prepare_device(config)
     splits = load_splits(config.data_root, config.tgt_lang, config.src_lang,
@@ -146,13 +119,11 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     from transformers import DataCollatorForSeq2Seq
 
     from peft_utils.core.trainer import BestDevState, trainer_for, training_arguments
+    from peft_utils.mt.models import ADAPTER_METHODS
 
     model = prep.built.model
     compute_metrics, dev_score = _dev_metric(config, prep)
-    resume = find_resumable(out, config.run_id) if config.checkpoint_steps != 0 else None
-    if resume is not None:
-        print(f"resuming {config.run_id} from {resume.folder} (step {resume.step})",
-              file=sys.stderr)
+    resume = resumable(out, config)
     best = BestDevState(config.early_stopping_patience, dev_score)
     args = training_arguments(
         config, out, prep.device, prep.precision, True, len(prep.train_rows), seq2seq=True,
@@ -165,9 +136,7 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     trainer = trainer_for(config.method in ADAPTER_METHODS, seq2seq=True)(
         model=model, args=args, train_dataset=prep.train_rows, eval_dataset=prep.dev_rows,
         data_collator=collator, compute_metrics=compute_metrics, run_id=config.run_id, best=best, resume=resume)
-    training_loss = trainer.fit()
-    return Fitted(trainer, best, training_loss, trainer.train_wall_s(),
-                  resume.step if resume else None)
+    return trainer.fit()
 
 
 def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict, dict]:
@@ -212,7 +181,7 @@ def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float,
             "final_train_loss": fitted.training_loss, "translate_s": translate_s}
 
 
-def _run(config: MTConfig, out: Path) -> MTResult:
+def _run(config: MTConfig, out: Path) -> RunResult:
     from peft_utils.mt.data import split_summary
 
     prep = _prepare(config)
@@ -226,8 +195,8 @@ def _run(config: MTConfig, out: Path) -> MTResult:
                "dev_curve": fitted.best.curve}
     checkpoint_mb = 0.0
     if config.save_checkpoint:
-        save_tensors(out / CHECKPOINT, trainable_state(model))
-        checkpoint_mb = (out / CHECKPOINT).stat().st_size / 2**20
+        save_tensors(out / FINAL, trainable_state(model))
+        checkpoint_mb = (out / FINAL).stat().st_size / 2**20
     record = {"status": "complete", "error": None, "run_info": config.run_info(),
               "budget": prep.budget.as_dict(), "metrics": metrics,
               "costs": _costs(prep, fitted, checkpoint_mb, translate_s),
@@ -238,7 +207,7 @@ def _run(config: MTConfig, out: Path) -> MTResult:
                        "data_source": prep.splits["train"].attrs.get("source", [])}}
     write_run_record(out, config, record)
     prune(out)   # the record is complete: intermediate checkpoints are no longer needed
-    return MTResult(config.run_id, out, record, model, prep.tokenizer)
+    return RunResult(config.run_id, out, record, model, prep.tokenizer)
 
 
 def _write_translations(path: Path, frame, hypotheses: list[str]) -> None:
@@ -263,7 +232,7 @@ def load_mt_run(directory: str | Path):
     seed_everything(config.seed)
     knob, value = record["budget"]["knob"], record["budget"]["value"]
     built = build_seq2seq(config, size={knob: value} if knob else {})
-    load_trainable_state(built.model, load_file(str(directory / CHECKPOINT)))
+    load_trainable_state(built.model, load_file(str(directory / FINAL)))
     return config, built.model, load_tokenizer(config.model)
 
 

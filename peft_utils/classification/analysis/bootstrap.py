@@ -19,14 +19,8 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification import metrics as M
-from peft_utils.classification.analysis.load import (
-    CELL,
-    CONDITION,
-    REFERENCE,
-    Results,
-    as_results,
-    sort_cells,
-)
+from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
+                                                     as_results, sort_cells)
 from peft_utils.classification.analysis.tables import reference_variants
 
 KEY = ["lang", "id", "line"]   # how examples align across runs of one split

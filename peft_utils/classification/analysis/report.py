@@ -7,28 +7,14 @@ from pathlib import Path
 import pandas as pd
 
 from peft_utils.classification.analysis import figures as F
-from peft_utils.classification.analysis.bootstrap import (
-    bootstrap_differences,
-    bootstrap_display,
-    verdict_counts,
-)
+from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
+                                                          verdict_counts)
 from peft_utils.classification.analysis.load import CELL, Results, load_results
-from peft_utils.classification.analysis.tables import (
-    DEV_MARK,
-    ZERO_SHOT_MARK,
-    baseline_display,
-    baseline_table,
-    cost_display,
-    cost_ranges,
-    cost_ranges_display,
-    cost_table,
-    coverage_display,
-    coverage_table,
-    f1_table,
-    f1_wide,
-    failed_display,
-    provenance,
-)
+from peft_utils.classification.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
+                                                       baseline_table, cost_display, cost_ranges,
+                                                       cost_ranges_display, cost_table,
+                                                       coverage_display, coverage_table, f1_table,
+                                                       f1_wide, failed_display, provenance)
 from peft_utils.core import outputs
 
 CAPTIONS = {

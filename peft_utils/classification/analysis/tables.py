@@ -10,15 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.load import (
-    CELL,
-    CONDITION,
-    REFERENCE,
-    Results,
-    as_results,
-    cell_std,
-    sort_cells,
-)
+from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
+                                                     as_results, cell_std, sort_cells)
 
 DASH = "–"
 ZERO_SHOT_MARK = "*"   # language without training data in the scenario
