@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 
 from peft_utils.core import checkpoints
 from peft_utils.core import trainer as core_trainer
-from peft_utils.core.runs import is_locked
+from peft_utils.core.runs import is_locked, read_record, validate_record
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -66,3 +69,46 @@ def wait_unlocked(folder: Path, timeout: float = 60) -> None:
     while is_locked(folder) or is_locked(folder, ".cell.lock"):
         assert time.monotonic() < deadline, f"{folder} still locked"
         time.sleep(0.2)
+
+
+def kill_grid_and_rerun(grid: Path, results: Path, schema: str = "record",
+                        timeout: float = 500) -> tuple[object, int]:
+    """Run `grid` (a short cell, then a long one), SIGKILL the runner as soon as the long cell
+    has a checkpoint, run the grid again, and check the outcome: the short cell is not run
+    again, exactly one complete, schema-valid record per cell with its executed notebook, no
+    checkpoints or temporary files left. Returns (the long cell, the step it resumed from)."""
+    from peft_utils.grid import load_grid
+
+    loaded = load_grid(grid, results_dir=results)
+    short, long = loaded.cells
+    command = [sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
+               "--results", str(results)]
+    proc = subprocess.Popen(command, cwd=REPO, env=env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_at_first_checkpoint(proc, results / long.run_id)
+    short_record = results / short.run_id / "record.json"
+    assert read_record(short_record.parent)["status"] == "complete"
+    finished_at = short_record.stat().st_mtime_ns
+    # The runner's worker and kernel have sessions of their own: they notice and exit (the
+    # kernel may write a checkpoint or two first).
+    wait_unlocked(results / long.run_id)
+    assert not (results / long.run_id / "record.json").exists()
+    step = newest_checkpoint(results / long.run_id)
+
+    done = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "1 already complete (skipped), 1 to run" in done.stdout
+    assert short_record.stat().st_mtime_ns == finished_at          # not run again
+    records = sorted(results.glob("*/record.json"))
+    assert [p.parent.name for p in records] == sorted([short.run_id, long.run_id])
+    html = loaded.study.notebook.with_suffix(".html").name
+    for path in records:
+        record = json.loads(path.read_text())
+        validate_record(record, schema)
+        assert record["status"] == "complete"
+        assert (path.parent / html).is_file()
+        assert not (path.parent / "trainer").exists()
+    assert read_record(results / long.run_id)["meta"]["resumed_from_step"] == step
+    assert temp_files(results) == []
+    return long, step

@@ -5,7 +5,6 @@ leaves earlier results as they were; two processes never write one run folder.""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -15,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fault_helpers import (env, kill_at_first_checkpoint, newest_checkpoint, temp_files,
-                           wait_unlocked)
+from fault_helpers import env, kill_at_first_checkpoint, kill_grid_and_rerun, temp_files
 from peft_utils.classification.config import METHODS, RunConfig
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.core import checkpoints
@@ -227,36 +225,4 @@ def test_killed_grid_finishes_on_the_next_run(tmp_path, sib_root, tiny_model):
                                       "model": str(tiny_model), "eval_steps": 40}))
     grid = tmp_path / "configs" / "grid.yaml"   # a short cell first, then a long one
     grid.write_text(yaml.safe_dump({"presets": ["tiny.yaml"], "grid": {"max_steps": [10, 400]}}))
-    results = tmp_path / "results"
-    from peft_utils.grid import load_grid
-
-    short, long = load_grid(grid, results_dir=results).cells
-    command = [sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
-               "--results", str(results)]
-    proc = subprocess.Popen(command, cwd=REPO, env=env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_at_first_checkpoint(proc, results / long.run_id)
-    short_record = results / short.run_id / "record.json"
-    assert read_record(short_record.parent)["status"] == "complete"
-    finished_at = short_record.stat().st_mtime_ns
-    # The runner's worker and kernel have sessions of their own: they notice and exit (the
-    # kernel may write a checkpoint or two first).
-    wait_unlocked(results / long.run_id)
-    assert not (results / long.run_id / "record.json").exists()
-    step = newest_checkpoint(results / long.run_id)
-
-    done = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
-                          timeout=400)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "1 already complete (skipped), 1 to run" in done.stdout
-    assert short_record.stat().st_mtime_ns == finished_at          # not run again
-    records = sorted(results.glob("*/record.json"))
-    assert [p.parent.name for p in records] == sorted([short.run_id, long.run_id])
-    for path in records:
-        record = json.loads(path.read_text())
-        validate_record(record)
-        assert record["status"] == "complete"
-        assert (path.parent / "train.html").is_file()
-        assert not (path.parent / "trainer").exists()
-    assert read_record(results / long.run_id)["meta"]["resumed_from_step"] == step
-    assert temp_files(results) == []
+    kill_grid_and_rerun(grid, tmp_path / "results", timeout=400)

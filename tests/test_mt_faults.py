@@ -6,18 +6,14 @@ leaves a failed record. On a tiny random mBART and a small NTREX tree."""
 from __future__ import annotations
 
 import errno
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fault_helpers import (env, kill_at_first_checkpoint, newest_checkpoint, temp_files,
-                           wait_unlocked)
+from fault_helpers import kill_grid_and_rerun, temp_files
 from peft_utils.core import checkpoints
 from peft_utils.core.runs import RunBusyError, WriteError, read_record, run_lock, validate_record
 from peft_utils.mt.config import MTConfig
@@ -120,8 +116,6 @@ def test_killed_mt_grid_finishes_on_the_next_run(tmp_path, mt_setup):
     """SIGKILL of `grid run` while an MT cell trains; the rerun skips the finished cell,
     resumes the killed one from its checkpoint, and its metrics are those of a run never
     interrupted."""
-    from peft_utils.grid import load_grid
-
     data, model = mt_setup
     preset = tmp_path / "configs" / "tiny.yaml"
     preset.parent.mkdir()
@@ -131,36 +125,7 @@ def test_killed_mt_grid_finishes_on_the_next_run(tmp_path, mt_setup):
     grid = tmp_path / "configs" / "grid.yaml"   # a short cell first, then a long one
     grid.write_text(yaml.safe_dump({"kind": "mt", "presets": ["tiny.yaml"],
                                     "grid": {"max_steps": [6, 120]}}))
-    results = tmp_path / "results"
-    short, long = load_grid(grid, results_dir=results).cells
-    command = [sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
-               "--results", str(results)]
-    proc = subprocess.Popen(command, cwd=REPO, env=env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_at_first_checkpoint(proc, results / long.run_id)
-    short_record = results / short.run_id / "record.json"
-    assert read_record(short_record.parent)["status"] == "complete"
-    finished_at = short_record.stat().st_mtime_ns
-    wait_unlocked(results / long.run_id)
-    assert not (results / long.run_id / "record.json").exists()
-    step = newest_checkpoint(results / long.run_id)
-
-    done = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
-                          timeout=500)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "1 already complete (skipped), 1 to run" in done.stdout
-    assert short_record.stat().st_mtime_ns == finished_at          # not run again
-    records = sorted(results.glob("*/record.json"))
-    assert [p.parent.name for p in records] == sorted([short.run_id, long.run_id])
-    for path in records:
-        record = json.loads(path.read_text())
-        validate_record(record, "mt_record")
-        assert record["status"] == "complete"
-        assert (path.parent / "mt_train.html").is_file()
-        assert not (path.parent / "trainer").exists()
-    resumed = read_record(results / long.run_id)
-    assert resumed["meta"]["resumed_from_step"] == step
-
+    long, _ = kill_grid_and_rerun(grid, tmp_path / "results", "mt_record")
+    resumed = read_record(tmp_path / "results" / long.run_id)
     whole = train_and_evaluate(long.config.replace(results_dir=str(tmp_path / "whole")))
     assert resumed["metrics"] == whole.record["metrics"]
-    assert temp_files(results) == []

@@ -157,7 +157,7 @@ class RunTrainerMixin:
         self.started: float | None = None
 
     # ---- the public entry points ------------------------------------------------------
-    def fit(self) -> "Fitted":
+    def fit(self) -> Fitted:
         """Train (or continue `resume`) to the end; the model then holds the best dev state."""
         if self.args.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
