@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 
 from peft_utils.classification.analysis.load import collect
-from peft_utils.core.runs import (atomic_write_text, is_complete, run_dir, validate_record,
-                                  write_record)
+from peft_utils.core.runs import (atomic_write_text, is_complete, run_dir, scan_runs,
+                                  validate_record, write_record)
 
 
 def minimal(status="failed", run_id="r1"):
@@ -54,3 +54,26 @@ def test_collect_skips_failed_and_unreadable(tmp_path):
     (tmp_path / "r2" / "record.json").write_text("{half")
     assert collect(tmp_path).empty
     assert len(collect(tmp_path, include_failed=True)) == 1
+
+
+def test_scan_runs_lists_every_run_folder_and_why_it_is_not_complete(tmp_path):
+    """The one reader of a results folder (both studies' analyses use it)."""
+    write_record(tmp_path / "a-done", {**minimal("complete", "a-done"), "error": None})
+    write_record(tmp_path / "b-failed", {**minimal("failed", "b-failed"),
+                                         "error": "Traceback ...\nValueError: no rows\n"})
+    (tmp_path / "c-half").mkdir()
+    (tmp_path / "c-half" / "record.json").write_text("{half")
+    (tmp_path / "d-running").mkdir()
+    (tmp_path / "d-running" / "config.json").write_text("{}")
+    for other in ("e-empty", ".hidden", "_submitit"):   # not run folders
+        (tmp_path / other).mkdir()
+    (tmp_path / "_submitit" / "config.json").write_text("{}")
+    found = {run.folder.name: run for run in scan_runs(tmp_path)}
+    assert list(found) == ["a-done", "b-failed", "c-half", "d-running"]
+    assert (found["a-done"].status, found["a-done"].reason) == ("complete", None)
+    assert found["a-done"].run_id == "a-done" and found["a-done"].record["status"] == "complete"
+    assert (found["b-failed"].status, found["b-failed"].reason) == ("failed",
+                                                                    "ValueError: no rows")
+    assert found["c-half"].status == "unreadable" and found["c-half"].record is None
+    assert "record.json" in found["c-half"].reason
+    assert found["d-running"].status == "no record" and "still running" in found["d-running"].reason

@@ -274,6 +274,44 @@ def read_record(directory: str | Path) -> dict[str, Any]:
         return json.load(handle)
 
 
+@dataclass
+class FoundRun:
+    """A run folder as a results scan finds it."""
+    folder: Path
+    record: dict[str, Any] | None   # None: no readable record
+    status: str                     # the record's status, or "no record" / "unreadable"
+    reason: str | None              # why it is not complete (None when it is)
+
+    @property
+    def run_id(self) -> str:
+        return (self.record or {}).get("run_info", {}).get("run_id", self.folder.name)
+
+
+def scan_runs(root: str | Path) -> list[FoundRun]:
+    """Every run folder under `root`, in name order: its record, or why there is none (a
+    folder with config.json but no record is running or was killed). The one reader of a
+    results folder: the analyses of both studies build on it, so a broken folder is listed,
+    never a reason to stop."""
+    found = []
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and p.name[0] not in "._"):
+        path = folder / RECORD
+        if not path.is_file():
+            if (folder / "config.json").is_file():
+                found.append(FoundRun(folder, None, "no record", "config.json without "
+                                      "record.json: still running or killed"))
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            found.append(FoundRun(folder, None, "unreadable", f"{path}: {err}"))
+            continue
+        status = str(record.get("status"))
+        lines = [x.strip() for x in (record.get("error") or "").splitlines() if x.strip()]
+        reason = None if status == "complete" else (lines[-1] if lines else "no error recorded")
+        found.append(FoundRun(folder, record, status, reason))
+    return found
+
+
 def record_status(directory: str | Path) -> str | None:
     """"complete" or "failed" from a run folder's record; None without a readable one."""
     try:

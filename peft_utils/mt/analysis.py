@@ -11,7 +11,6 @@ Differences to FFT compare runs of the same model, pair and training size.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from peft_utils.core import outputs
+from peft_utils.core.runs import scan_runs
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
                                    data_size_figure, model_size_figure, setting_label)
 
@@ -66,20 +66,14 @@ def load_mt_results(root: str | Path) -> MTResults:
         raise FileNotFoundError(f"MT results folder {root} does not exist; run an MT grid first "
                                 "(`python -m peft_utils grid run configs/mt/<grid>.yaml`)")
     rows, failed = [], []
-    for path in sorted(root.glob("*/record.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            failed.append({"run_id": path.parent.name, "status": "unreadable", "reason": str(err)})
-            continue
-        if record.get("kind") != "mt":
+    for run in scan_runs(root):
+        record = run.record
+        if record is not None and record.get("kind") != "mt":
+            continue   # a classification run in the same folder
+        if run.status != "complete":
+            failed.append({"run_id": run.run_id, "status": run.status, "reason": run.reason})
             continue
         info = record["run_info"]
-        if record.get("status") != "complete":
-            lines = [x for x in (record.get("error") or "").splitlines() if x.strip()]
-            failed.append({"run_id": info["run_id"], "status": record.get("status"),
-                           "reason": lines[-1].strip() if lines else "no error recorded"})
-            continue
         budget, costs, metrics = record["budget"], record["costs"], record["metrics"]
         row = {"run_id": info["run_id"], "model": _model_name(info["model"]),
                "base_params": budget["base"], "pair": info["pair"], "tgt": info["tgt_lang"],
@@ -92,10 +86,6 @@ def load_mt_results(root: str | Path) -> MTResults:
             for metric in METRICS:
                 row[f"{split}_{metric}"] = metrics[split]["overall"][metric]
         rows.append(row)
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not (folder / "record.json").exists() and (folder / "config.json").exists():
-            failed.append({"run_id": folder.name, "status": "no record",
-                           "reason": "config.json without record.json: running or killed"})
     runs = pd.DataFrame(rows)
     if not runs.empty:
         runs["budget"] = runs["budget"].astype(float)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
-from peft_utils.core.runs import RECORD
+from peft_utils.core.runs import scan_runs
 
 REFERENCE = "fft"
 # What a comparison is made within: the experimental condition every method shares.
@@ -126,11 +126,6 @@ def _failure(run_id: str, folder: Path, status: str, reason: str) -> dict[str, s
     return {"run_id": run_id, "folder": str(folder), "status": status, "reason": reason}
 
 
-def _last_line(text: str | None) -> str:
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no error recorded"
-
-
 def load_results(root: str | Path) -> Results:
     """Read every run folder under `root`; failed, partial and unreadable ones are listed in
     `Results.failed` instead of raising, so one broken cell never hides the rest."""
@@ -139,28 +134,15 @@ def load_results(root: str | Path) -> Results:
         raise FileNotFoundError(f"results folder {root} does not exist; train runs first "
                                 "(`python -m peft_utils train ...` or `make demo`)")
     rows, records, failed = [], {}, []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        path = folder / RECORD
-        if not path.is_file():
-            if (folder / "config.json").is_file():
-                failed.append(_failure(folder.name, folder, "no record",
-                                       "config.json without record.json: still running or killed"))
-            continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            failed.append(_failure(folder.name, folder, "unreadable", f"{path}: {err}"))
-            continue
-        run_id = record.get("run_info", {}).get("run_id", folder.name)
-        if record.get("status") != "complete":
-            failed.append(_failure(run_id, folder, str(record.get("status")),
-                                   _last_line(record.get("error"))))
-            continue
-        if not record.get("metrics") or not record.get("costs"):
-            failed.append(_failure(run_id, folder, "incomplete", "record without metrics/costs"))
-            continue
-        records[run_id] = record
-        rows.append(_run_row(record))
+    for run in scan_runs(root):
+        if run.status != "complete":
+            failed.append(_failure(run.run_id, run.folder, run.status, run.reason))
+        elif not run.record.get("metrics") or not run.record.get("costs"):
+            failed.append(_failure(run.run_id, run.folder, "incomplete",
+                                   "record without metrics/costs"))
+        else:
+            records[run.run_id] = run.record
+            rows.append(_run_row(run.record))
     runs = pd.DataFrame(rows)
     if not runs.empty:
         runs = _with_cell_labels(runs)
@@ -231,12 +213,9 @@ def collect(root: str | Path = "results", include_failed: bool = False):
     import pandas as pd
 
     rows = []
-    for path in sorted(Path(root).glob(f"*/{RECORD}")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a record being written by another process; atomic rename makes this rare
-        if record.get("status") != "complete" and not include_failed:
+    for run in scan_runs(root):
+        record = run.record
+        if record is None or (run.status != "complete" and not include_failed):
             continue
         info, costs = record["run_info"], record.get("costs", {})
         base = {
