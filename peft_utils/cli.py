@@ -15,7 +15,7 @@ COMMANDS = {
     "train": "peft_utils.classification.training",
     "grid": "peft_utils.grid",
     "model": "peft_utils.classification.e5_convert",
-    "rerun": "peft_utils.classification.rerun",
+    "rerun": "peft_utils.core.rerun",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",
 }

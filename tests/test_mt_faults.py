@@ -69,6 +69,19 @@ def test_interrupted_mt_run_resumes_to_the_uninterrupted_result(method, budget, 
     assert temp_files(tmp_path) == []
 
 
+def test_mt_selects_on_dev_loss_and_stops_early(tmp_path, mt_setup):
+    """select_on: loss keeps the state of the lowest dev loss; early_stopping_patience stops
+    after that many worse evaluations (a learning rate far too high makes them come)."""
+    config = mt_config(tmp_path, mt_setup, method="lora", budget=0.1, select_on="loss",
+                       learning_rate=0.5, max_steps=60, eval_steps=3,
+                       early_stopping_patience=1)
+    record = train_and_evaluate(config).record
+    curve = record["metrics"]["dev_curve"]
+    assert all(point["dev"] == -point["loss"] for point in curve)   # the negated dev loss
+    assert record["metrics"]["best_dev"] == max(point["dev"] for point in curve)
+    assert record["costs"]["train_steps"] < 60 and curve[-1]["dev"] < record["metrics"]["best_dev"]
+
+
 def test_mt_run_folder_has_one_writer_and_a_failure_record(tmp_path, mt_setup, monkeypatch):
     monkeypatch.setattr("peft_utils.core.runs.LOCK_TIMEOUT_S", 0.5)
     config = mt_config(tmp_path, mt_setup, method="lora", budget=0.1, max_steps=2,

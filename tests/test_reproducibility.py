@@ -8,10 +8,10 @@ import json
 import pytest
 
 from peft_utils.classification.config import RunConfig
-from peft_utils.classification.rerun import differences
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
+from peft_utils.core.rerun import differences
 from peft_utils.core.runs import read_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
@@ -75,3 +75,25 @@ def test_differences_name_every_changed_leaf():
                                      "metrics.curve: 2 entries -> 3",
                                      "metrics.gone: only in the record",
                                      "metrics.added: only in the rerun"]
+
+
+def test_rerun_of_an_mt_run_from_its_record(tmp_path):
+    """The record names its study (run_info.kind): an MT run is retrained by the MT study and
+    its metrics compared the same way."""
+    from peft_utils.mt.config import MTConfig
+    from peft_utils.mt.testing import make_ntrex_tree, make_tiny_mt_model
+    from peft_utils.mt.training import train_and_evaluate as train_mt
+
+    data = make_ntrex_tree(tmp_path / "ntrex", n_docs=8)
+    texts = [line for f in data.glob("newstest2019-*.txt")
+             for line in f.read_text(encoding="utf-8").splitlines()]
+    model = make_tiny_mt_model(tmp_path / "tiny-mt", texts)
+    first = train_mt(MTConfig(data_root=str(data), model=str(model), method="lora", budget=0.1,
+                              max_steps=6, eval_steps=3, max_eval_samples=8, batch_size=8,
+                              max_source_length=24, max_target_length=16, warmup_steps=0,
+                              select_on="chrf", learning_rate=3e-3, device="cpu", seed=2,
+                              results_dir=str(tmp_path / "results")))
+    assert main(["rerun", str(first.run_dir), "--results", str(tmp_path / "again")]) == 0
+    again = read_record(tmp_path / "again" / first.run_id)
+    assert again["kind"] == "mt" and again["metrics"] == first.record["metrics"]
+    assert main(["rerun", str(first.run_dir), "--set", "tgt_lang=ka"]) == 2   # defines the run

@@ -31,7 +31,15 @@ def preflight(config: RunConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
     return [(key, lambda: load_run_data(config).notes())]
 
 
+
+def train(config, results_root=None):
+    """train_and_evaluate, imported when a run starts (not when a grid is planned)."""
+    from peft_utils.classification.training import train_and_evaluate
+
+    return train_and_evaluate(config, results_root)
+
+
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
-              notebook_parameters, preflight,
+              notebook_parameters, preflight, train,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
               path_keys=("data_root", "translations_dir", "results_dir"))

@@ -32,6 +32,8 @@ class Study:
     # the grid runs each distinct key once; a check returns notes (what the cell will run
     # without) or raises ValueError / OSError with the problem.
     preflight: Callable[[Any], list[tuple[tuple, Callable[[], list[str]]]]]
+    # (config, results_root=None) -> RunResult: the study's train_and_evaluate (for `rerun`).
+    train: Callable[..., Any]
     # Config keys shown first when a cell is described, in this order.
     leading_keys: tuple[str, ...] = ("method", "seed")
     # Config keys holding paths (relative to where a grid runs; absolute in every cell).

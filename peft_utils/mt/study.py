@@ -37,6 +37,14 @@ def preflight(c: MTConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
     return [(("data", *data), split), (("budget", *budget), fit)]
 
 
+
+def train(config, results_root=None):
+    """train_and_evaluate, imported when a run starts (not when a grid is planned)."""
+    from peft_utils.mt.training import train_and_evaluate
+
+    return train_and_evaluate(config, results_root)
+
+
 STUDY = Study("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb",
-              notebook_parameters, preflight,
+              notebook_parameters, preflight, train,
               leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"))

@@ -1,6 +1,6 @@
 """`python -m peft_utils rerun results/<run_id>`: train a recorded run again from its record
 alone (run_info holds the full config) into a separate folder, and say whether the metrics
-are identical.
+are identical. Any study's run: the record's run_info names the study (`kind`).
 
 Exit status 0 when every metric is identical, 1 when any differs (each difference printed,
 with the environment differences that may explain it), 2 when the run cannot be rerun.
@@ -11,23 +11,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from peft_utils.classification.config import NON_IDENTITY, RunConfig
 from peft_utils.core.config import ConfigError, parse_overrides
 from peft_utils.core.runs import RECORD, read_record
+from peft_utils.core.study import Study, study_of_config
 
-# run_info keys derived from the config, not part of it.
-DERIVED = ("run_id", "multilabel", "train_langs_resolved", "eval_langs_resolved",
-           "zero_shot_langs")
-# What --set may change: where and how the run executes, and where its model folder lies (a
-# moved folder keeps its run id; a different model is caught by the run id check).
-RELOCATABLE = (*NON_IDENTITY, "model")
 # Facts of the environment that can change numbers; reported next to differences.
 ENVIRONMENT = ("git_commit", "device", "precision", "python", "packages")
 
 
-def config_from_record(record: dict[str, Any], source: str = RECORD) -> RunConfig:
-    info = {k: v for k, v in record.get("run_info", {}).items() if k not in DERIVED}
-    return RunConfig.from_dict(info, source=f"{source} run_info")
+def config_from_record(record: dict[str, Any], source: str = RECORD) -> tuple[Study, Any]:
+    """(the study, the config) a record was made with: the config's own keys of run_info
+    (the rest, such as the run id, is derived from them)."""
+    info = record.get("run_info", {})
+    kind = study_of_config(info)
+    values = {k: v for k, v in info.items() if k in kind.keys}
+    return kind, kind.config_class.from_dict(values, source=f"{source} run_info")
+
+
+def relocatable(config) -> tuple[str, ...]:
+    """What --set may change: where and how the run executes, and where its model folder lies
+    (a moved folder keeps its run id; a different model is caught by the run id check)."""
+    return (*config.non_identity, "model")
 
 
 def differences(old: Any, new: Any, path: str = "metrics") -> list[str]:
@@ -53,19 +57,17 @@ def differences(old: Any, new: Any, path: str = "metrics") -> list[str]:
 def rerun(run_folder: str | Path, results: str | Path | None = None,
           overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(recorded record, rerun record) of the run in `run_folder`."""
-    from peft_utils.classification.training import train_and_evaluate
-
     folder = Path(run_folder).resolve()
     record = read_record(folder)
     if record.get("status") != "complete":
         raise ConfigError(f"{folder / RECORD}: status {record.get('status')!r}; only complete "
                           "runs have metrics to compare")
     overrides = overrides or {}
-    changed = sorted(set(overrides) - set(RELOCATABLE))
+    kind, config = config_from_record(record, str(folder / RECORD))
+    changed = sorted(set(overrides) - set(relocatable(config)))
     if changed:
         raise ConfigError(f"--set {', '.join(changed)}: these keys define the run; a rerun may "
-                          f"only change where or how it runs ({', '.join(RELOCATABLE)})")
-    config = config_from_record(record, str(folder / RECORD))
+                          f"only change where or how it runs ({', '.join(relocatable(config))})")
     target = Path(results) if results else folder.parent.with_name(folder.parent.name + "-rerun")
     if target.resolve() == folder.parent:
         raise ConfigError(f"--results {target}: that is the recorded run's own folder; rerun "
@@ -76,7 +78,7 @@ def rerun(run_folder: str | Path, results: str | Path | None = None,
         raise ConfigError(f"{folder / RECORD}: the config now hashes to {config.run_id}, not "
                           f"{recorded_id} (the model folder's config.json or the config schema "
                           "changed); this is not the same run")
-    return record, train_and_evaluate(config).record
+    return record, kind.train(config).record
 
 
 def register(subparsers) -> None:
