@@ -394,9 +394,8 @@ def test_random_brighter_rows_load_or_raise():
 PACKAGE = REPO / "peft_utils"
 
 
-def _sources(exclude_mt: bool = False) -> dict[Path, str]:
-    return {p: p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py")
-            if not (exclude_mt and "mt" in p.relative_to(PACKAGE).parts)}
+def _sources() -> dict[Path, str]:
+    return {p: p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py")}
 
 
 def test_no_remote_code_and_no_unpickling_in_the_package():
@@ -405,12 +404,13 @@ def test_no_remote_code_and_no_unpickling_in_the_package():
         assert "allow_pickle=True" not in text and "pickle.load" not in text, path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
-    # The classification study's load paths: safetensors weights, no remote code.
-    for path, text in _sources(exclude_mt=True).items():
+        # Both studies' load paths: configs and tokenizers without remote code; weights only
+        # through core.modeling.load_pretrained (safetensors, no remote code).
         for call in re.findall(r"\w+\.from_pretrained\(\s*[^)]*\)", text, flags=re.S):
-            if call.startswith(("AutoModel", "AutoTokenizer", "AutoConfig")):
+            if call.startswith(("AutoTokenizer", "AutoConfig", "auto_class")):
                 assert "trust_remote_code=False" in call, (path, call)
-            if call.startswith("AutoModel"):
+            assert not call.startswith("AutoModel"), (path, call)
+            if call.startswith("auto_class"):
                 assert "use_safetensors=True" in call, (path, call)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.head import head_module, pool_by_mean
 from peft_utils.core.config import parse_overrides
-from peft_utils.core.modeling import add_adapter, add_peft, count_parameters
+from peft_utils.core.modeling import add_adapter, add_peft, count_parameters, load_pretrained
 
 ADAPTER_NAME = "task"
 ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")   # from the adapters library
@@ -67,14 +67,8 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
             return AutoModelForSequenceClassification.from_config(hf_config)
     # Prefix tuning edits keys/values inside the eager attention code path.
     attention = "eager" if config.method == "prefix" else config.attention
-    if Path(config.model).is_dir() and not any(Path(config.model).glob("*.safetensors")):
-        raise FileNotFoundError(
-            f"{config.model}: no *.safetensors weights in this folder; the project loads "
-            "weights only as safetensors (convert the checkpoint, or prepare the offline "
-            "model with `python -m peft_utils model prepare e5-small`)")
-    return AutoModelForSequenceClassification.from_pretrained(
-        config.model, config=hf_config, use_safetensors=True, trust_remote_code=False,
-        attn_implementation=attention)
+    return load_pretrained(AutoModelForSequenceClassification, config.model, config=hf_config,
+                           attn_implementation=attention)
 
 
 def _apply_method(model, config: RunConfig):

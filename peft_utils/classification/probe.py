@@ -30,6 +30,7 @@ from peft_utils.classification.head import masked_mean
 from peft_utils.classification.inference import collator, sorted_batches
 from peft_utils.classification.token_cache import DEFAULT_DIR as TOKEN_CACHE
 from peft_utils.core.config import model_identity
+from peft_utils.core.modeling import load_pretrained
 from peft_utils.core.runs import atomic_write_bytes
 
 FEATURE_CACHE = TOKEN_CACHE.parent / "features"
@@ -60,13 +61,10 @@ def load_encoder(config: RunConfig, device: str):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()   # "pooler weights not used": no head reads them here
     try:   # BERT and XLM-R: without the pooler, which no probe reads
-        encoder = AutoModel.from_pretrained(config.model, add_pooling_layer=False,
-                                            use_safetensors=True, trust_remote_code=False,
-                                            attn_implementation=config.attention)
+        encoder = load_pretrained(AutoModel, config.model, add_pooling_layer=False,
+                                  attn_implementation=config.attention)
     except TypeError:   # architectures without a pooler option
-        encoder = AutoModel.from_pretrained(config.model, use_safetensors=True,
-                                            trust_remote_code=False,
-                                            attn_implementation=config.attention)
+        encoder = load_pretrained(AutoModel, config.model, attn_implementation=config.attention)
     finally:
         hf_logging.set_verbosity(verbosity)
     return encoder.to(device).eval().requires_grad_(False)

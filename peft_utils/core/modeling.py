@@ -12,6 +12,22 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
+def load_pretrained(auto_class, name: str, **kwargs):
+    """`from_pretrained` of `auto_class`, the one way this project loads weights: safetensors
+    only (a pickled checkpoint is never unpickled) and no remote code. A model folder without
+    safetensors weights is refused with the fix."""
+    from pathlib import Path
+
+    folder = Path(name)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{name}: no *.safetensors weights in this folder; the project loads weights only "
+            "as safetensors (convert the checkpoint, or prepare the offline model with "
+            "`python -m peft_utils model prepare e5-small`)")
+    return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=False,
+                                      **kwargs)
+
+
 def add_peft(model, peft_config):
     """`model` wrapped by peft; only the method's parameters (and `modules_to_save`) train."""
     from peft import get_peft_model

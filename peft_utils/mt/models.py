@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from peft_utils.core.modeling import add_adapter, add_peft, count_parameters
+from peft_utils.core.modeling import add_adapter, add_peft, count_parameters, load_pretrained
 from peft_utils.mt.config import FIXED_SIZE, MTConfig
 
 ADAPTER_NAME = "mt"
@@ -67,7 +67,7 @@ def resolve_config(name: str):
         raw = json.loads(resources.files("peft_utils").joinpath(
             f"model_configs/{key}.json").read_text())
         return AutoConfig.for_model(raw.pop("model_type"), **raw)
-    return AutoConfig.from_pretrained(name)
+    return AutoConfig.from_pretrained(name, trust_remote_code=False)
 
 
 def _base_model(config: MTConfig, meta: bool):
@@ -77,16 +77,11 @@ def _base_model(config: MTConfig, meta: bool):
     if meta:   # sizes only: a shipped config stands in for the hub's
         with torch.device("meta"):
             return AutoModelForSeq2SeqLM.from_config(resolve_config(config.model))
-    folder = Path(config.model)
-    if folder.is_dir() and not any(folder.glob("*.safetensors")) \
-            and not any(folder.glob("*.bin")):
-        raise FileNotFoundError(f"{folder}: no model weights (*.safetensors) in this folder")
     # Prefix tuning edits keys and values inside the eager attention code path; otherwise the
     # library's default (sdpa where the architecture has it: mT5 has not).
     attention = "eager" if config.method == "prefix" else None
     # The model's own config (activation, dropout, generation settings), never a shipped one.
-    return AutoModelForSeq2SeqLM.from_pretrained(config.model, attn_implementation=attention,
-                                                 use_safetensors=True, trust_remote_code=False)
+    return load_pretrained(AutoModelForSeq2SeqLM, config.model, attn_implementation=attention)
 
 
 def hidden_size(model) -> int:

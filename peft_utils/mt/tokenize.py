@@ -74,13 +74,13 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (ImportError, ValueError) as err:
         # A SentencePiece-only tokenizer (mT5 on the hub) becomes a fast one through protobuf;
         # without it the slow tokenizer gives the same ids.
         if "protobuf" not in str(err):
             raise
-        return AutoTokenizer.from_pretrained(name, use_fast=False)
+        return AutoTokenizer.from_pretrained(name, use_fast=False, trust_remote_code=False)
 
 
 def encode_pairs(tokenizer, scheme: Scheme, sources: list[str], targets: list[str], src: str,

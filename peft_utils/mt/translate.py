@@ -105,8 +105,9 @@ def load_translator(model: str, src: str, tgt: str, device: str = "auto", **sett
     else:
         from transformers import AutoModelForSeq2SeqLM
 
-        net, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(
-            model, use_safetensors=True, trust_remote_code=False), load_tokenizer(model)
+        from peft_utils.core.modeling import load_pretrained
+
+        net, tokenizer = load_pretrained(AutoModelForSeq2SeqLM, model), load_tokenizer(model)
         name, fine_tuned = model, False
     net = net.to(device).eval()
     translator = Translator(net, tokenizer, scheme_for(tokenizer, net.config.model_type), src,
