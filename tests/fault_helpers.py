@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from peft_utils.core import checkpoints
-from peft_utils.core import trainer as core_trainer
 from peft_utils.core.runs import is_locked, read_record, validate_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 def interrupt_after(monkeypatch):
     """Raise KeyboardInterrupt (what SIGTERM becomes in a grid worker) as soon as the
     checkpoint of `step` is complete; returns a function that disarms it."""
+    # Imported here: conftest imports this module, and the trainer loads transformers.
+    from peft_utils.core import trainer as core_trainer
+
     original = core_trainer.atomic_write_text
 
     def arm(step: int):

@@ -60,7 +60,7 @@ class RunConfig(RunSettings):
     weight_decay: float = 0.01
     early_stopping_patience: int | None = None
     threshold: float | str = 0.5        # multilabel: a fixed value or "tune" (on dev)
-    # Imbalanced labels, the same remedy for every method (peft_utils.classification.imbalance): none (the
+    # Imbalanced labels, the same remedy for every method (classification.imbalance): none (the
     # paper's), balanced (recommended: the logit-adjusted loss, the log prior added to the
     # logits in the loss, not in predictions) or weighted (inverse-frequency class weights).
     class_weights: str = "none"
@@ -116,14 +116,10 @@ class RunConfig(RunSettings):
         return f"{task}-{self.method}-{scen}-s{self.seed}-{self.digest()}"
 
     def run_info(self) -> dict[str, Any]:
-        try:
-            derived = {"multilabel": self.multilabel,
-                       "train_langs_resolved": self.resolved_train_langs,
-                       "eval_langs_resolved": self.resolved_eval_langs,
-                       "zero_shot_langs": self.zero_shot_langs}
-        except Exception:   # an invalid config (unknown dataset) still gets its failure recorded
-            derived = {}
-        return {**self.to_dict(), "run_id": self.run_id, **derived}
+        return {**self.to_dict(), "run_id": self.run_id, "multilabel": self.multilabel,
+                "train_langs_resolved": self.resolved_train_langs,
+                "eval_langs_resolved": self.resolved_eval_langs,
+                "zero_shot_langs": self.zero_shot_langs}
 
     def validate(self, source: str = "config") -> None:
         def bad(msg: str) -> ConfigError:

@@ -25,7 +25,7 @@ from peft_utils.classification.run_data import RunData, load_run_data, selection
 from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
 from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
 from peft_utils.core.config import parse_overrides
-from peft_utils.core.devices import peak_memory, prepare_device
+from peft_utils.core.devices import prepare_device
 from peft_utils.core.modeling import load_trainable_state, seed_everything, trainable_state
 from peft_utils.core.runs import (RunResult, atomic_write_text, environment, execute_run,
                                   write_run_record)
@@ -229,24 +229,14 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
             "baselines": baselines, "frozen_probe": probe}
 
 
-def _costs(config: RunConfig, prep: Prepared, fitted: Fitted, checkpoint: Path) -> dict:
-    train_rows = prep.splits["train"].rows
-    train_tokens = sum(len(r["input_ids"]) for r in train_rows)
-    state, wall = fitted.trainer.state, fitted.wall_s
-    epochs_done = float(state.epoch or 0.0)
-    peak_mb, peak_kind = peak_memory(prep.device)
+def _costs(prep: Prepared, fitted: Fitted, checkpoint: Path) -> dict:
+    rows = prep.splits["train"].rows
     report = prep.built.report
     return {**{k: report[k] for k in ("trainable", "total", "backbone", "head",
                                       "method_params", "percent_trainable")},
-            "train_wall_s": wall,
-            "train_samples_per_s": len(train_rows) * epochs_done / wall,
-            "train_tokens_per_s": train_tokens * epochs_done / wall,
-            "train_steps": int(state.global_step), "epochs": epochs_done,
-            "train_rows": len(train_rows), "train_examples": len(prep.data.frames["train"]),
-            "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
-            "checkpoint_mb": checkpoint.stat().st_size / 2**20,
-            "checkpoint_wall_s": fitted.trainer.prior_checkpoint_s + fitted.trainer.checkpoint_s,
-            "final_train_loss": fitted.training_loss}
+            **fitted.costs(len(rows), sum(len(r["input_ids"]) for r in rows), prep.device),
+            "train_rows": len(rows), "train_examples": len(prep.data.frames["train"]),
+            "checkpoint_mb": checkpoint.stat().st_size / 2**20}
 
 
 def _run(config: RunConfig, out: Path) -> RunResult:
@@ -259,7 +249,6 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     probe_cost = evaluation["frozen_probe"].pop("cost")
     checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
     save_tensors(checkpoint, trainable_state(model))
-    curve = [e for e in fitted.trainer.state.log_history if "loss" in e]
     record = {
         "status": "complete", "error": None, "run_info": config.run_info(),
         "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),
@@ -268,10 +257,9 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "best_step": fitted.best.best_step, "best_dev": fitted.best.best,
                     **evaluation, "coverage": prep.data.coverage,
                     "class_weights": _remedy_record(config, prep),
-                    "learning_curve": [{"step": e["step"], "epoch": e.get("epoch"),
-                                        "loss": e["loss"]} for e in curve],
+                    "learning_curve": fitted.learning_curve,
                     "dev_curve": fitted.best.curve},
-        "costs": {**_costs(config, prep, fitted, checkpoint), "frozen_probe": probe_cost},
+        "costs": {**_costs(prep, fitted, checkpoint), "frozen_probe": probe_cost},
         "meta": {**environment(prep.device), "seed": config.seed, "precision": prep.precision,
                  "resumed_from_step": fitted.resumed_from,
                  "data_summary": {name: _summary(frame)

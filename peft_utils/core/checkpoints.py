@@ -1,5 +1,6 @@
-"""Checkpoints on disk, for resumable training: periodic checkpoints in `results/<run_id>/trainer/` and resuming from
-the last complete one, so a killed run loses at most the steps since its last checkpoint.
+"""Checkpoints on disk, for resumable training: periodic checkpoints in
+`results/<run_id>/trainer/` and resuming from the last complete one, so a killed run loses at
+most the steps since its last checkpoint. The trainer that writes them: peft_utils.core.trainer.
 
 `checkpoint-<step>/` holds the trainable parameters (`trainable.safetensors`: the same file
 for every method, so the adapters' and peft's heads are included, unlike the adapters
@@ -9,7 +10,7 @@ far (`best.safetensors`) and, written last and atomically, `progress.json`. A fo
 `progress.json` was being written when its process died: it is never resumed from.
 
 Resuming reproduces the uninterrupted run exactly on the same machine: the batch order is a
-function of (data seed, epoch) alone (`EpochSeededLengthGroupedSampler`), the RNG states are
+function of (data seed, epoch) alone (`core.trainer.epoch_seeded_sampler`), the RNG states are
 restored, and the training loss is logged at every checkpoint so the running totals restart
 from a logged point.
 """

@@ -31,6 +31,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
 
 from peft_utils.core.checkpoints import (BEST, PREFIX, PROGRESS, TRAINABLE, Resume, load_tensors,
                                          prune, save_tensors)
+from peft_utils.core.devices import peak_memory
 from peft_utils.core.modeling import load_trainable_state, trainable_state
 from peft_utils.core.runs import WriteError, atomic_write_text, write_error
 
@@ -132,6 +133,27 @@ class Fitted:
     training_loss: float
     wall_s: float
     resumed_from: int | None
+
+    @property
+    def learning_curve(self) -> list[dict[str, Any]]:
+        """The logged training loss: step, epoch and loss of every log."""
+        return [{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
+                for e in self.trainer.state.log_history if "loss" in e]
+
+    def costs(self, rows: int, tokens: int, device: str) -> dict[str, Any]:
+        """What training cost, the same keys in every study: time (without checkpoint
+        writing), throughput over `rows` training rows holding `tokens` tokens, steps, epochs,
+        peak memory, checkpoint time and the final training loss."""
+        state = self.trainer.state
+        epochs = float(state.epoch or 0.0)
+        peak_mb, peak_kind = peak_memory(device)
+        return {"train_wall_s": self.wall_s,
+                "train_samples_per_s": rows * epochs / self.wall_s,
+                "train_tokens_per_s": tokens * epochs / self.wall_s,
+                "train_steps": int(state.global_step), "epochs": epochs,
+                "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind,
+                "checkpoint_wall_s": self.trainer.prior_checkpoint_s + self.trainer.checkpoint_s,
+                "final_train_loss": self.training_loss}
 
 
 class RunTrainerMixin:

@@ -79,7 +79,8 @@ def cell_problems(grid: Grid, cells: list[Cell],
     writable = _writable_problem(grid.results_dir)
     if writable:
         problems.append(writable)
-    checked: dict[tuple, tuple[str, str | None, list[str]]] = {}   # key -> first cell, problem, notes
+    # check key -> (the first cell that ran it, its problem or None, its notes)
+    checked: dict[tuple, tuple[str, str | None, list[str]]] = {}
     for cell in cells:
         found = cell.config.path_problems()
         for key, check in ([] if found else grid.study.preflight(cell.config)):

@@ -21,10 +21,10 @@ import numpy as np
 
 from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
 from peft_utils.core.config import parse_overrides
-from peft_utils.core.devices import peak_memory, prepare_device
+from peft_utils.core.devices import prepare_device
 from peft_utils.core.modeling import seed_everything, trainable_state
 from peft_utils.core.runs import (RECORD, RunResult, atomic_write_text, environment, execute_run,
-                                  write_run_record)
+                                  read_record, write_run_record)
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.langs import sacrebleu_tokenizer
 
@@ -91,11 +91,11 @@ def _prepare(config: MTConfig) -> Prepared:
                             config.src_lang, config.tgt_lang, config.max_source_length,
                             config.max_target_length)
 
-    dev_rows = encode(splits["dev"])
+    dev_rows, dev_refs = encode(splits["dev"]), list(splits["dev"]["tgt"])
     order = np.argsort([-len(r["input_ids"]) for r in dev_rows], kind="stable")
     return Prepared(device, precision, splits, budget.measured(built.report), built, tokenizer,
                     scheme, encode(splits["train"]), [dev_rows[i] for i in order],
-                    [list(splits["dev"]["tgt"])[i] for i in order])
+                    [dev_refs[i] for i in order])
 
 
 def _dev_metric(config: MTConfig, prep: Prepared):
@@ -135,7 +135,8 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     collator = DataCollatorForSeq2Seq(prep.tokenizer, model=model, label_pad_token_id=-100)
     trainer = trainer_for(config.method in ADAPTER_METHODS, seq2seq=True)(
         model=model, args=args, train_dataset=prep.train_rows, eval_dataset=prep.dev_rows,
-        data_collator=collator, compute_metrics=compute_metrics, run_id=config.run_id, best=best, resume=resume)
+        data_collator=collator, compute_metrics=compute_metrics, run_id=config.run_id, best=best,
+        resume=resume)
     return trainer.fit()
 
 
@@ -165,20 +166,14 @@ def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict,
 
 def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float,
            translate_s: dict[str, float]) -> dict[str, Any]:
-    rows, wall = prep.train_rows, fitted.wall_s
-    epochs = float(fitted.trainer.state.epoch or 0.0)
-    tokens = sum(len(r["input_ids"]) + len(r["labels"]) for r in rows)
-    peak_mb, peak_kind = peak_memory(prep.device)
+    rows = prep.train_rows
     report = prep.built.report
     return {**{k: report[k] for k in ("trainable", "total", "base", "method_params",
                                       "percent_trainable", "fraction_of_base")},
-            "train_wall_s": wall, "train_samples_per_s": len(rows) * epochs / wall,
-            "train_tokens_per_s": tokens * epochs / wall,
-            "train_steps": int(fitted.trainer.state.global_step), "epochs": epochs,
-            "train_sentences": len(rows), "peak_memory_mb": peak_mb,
-            "peak_memory_kind": peak_kind, "checkpoint_mb": checkpoint_mb,
-            "checkpoint_wall_s": fitted.trainer.prior_checkpoint_s + fitted.trainer.checkpoint_s,
-            "final_train_loss": fitted.training_loss, "translate_s": translate_s}
+            **fitted.costs(len(rows), sum(len(r["input_ids"]) + len(r["labels"]) for r in rows),
+                           prep.device),
+            "train_sentences": len(rows), "checkpoint_mb": checkpoint_mb,
+            "translate_s": translate_s}
 
 
 def _run(config: MTConfig, out: Path) -> RunResult:
@@ -190,8 +185,7 @@ def _run(config: MTConfig, out: Path) -> RunResult:
     scores, translate_s = _evaluate(config, out, prep, model)
     metrics = {"main_metric": "bleu", "select_on": config.select_on,
                "best_step": fitted.best.best_step, "best_dev": fitted.best.best, **scores,
-               "learning_curve": [{"step": e["step"], "epoch": e.get("epoch"), "loss": e["loss"]}
-                                  for e in fitted.trainer.state.log_history if "loss" in e],
+               "learning_curve": fitted.learning_curve,
                "dev_curve": fitted.best.curve}
     checkpoint_mb = 0.0
     if config.save_checkpoint:
@@ -228,7 +222,7 @@ def load_mt_run(directory: str | Path):
     directory = Path(directory)
     config = MTConfig.from_dict(json.loads((directory / "config.json").read_text("utf-8")),
                                 source=str(directory / "config.json"))
-    record = json.loads((directory / RECORD).read_text("utf-8"))
+    record = read_record(directory)
     seed_everything(config.seed)
     knob, value = record["budget"]["knob"], record["budget"]["value"]
     built = build_seq2seq(config, size={knob: value} if knob else {})

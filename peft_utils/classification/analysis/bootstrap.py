@@ -5,7 +5,8 @@ the evaluation set stays fixed) and seeds with replacement, and recomputes the t
 metric for every run from its per-example predictions. Both methods see the same examples in
 every replicate, and the same seeds where their seed lists match: the pairing removes the
 variance the two methods share. The metric is computed from weighted confusion counts, which
-equals `peft_utils.classification.metrics.scores` on unit weights (tested) and is fast enough for B=1000.
+equals `peft_utils.classification.metrics.scores` on unit weights (tested) and is fast enough
+for B=1000.
 """
 from __future__ import annotations
 

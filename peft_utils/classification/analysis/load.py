@@ -78,7 +78,8 @@ class Results:
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{path}: missing; the bootstrap needs each run's per-example predictions "
-                    "(written by peft_utils.classification.training); re-run the cell to regenerate them")
+                    "(written by peft_utils.classification.training); re-run the cell to "
+                    "regenerate them")
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
             # An empty gold field is either "no labels" (a valid multilabel answer) or "no gold";
             # the record says which languages were scored, so it decides.
