@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "data": "peft_utils.data.cli",
     "params": "peft_utils.classification.models",
+    "methods": "peft_utils.classification.method_table",
     "train": "peft_utils.classification.training",
     "grid": "peft_utils.grid",
     "model": "peft_utils.classification.e5_convert",

@@ -39,6 +39,19 @@ def interrupt_after(monkeypatch):
     return arm
 
 
+def assert_resumes_to(whole_record: dict, train, config, step: int, arm) -> None:
+    """Interrupt `train(config)` after the checkpoint of `step` (`arm`: the interrupt_after
+    fixture), run it again, and check that it resumed there to `whole_record`'s metrics."""
+    disarm = arm(step)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    disarm()
+    train(config)
+    record = read_record(Path(config.results_dir) / config.run_id)
+    assert record["meta"]["resumed_from_step"] == step
+    assert record["metrics"] == whole_record["metrics"]
+
+
 def temp_files(root: Path) -> list[Path]:
     return list(root.rglob("*.tmp"))
 

@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from fault_helpers import env, kill_at_first_checkpoint, kill_grid_and_rerun, temp_files
-from peft_utils.classification.config import METHODS, RunConfig
+from peft_utils.classification.config import RunConfig
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.core import checkpoints
+from peft_utils.core.methods import PAPER_METHODS
 from peft_utils.core.runs import (RunBusyError, WriteError, is_locked, read_record, run_lock,
                                   validate_record)
 
@@ -40,7 +41,7 @@ def tiny(tmp_path: Path, root: Path, model: Path, folder: str = "results", **kw)
 
 # ---- resume, in process -------------------------------------------------------------
 @pytest.mark.parametrize("method", [*FAST_METHODS, *(pytest.param(m, marks=pytest.mark.slow)
-                                                      for m in METHODS if m not in FAST_METHODS)])
+                                                      for m in PAPER_METHODS if m not in FAST_METHODS)])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tmp_path, sib_root,
                                                              tiny_model, interrupt_after):
     whole = train_and_evaluate(tiny(tmp_path, sib_root, tiny_model, "whole", method=method))

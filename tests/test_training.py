@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from peft_utils.classification.config import METHODS, RunConfig
+from peft_utils.classification.config import RunConfig
+from peft_utils.core.methods import PAPER_METHODS
 from peft_utils.classification.models import build_model
 from peft_utils.classification.training import encode, load_run, predict_logits, train_and_evaluate
 from peft_utils.core.modeling import seed_everything
@@ -36,7 +37,7 @@ def tiny_config(tmp_path, root, model, **kw) -> RunConfig:
     return RunConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_method_trains_only_its_parameters(method, tmp_path, sib_root, tiny_model):
     config = tiny_config(tmp_path, sib_root, tiny_model, method=method,
                          learning_rate=1e-2)

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.classification.imbalance import REMEDIES
+from peft_utils.core import methods
 from peft_utils.core.config import (ConfigError, RunSettings, load_with_method_overrides,
                                     model_max_length, model_problem, type_problems)
 from peft_utils.data.langs import DATASETS, TRAIN_LANGS, ZERO_SHOT_LANGS, to_iso
 
-METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
+METHODS = methods.names("classification")   # every runnable registry entry
 SCENARIOS = ("multilingual", "en", "en+translations")
 LONG_TEXT = ("head", "head+tail", "chunks")
 CLASS_WEIGHTS = REMEDIES
@@ -24,13 +25,16 @@ NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir
 @dataclass
 class RunConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
-    identity_if_set = ("class_weights", "selection")
+    identity_if_set = ("class_weights", "selection", "method_config")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
     float_keys = ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout")
     dataset: str = "sib200"
     subtask: int | None = None          # SemEval-2023 Task 3 subtask 1, 2 or 3
     data_root: str = "data/sib200"
-    method: str = "lora"
+    method: str = "lora"               # a registry entry (`python -m peft_utils methods`)
+    # Settings for the method's library config class, over the registry's defaults (and the
+    # paper's fields below for its methods), e.g. {r: 16, use_dora: true}.
+    method_config: dict[str, Any] | None = None
     scenario: str = "multilingual"
     train_langs: list[str] | None = None  # None: the data set's training languages
     eval_langs: list[str] | None = None   # None: training + zero-shot languages
@@ -134,8 +138,9 @@ class RunConfig(RunSettings):
             raise bad(f"semeval2023 needs subtask 1, 2 or 3, got {self.subtask!r}")
         if self.dataset != "semeval2023" and self.subtask is not None:
             raise bad(f"subtask applies to semeval2023 only; remove it for {self.dataset}")
-        if self.method not in METHODS:
-            raise bad(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        problem = methods.method_problem(self.method, self.method_config, "classification")
+        if problem:
+            raise bad(problem)
         if self.scenario not in SCENARIOS:
             raise bad(f"unknown scenario {self.scenario!r}; use one of {', '.join(SCENARIOS)}")
         if self.long_text not in LONG_TEXT:
@@ -223,10 +228,13 @@ class RunConfig(RunSettings):
             problems.append(f"translations_dir {self.translations_dir!r} does not exist; the "
                             "en+translations scenario of semeval2023 needs the translated articles")
         limit = model_max_length(self.model)
-        if limit is not None and self.max_length > limit:
-            problems.append(f"max_length {self.max_length} exceeds the {limit} positions of "
-                            f"model {self.model}; lower max_length (long texts: long_text "
-                            "head+tail or chunks)")
+        virtual = methods.virtual_token_count(methods.REGISTRY[self.method],
+                                              self.method_config or {})
+        if limit is not None and self.max_length + virtual > limit:
+            prompt = f" plus the {virtual} virtual tokens of {self.method}" if virtual else ""
+            problems.append(f"max_length {self.max_length}{prompt} exceeds the {limit} "
+                            f"positions of model {self.model}; lower max_length (long texts: "
+                            "long_text head+tail or chunks)")
         return problems
 
 

@@ -45,11 +45,40 @@ def pool_by_mean(model) -> None:
         mask = kwargs.get("attention_mask")
         if mask is None:
             mask = torch.ones(hidden.shape[:2], device=hidden.device)
-        mean = masked_mean(hidden, mask)
+        # A soft prompt extends the mask at the front; skip_virtual_tokens has already cut
+        # the virtual tokens' states, so the text's part of the mask goes with the rest.
+        mean = masked_mean(hidden, mask[:, mask.shape[1] - hidden.shape[1]:])
         value = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1) if slot == 0 else mean
         if isinstance(output, tuple):
             return (*output[:slot], value, *output[slot + 1:])
         output[list(output.keys())[slot]] = value
+        return output
+
+    model.base_model.register_forward_hook(hook, with_kwargs=True)
+
+
+def skip_virtual_tokens(model, count: int) -> None:
+    """Make the head read the text, not the `count` virtual tokens a soft prompt (prompt
+    tuning, p-tuning) prepends: peft and the adapters library put them before the first
+    token, where the head of XLM-R (position 0) and BERT's pooler would read a virtual
+    token. A forward hook on the encoder cuts their states from its output (and recomputes
+    BERT's pooler on the text's first token); register it before `pool_by_mean`."""
+    if count == 0:
+        return
+    slot = MEAN_POOLING_SLOT.get(model.config.model_type)
+    if slot is None:
+        raise ValueError(f"soft prompts support the {', '.join(MEAN_POOLING_SLOT)} heads, "
+                         f"not {model.config.model_type}")
+
+    def hook(module, args, kwargs, output):
+        replaced = {0: output[0][:, count:]}
+        if slot == 1:   # BERT's pooler read a virtual token: pool the text's first token
+            replaced[1] = module.pooler(replaced[0])
+        if isinstance(output, tuple):
+            return tuple(replaced.get(i, value) for i, value in enumerate(output))
+        keys = list(output.keys())
+        for i, value in replaced.items():
+            output[keys[i]] = value
         return output
 
     model.base_model.register_forward_hook(hook, with_kwargs=True)

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.classification.config import RunConfig, load_config
-from peft_utils.classification.head import head_module, pool_by_mean
+from peft_utils.classification.head import head_module, pool_by_mean, skip_virtual_tokens
+from peft_utils.core import methods
 from peft_utils.core.config import parse_overrides
-from peft_utils.core.modeling import add_adapter, add_peft, count_parameters, load_pretrained
+from peft_utils.core.modeling import apply_method, count_parameters, load_pretrained
 
 ADAPTER_NAME = "task"
-ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")   # from the adapters library
 # Configs of the paper's models, so parameter counts need neither weights nor a hub.
 SHIPPED_CONFIGS = {"xlm-roberta-large", "xlm-roberta-base", "multilingual-e5-small"}
 
@@ -28,6 +28,7 @@ class BuiltModel:
     model: Any
     labels: list[str]
     report: dict[str, Any]
+    method: dict[str, Any]    # core.methods.description: what the method's library received
 
 
 def labels_for(config: RunConfig) -> list[str]:
@@ -53,7 +54,7 @@ def resolve_model_config(name: str, num_labels: int, multilabel: bool, shipped: 
     return AutoConfig.from_pretrained(name, trust_remote_code=False, **extra)
 
 
-def _base_model(config: RunConfig, labels: list[str], meta: bool):
+def _base_model(config: RunConfig, labels: list[str], meta: bool, device: str = "meta"):
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -63,66 +64,56 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool):
     hf_config.id2label = dict(enumerate(labels))
     hf_config.label2id = {label: i for i, label in enumerate(labels)}
     if meta:
-        with torch.device("meta"):
+        with torch.device(device):
             return AutoModelForSequenceClassification.from_config(hf_config)
     # Prefix tuning edits keys/values inside the eager attention code path.
-    attention = "eager" if config.method == "prefix" else config.attention
+    attention = "eager" if methods.get(config.method).needs_eager else config.attention
     return load_pretrained(AutoModelForSequenceClassification, config.model, config=hf_config,
                            attn_implementation=attention)
 
 
-def _apply_method(model, config: RunConfig):
-    method = config.method
-    if method == "fft":
-        return model
-    if method == "bitfit":
-        for name, param in model.named_parameters():
-            param.requires_grad = name.endswith(".bias")
-        return model
-    if method in ("lora", "ia3"):
-        from peft import IA3Config, LoraConfig
-
-        if method == "lora":
-            # task_type SEQ_CLS puts the classifier into modules_to_save: trained and saved.
-            peft_config = LoraConfig(task_type="SEQ_CLS", r=config.lora_r,
-                                     lora_alpha=config.lora_alpha,
-                                     lora_dropout=config.lora_dropout,
-                                     target_modules=config.lora_targets)
-        else:
-            # (IA)^3 as in its paper: scale keys, values and the FFN's inner activation.
-            peft_config = IA3Config(
-                task_type="SEQ_CLS",
-                target_modules=r".*\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)",
-                feedforward_modules=r".*\.layer\.\d+\.output\.dense")
-        return add_peft(model, peft_config)
-    from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
-
-    adapter_config = {
-        "pfeiffer": lambda: SeqBnConfig(reduction_factor=config.reduction_factor),
-        "houlsby": lambda: DoubleSeqBnConfig(reduction_factor=config.reduction_factor),
-        "prefix": lambda: PrefixTuningConfig(prefix_length=config.prefix_length),
-    }[method]()
-    return add_adapter(model, adapter_config, ADAPTER_NAME)   # the head is unfrozen by the caller
+def method_settings(config: RunConfig) -> dict[str, Any]:
+    """What the method's config class receives over the registry defaults: the paper's
+    fields for the paper's methods (so their settings and run ids keep their meaning; the
+    LoRA variants share LoRA's), then the run's `method_config`."""
+    entry = methods.get(config.method)
+    paper: dict[str, Any] = {}
+    if entry.config_class == "LoraConfig":
+        paper = dict(r=config.lora_r, lora_alpha=config.lora_alpha,
+                     lora_dropout=config.lora_dropout, target_modules=config.lora_targets)
+    elif config.method in ("pfeiffer", "houlsby"):
+        paper = {"reduction_factor": config.reduction_factor}
+    elif config.method == "prefix":
+        paper = {"prefix_length": config.prefix_length}
+    return {**paper, **(config.method_config or {})}
 
 
-def build_model(config: RunConfig, meta: bool = False) -> BuiltModel:
+def build_model(config: RunConfig, meta: bool = False, device: str = "meta") -> BuiltModel:
     """The model of `config`'s method with its parameter report.
 
-    `meta=True` builds on the meta device from the config alone (no weights, no memory):
-    enough for parameter counts. Call `seed_everything` before this for reproducible heads.
+    `meta=True` builds from the config alone, no weights: on the meta device (no memory,
+    enough for parameter counts), or randomly initialised on `device` (for methods that
+    initialise from the weights). Call `seed_everything` first for reproducible heads.
     """
+    entry, settings = methods.get(config.method), method_settings(config)
     labels = labels_for(config)
-    model = _base_model(config, labels, meta)
+    model = _base_model(config, labels, meta, device)
+    # The head reads the text's positions, not the virtual tokens a soft prompt prepends.
+    skip_virtual_tokens(model, methods.virtual_token_count(entry, settings))
     if config.pooling == "mean":
         pool_by_mean(model)
     head_ids = {id(p) for p in head_module(model).parameters()}
     backbone_ids = {id(p) for p in model.parameters()} - head_ids
-    model = _apply_method(model, config)
-    if config.method not in ("lora", "ia3"):
+    model_type = model.config.model_type
+    library_config = None if entry.library == "project" else methods.library_config(
+        entry, settings, model_type, "classification")
+    model = apply_method(model, entry, library_config, ADAPTER_NAME)
+    if entry.library != "peft":
         # Every method trains the same head; peft does it through modules_to_save.
         for param in head_module(model).parameters():
             param.requires_grad = True
-    return BuiltModel(model, labels, parameter_report(model, backbone_ids, head_ids))
+    return BuiltModel(model, labels, parameter_report(model, backbone_ids, head_ids),
+                      methods.description(entry, settings, model_type))
 
 
 def parameter_report(model, backbone_ids: set[int], head_ids: set[int]) -> dict[str, Any]:

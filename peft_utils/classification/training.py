@@ -18,11 +18,12 @@ from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.head import head_parameters, set_head_bias_to_prior
 from peft_utils.classification.imbalance import remedy_loss, remedy_values
 from peft_utils.classification.inference import collator, sorted_batches
-from peft_utils.classification.models import (ADAPTER_METHODS, BuiltModel, build_model,
-                                              load_tokenizer)
+from peft_utils.classification.models import (BuiltModel, build_model, load_tokenizer,
+                                              method_settings)
 from peft_utils.classification.probe import FEATURE_CACHE, frozen_probe
 from peft_utils.classification.run_data import RunData, load_run_data, selection_mask
 from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
+from peft_utils.core import methods
 from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
 from peft_utils.core.config import parse_overrides
 from peft_utils.core.devices import prepare_device
@@ -170,7 +171,7 @@ def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
 
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
-    from peft_utils.core.trainer import BestDevState, trainer_for, training_arguments
+    from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for, training_arguments
 
     model, labels = prep.built.model, prep.built.labels
     train = prep.splits["train"]
@@ -178,7 +179,7 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         config, prep.splits["dev"].subset(prep.selection), len(labels))
     resume = resumable(out, config)
     best = BestDevState(config.early_stopping_patience)
-    trainer = trainer_for(config.method in ADAPTER_METHODS)(
+    trainer = trainer_for(methods.get(config.method).library == "adapters")(
         model=model, args=training_arguments(config, out, prep.device, prep.precision,
                                              prep.selects_on_dev, len(train.rows)),
         train_dataset=train.rows, eval_dataset=eval_rows if prep.selects_on_dev else None,
@@ -186,7 +187,8 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
         run_id=config.run_id, best=best, resume=resume, head_lr=config.head_learning_rate,
-        head_params=head_parameters(model))
+        head_params=head_parameters(model),
+        hooks=method_hooks(config.method, method_settings(config), model))
     return trainer.fit()
 
 
@@ -261,6 +263,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "dev_curve": fitted.best.curve},
         "costs": {**_costs(prep, fitted, checkpoint), "frozen_probe": probe_cost},
         "meta": {**environment(prep.device), "seed": config.seed, "precision": prep.precision,
+                 "method": prep.built.method,
                  "resumed_from_step": fitted.resumed_from,
                  "data_summary": {name: _summary(frame)
                                   for name, frame in prep.data.frames.items()}},

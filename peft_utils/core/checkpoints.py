@@ -30,6 +30,7 @@ PREFIX = "checkpoint-"
 PROGRESS = "progress.json"
 TRAINABLE = "trainable.safetensors"
 BEST = "best.safetensors"
+METHOD_STATE = "method_state.safetensors"   # training state of the method itself (AdaLoRA)
 PROGRESS_KEYS = {"run_id", "step", "finished", "total_loss", "train_wall_s", "checkpoint_wall_s",
                  "best", "best_step", "bad", "curve", "has_best"}
 

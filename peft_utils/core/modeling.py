@@ -3,7 +3,10 @@ to a base model, counting parameters one way for every method, and the trainable
 checkpoints hold."""
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from peft_utils.core.methods import Method
 
 
 def seed_everything(seed: int) -> None:
@@ -26,6 +29,32 @@ def load_pretrained(auto_class, name: str, **kwargs):
             "`python -m peft_utils model prepare e5-small`)")
     return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=False,
                                       **kwargs)
+
+
+# Decoder cross-attention (and its layer norm) in bart-like | t5-like models.
+_CROSS_ATTENTION = re.compile(r"(^|\.)(encoder_attn|encoder_attn_layer_norm)\.|"
+                              r"(^|\.)decoder\.block\.\d+\.layer\.1\.")
+
+
+def apply_method(model, entry: Method, library_config, adapter_name: str):
+    """`model` with the registry method `entry` applied; only what it trains requires grad
+    (a task head outside peft's `modules_to_save` stays frozen: the caller decides)."""
+    if entry.library == "peft":
+        return add_peft(model, library_config)
+    if entry.library == "adapters":
+        return add_adapter(model, library_config, adapter_name)
+    trains = {"fft": lambda name: True,
+              "bitfit": lambda name: name.endswith(".bias"),
+              "cross_attn": lambda name: bool(_CROSS_ATTENTION.search(name))}[entry.name]
+    matched = 0
+    for name, param in model.named_parameters():
+        param.requires_grad = trains(name)
+        matched += param.requires_grad
+    if not matched:
+        raise ValueError(f"method {entry.name}: {type(model).__name__} has no parameters it "
+                         "trains (bitfit: biases; cross_attn: encoder_attn.* or "
+                         "decoder.block.N.layer.1.*)")
+    return model
 
 
 def add_peft(model, peft_config):
@@ -58,8 +87,9 @@ def count_parameters(model, base_ids: set[int], head_ids: set[int] = frozenset()
     """Counts by `requires_grad`, the same way for every method and study.
 
     base: the pretrained model's parameters; head: a task head (counted once, peft's copy in
-    modules_to_save included); method_params: what the method adds or unfreezes, the head
-    excluded (for FFT the whole base). Tied parameters count once.
+    modules_to_save included); method_params: what the method trains, added or unfrozen, the
+    head excluded (for FFT the whole base), so that trainable = method_params + head. Tied
+    parameters count once.
     """
     counts = dict(trainable=0, total=0, base=0, head=0, method_params=0)
     seen: set[int] = set()
@@ -75,8 +105,8 @@ def count_parameters(model, base_ids: set[int], head_ids: set[int] = frozenset()
         elif id(param) in base_ids:
             counts["base"] += n
             counts["method_params"] += n if param.requires_grad else 0
-        else:
-            counts["method_params"] += n
+        else:   # added by the method; frozen ones (DVoRA's shared random matrices) do not train
+            counts["method_params"] += n if param.requires_grad else 0
     counts["percent_trainable"] = 100.0 * counts["trainable"] / counts["total"]
     return counts
 

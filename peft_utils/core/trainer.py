@@ -21,7 +21,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +29,8 @@ import torch
 from adapters import AdapterTrainer, Seq2SeqAdapterTrainer
 from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
 
-from peft_utils.core.checkpoints import (BEST, PREFIX, PROGRESS, TRAINABLE, Resume, load_tensors,
-                                         prune, save_tensors)
+from peft_utils.core.checkpoints import (BEST, METHOD_STATE, PREFIX, PROGRESS, TRAINABLE, Resume,
+                                         load_tensors, prune, save_tensors)
 from peft_utils.core.devices import peak_memory
 from peft_utils.core.modeling import load_trainable_state, trainable_state
 from peft_utils.core.runs import WriteError, atomic_write_text, write_error
@@ -78,6 +78,58 @@ class BestDevState(TrainerCallback):
         self.best, self.best_step = progress["best"], progress["best_step"]
         self.bad, self.curve = progress["bad"], list(progress["curve"])
         self.best_state = load_tensors(folder / BEST) if progress["has_best"] else None
+
+
+@dataclass
+class MethodHooks:
+    """What a method needs from the loop beyond its library config (see `method_hooks`)."""
+    callbacks: list = field(default_factory=list)
+    lr_scale: dict[int, float] = field(default_factory=dict)  # parameter id: x learning rate
+    state: Any = None   # has state_dict() / load_state_dict(): kept in every checkpoint
+
+
+class AdaLoraBudget(TrainerCallback):
+    """AdaLoRA reallocates its rank budget from the gradients after every optimiser step
+    (peft: `update_and_allocate` between `optimizer.step()` and `zero_grad()`, which is where
+    the Trainer calls `on_optimizer_step`), on a schedule over the run's total steps. Its
+    importance estimates are training state: checkpoints keep them, so a resumed run
+    allocates as the uninterrupted one."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def allocator(self):
+        return self.model.base_model.rankallocator
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.allocator.peft_config.total_step = state.max_steps
+
+    def on_optimizer_step(self, args, state, control, **kw):
+        self.model.base_model.update_and_allocate(state.global_step)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"{kind}/{name}": value for kind in ("ipt", "exp_avg_ipt", "exp_avg_unc")
+                for name, value in getattr(self.allocator, kind).items()}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        for key, value in tensors.items():
+            kind, name = key.split("/", 1)
+            getattr(self.allocator, kind)[name] = value
+
+
+def method_hooks(name: str, settings: dict[str, Any], model) -> MethodHooks:
+    """The loop's part of registry method `name` (core.methods): AdaLoRA's budget schedule,
+    LoRA+'s faster B matrices. peft's `create_loraplus_optimizer` is not used: it builds its
+    own optimiser, without the task head's learning rate or the Trainer's decay groups."""
+    if name == "adalora":
+        budget = AdaLoraBudget(model)
+        return MethodHooks(callbacks=[budget], state=budget)
+    if name == "loraplus":
+        ratio = float({"loraplus_lr_ratio": 16.0, **settings}["loraplus_lr_ratio"])
+        return MethodHooks(lr_scale={id(p): ratio for n, p in model.named_parameters()
+                                     if "lora_B" in n and p.requires_grad})
+    return MethodHooks()
 
 
 class LogAtCheckpoints(TrainerCallback):
@@ -160,11 +212,14 @@ class RunTrainerMixin:
     """Put before a transformers trainer class in the bases (see `trainer_for`). Settings come
     at construction: `run_id` (checked against a checkpoint before resuming from it), `best`
     (the BestDevState callback, added here), `resume` (a checkpoint to continue, or None),
-    `head_lr` and `head_params` (the task head's learning rate and parameters, or None)."""
+    `head_lr` and `head_params` (the task head's learning rate and parameters, or None),
+    `hooks` (the method's part of the loop, `method_hooks`)."""
 
     def __init__(self, *args, run_id: str, best: BestDevState, resume: Resume | None = None,
-                 head_lr: float | None = None, head_params=(), **kwargs):
-        callbacks = [*(kwargs.pop("callbacks", None) or []), best]
+                 head_lr: float | None = None, head_params=(),
+                 hooks: MethodHooks | None = None, **kwargs):
+        self.hooks = hooks or MethodHooks()
+        callbacks = [*(kwargs.pop("callbacks", None) or []), *self.hooks.callbacks, best]
         super().__init__(*args, callbacks=callbacks, **kwargs)
         self.run_id, self.best, self.resume = run_id, best, resume
         self.head_lr, self.head_params = head_lr, frozenset(id(p) for p in head_params)
@@ -211,17 +266,22 @@ class RunTrainerMixin:
     # ---- overrides (public) -----------------------------------------------------------
     def create_optimizer(self):
         optimizer = super().create_optimizer()
-        if self.head_lr is None or any("head" in g for g in optimizer.param_groups):
+        if any("split" in g for g in optimizer.param_groups):
             return optimizer
         groups = []
-        for group in optimizer.param_groups:   # decay / no-decay, each split head / rest
-            for head in (False, True):
-                params = [p for p in group["params"] if (id(p) in self.head_params) == head]
-                if params:
-                    groups.append({**group, "params": params, "head": head,
-                                   "lr": self.head_lr if head else group["lr"]})
+        for group in optimizer.param_groups:   # decay / no-decay, each split by learning rate
+            by_lr: dict[float, list] = {}
+            for param in group["params"]:
+                by_lr.setdefault(self._lr_of(param, group["lr"]), []).append(param)
+            groups += [{**group, "params": params, "lr": lr, "split": True}
+                       for lr, params in by_lr.items()]
         optimizer.param_groups[:] = groups   # still stateless: nothing else to move
         return optimizer
+
+    def _lr_of(self, param, lr: float) -> float:
+        if self.head_lr is not None and id(param) in self.head_params:
+            return self.head_lr
+        return lr * self.hooks.lr_scale.get(id(param), 1.0)
 
     # ---- overrides of private Trainer methods, each kept for a guarantee --------------
     def _get_eval_sampler(self, eval_dataset):
@@ -246,9 +306,11 @@ class RunTrainerMixin:
         save_tensors(folder / TRAINABLE, trainable_state(self.model))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        # The counterpart of _save.
-        load_trainable_state(model or self.model,
-                             load_tensors(Path(resume_from_checkpoint) / TRAINABLE))
+        # The counterpart of _save (and of the method's state in _save_progress).
+        folder = Path(resume_from_checkpoint)
+        load_trainable_state(model or self.model, load_tensors(folder / TRAINABLE))
+        if self.hooks.state is not None:
+            self.hooks.state.load_state_dict(load_tensors(folder / METHOD_STATE))
 
     def _load_rng_state(self, checkpoint):
         # The stock method relies on torch's default for weights_only, which older torch
@@ -296,6 +358,8 @@ class RunTrainerMixin:
         exported = self.best.export()
         if exported["has_best"]:
             save_tensors(folder / BEST, self.best.best_state)
+        if self.hooks.state is not None:
+            save_tensors(folder / METHOD_STATE, self.hooks.state.state_dict())
         finished = (self.control.should_training_stop
                     or self.state.global_step >= self.state.max_steps)
         progress = {"run_id": self.run_id, "step": self.state.global_step,

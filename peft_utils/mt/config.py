@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peft_utils.core import methods
 from peft_utils.core.config import ConfigError, RunSettings, load_with_method_overrides
 from peft_utils.mt.langs import group_of, to_iso
 
-METHODS = ("fft", "pfeiffer", "houlsby", "lora", "prefix", "cross_attn")
-# Methods whose size is fixed by the architecture: a budget does not apply to them.
-FIXED_SIZE = ("fft", "cross_attn")
+METHODS = methods.names("seq2seq")   # every registry entry that runs on seq2seq models
+# Methods whose size is fixed by the architecture (no size knob in the registry): a budget
+# does not apply to them.
+FIXED_SIZE = tuple(m for m in METHODS if methods.REGISTRY[m].size_knob is None)
 LORA_TARGETS = ("attention", "all-linear")
 SELECT_ON = ("bleu", "chrf", "loss")
 # Where or how a run executes, not what it computes: left out of the run id.
@@ -24,6 +26,7 @@ FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fracti
 @dataclass
 class MTConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
+    identity_if_set = ("method_config",)
     float_keys = FLOATS
     record_schema, record_kind = "mt_record", "mt"
     kind: str = "mt"                   # tells grid cells and records apart from classification
@@ -32,7 +35,10 @@ class MTConfig(RunSettings):
     src_lang: str = "en"
     tgt_lang: str = "de"
     model: str = "facebook/mbart-large-50-many-to-many-mmt"
-    method: str = "lora"
+    method: str = "lora"               # a registry entry (`python -m peft_utils methods`)
+    # Settings for the method's library config class, over the registry's defaults and the
+    # size below (e.g. {use_dora: true}); see RunConfig.method_config.
+    method_config: dict[str, Any] | None = None
     # Fraction of the pretrained model's parameters the method may train (0.001 = 0.1%); it
     # sets the method's size (adapter bottleneck, LoRA rank, prefix length). None: use the
     # explicit sizes below. Fixed-size methods (fft, cross_attn) ignore it: stored as None.
@@ -108,8 +114,9 @@ class MTConfig(RunSettings):
             raise bad(f"kind must be 'mt' for an MT config, got {self.kind!r}")
         if self.dataset != "ntrex":
             raise bad(f"unknown MT dataset {self.dataset!r}; use ntrex")
-        if self.method not in METHODS:
-            raise bad(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        problem = methods.method_problem(self.method, self.method_config, "seq2seq")
+        if problem:
+            raise bad(problem)
         for key in ("src_lang", "tgt_lang"):
             try:
                 setattr(self, key, to_iso(getattr(self, key)))

@@ -1,17 +1,14 @@
-"""Sequence-to-sequence builders for every MT method, counted one way.
+"""Sequence-to-sequence builders for every MT method (the registry's, core.methods),
+counted one way.
 
-Every method starts from the same `AutoModelForSeq2SeqLM` built after seeding:
-
-- fft: every parameter trains.
-- pfeiffer / houlsby: bottleneck adapters from the adapters library (`seq_bn` /
-  `double_seq_bn`); size = the bottleneck dimension.
-- lora: peft LoRA (`task_type=SEQ_2_SEQ_LM`) on the attention projections (or all linear
-  layers); size = the rank.
-- prefix: adapters prefix tuning on encoder, decoder and cross attention; size = prefix length.
-- cross_attn: only the decoder's cross-attention blocks (and their layer norms) train.
+Every method starts from the same `AutoModelForSeq2SeqLM` built after seeding. The study's
+own methods keep their settings: pfeiffer / houlsby (size: the bottleneck dimension), lora
+(the rank; attention projections or all linear layers), prefix (the prefix length; flat by
+default), cross_attn (only the decoder's cross-attention blocks train) and fft. Every other
+registry method runs at its registry defaults plus `method_config`, sized by its knob.
 
 The adapters library supports bart, mbart, t5 and mt5 among seq2seq models, not m2m100
-(NLLB) or marian: pfeiffer, houlsby and prefix stop with a clear error there.
+(NLLB) or marian: its methods stop with a clear error there.
 """
 from __future__ import annotations
 
@@ -20,28 +17,23 @@ import copy
 import dataclasses
 import json
 import logging
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from peft_utils.core.modeling import add_adapter, add_peft, count_parameters, load_pretrained
+from peft_utils.core import methods
+from peft_utils.core.modeling import apply_method as apply_registry_method
+from peft_utils.core.modeling import count_parameters, load_pretrained
 from peft_utils.mt.config import FIXED_SIZE, MTConfig
 
 ADAPTER_NAME = "mt"
 ADAPTER_TYPES = ("bart", "mbart", "t5", "mt5", "plbart")
-ADAPTER_METHODS = ("pfeiffer", "houlsby", "prefix")
 # Hub models of the study whose sizes ship with the package (peft_utils/model_configs/), so
 # that parameter counts and budgets need neither weights nor a hub. Sizes only: training
 # loads the hub's own config with the weights.
 SHIPPED = ("mbart-large-50-many-to-many-mmt", "mt5-small", "mt5-base",
            "nllb-200-distilled-600M", "nllb-200-distilled-1.3B")
-# The knob each method's size is set by, for budgets and reports.
-KNOBS = {"pfeiffer": "adapter_dim", "houlsby": "adapter_dim", "lora": "lora_r",
-         "prefix": "prefix_length"}
-_CROSS = re.compile(r"(^|\.)(encoder_attn|encoder_attn_layer_norm)\.|"
-                    r"(^|\.)decoder\.block\.\d+\.layer\.1\.")   # bart-like | t5-like
 _ATTENTION = {"t5": ["q", "k", "v", "o"], "mt5": ["q", "k", "v", "o"]}
 _BART_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
@@ -55,6 +47,7 @@ class BuiltSeq2Seq:
     model: Any
     report: dict[str, Any]
     size: dict[str, Any]          # the method's size: {knob: value} (empty for fixed sizes)
+    method: dict[str, Any]        # core.methods.description: what the method's library received
 
 
 # ---- configs and base models ----------------------------------------------
@@ -70,16 +63,16 @@ def resolve_config(name: str):
     return AutoConfig.from_pretrained(name, trust_remote_code=False)
 
 
-def _base_model(config: MTConfig, meta: bool):
+def _base_model(config: MTConfig, meta: bool, device: str = "meta"):
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
     if meta:   # sizes only: a shipped config stands in for the hub's
-        with torch.device("meta"):
+        with torch.device(device):
             return AutoModelForSeq2SeqLM.from_config(resolve_config(config.model))
     # Prefix tuning edits keys and values inside the eager attention code path; otherwise the
     # library's default (sdpa where the architecture has it: mT5 has not).
-    attention = "eager" if config.method == "prefix" else None
+    attention = "eager" if methods.get(config.method, "seq2seq").needs_eager else None
     # The model's own config (activation, dropout, generation settings), never a shipped one.
     return load_pretrained(AutoModelForSeq2SeqLM, config.model, attn_implementation=attention)
 
@@ -89,11 +82,24 @@ def hidden_size(model) -> int:
 
 
 # ---- methods ----------------------------------------------------------------
+def size_knob(method: str) -> str | None:
+    """The setting a budget sizes `method` by: the bottleneck dimension for bottleneck
+    adapters (their registry knob, the reduction factor, shrinks them), the study's lora_r
+    for the LoRA family, the registry's knob otherwise; None for fixed sizes."""
+    entry = methods.REGISTRY[method]
+    if entry.size_knob == "reduction_factor":
+        return "adapter_dim"
+    if entry.config_class == "LoraConfig":
+        return "lora_r"
+    return entry.size_knob
+
+
 def default_size(config: MTConfig, hidden: int) -> dict[str, Any]:
-    """The method's size from the explicit settings (no budget)."""
-    if config.method in ("pfeiffer", "houlsby"):
+    """The method's size from the explicit settings (no budget); empty: the registry's."""
+    name = size_knob(config.method)
+    if name == "adapter_dim":
         return {"adapter_dim": max(1, hidden // config.reduction_factor)}
-    if config.method == "lora":
+    if name == "lora_r":
         return {"lora_r": config.lora_r}
     if config.method == "prefix":
         return {"prefix_length": config.prefix_length}
@@ -106,48 +112,36 @@ def _lora_targets(config: MTConfig, model_type: str):
     return _ATTENTION.get(model_type, _BART_ATTENTION)
 
 
-def apply_method(model, config: MTConfig, size: dict[str, Any]):
-    """`model` with `config.method` at `size` applied; only the method's parameters train."""
-    method = config.method
-    if method == "fft":
-        for param in model.parameters():
-            param.requires_grad = True
-        return model
-    if method == "cross_attn":
-        matched = 0
-        for name, param in model.named_parameters():
-            param.requires_grad = bool(_CROSS.search(name))
-            matched += param.requires_grad
-        if not matched:
-            raise ValueError(f"{type(model).__name__}: no decoder cross-attention parameters "
-                             "found (expected encoder_attn.* or decoder.block.N.layer.1.*)")
-        return model
-    if method == "lora":
-        from peft import LoraConfig
-
-        r = int(size["lora_r"])
-        peft_config = LoraConfig(task_type="SEQ_2_SEQ_LM", r=r,
-                                 lora_alpha=config.lora_alpha or 2 * r,
-                                 lora_dropout=config.lora_dropout,
-                                 target_modules=_lora_targets(config, model.config.model_type))
-        return add_peft(model, peft_config)
-    model_type = model.config.model_type
-    if model_type not in ADAPTER_TYPES:
-        raise ValueError(f"method {method}: the adapters library (1.3) has no {model_type} "
-                         f"support; use it with {', '.join(ADAPTER_TYPES)} models (mBART-50, "
-                         "mT5), or lora / cross_attn / fft on this model")
-    from adapters import DoubleSeqBnConfig, PrefixTuningConfig, SeqBnConfig
-
-    if method == "prefix":
-        adapter_config = PrefixTuningConfig(prefix_length=int(size["prefix_length"]),
-                                            flat=config.prefix_flat)
-    else:
+def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, Any]:
+    """What the method's library config receives over the registry defaults: the size in
+    the library's terms (and the study's LoRA and prefix settings), then `method_config`."""
+    settings = dict(size)
+    if "lora_r" in size:
+        r = int(settings.pop("lora_r"))
+        settings.update(r=r, lora_alpha=config.lora_alpha or 2 * r,
+                        lora_dropout=config.lora_dropout,
+                        target_modules=_lora_targets(config, model.config.model_type))
+    if "adapter_dim" in size:
         # adapters sizes the bottleneck as int(hidden // reduction_factor): a factor of
         # hidden / (dim + 0.5) gives exactly `dim` without float floor surprises.
-        factor = hidden_size(model) / (int(size["adapter_dim"]) + 0.5)
-        cls = SeqBnConfig if method == "pfeiffer" else DoubleSeqBnConfig
-        adapter_config = cls(reduction_factor=factor)
-    return add_adapter(model, adapter_config, ADAPTER_NAME)   # freezes every pretrained one
+        settings["reduction_factor"] = hidden_size(model) / (int(settings.pop("adapter_dim")) + 0.5)
+    if config.method == "prefix":
+        settings["flat"] = config.prefix_flat
+    return {**settings, **(config.method_config or {})}
+
+
+def apply_method(model, config: MTConfig, size: dict[str, Any]):
+    """`model` with `config.method` at `size` applied; only the method's parameters train."""
+    entry = methods.get(config.method, "seq2seq")
+    model_type = model.config.model_type
+    if entry.library == "adapters" and model_type not in ADAPTER_TYPES:
+        raise ValueError(f"method {config.method}: the adapters library (1.3) has no "
+                         f"{model_type} support; use it with {', '.join(ADAPTER_TYPES)} models "
+                         "(mBART-50, mT5), or a peft method / cross_attn / fft on this model")
+    library_config = None if entry.library == "project" else methods.library_config(
+        entry, method_settings(config, size, model), model_type, "seq2seq")
+    # adapters freezes every pretrained parameter; peft and the project's methods set theirs.
+    return apply_registry_method(model, entry, library_config, ADAPTER_NAME)
 
 
 def parameter_report(model, base_ids: set[int]) -> dict[str, Any]:
@@ -171,18 +165,29 @@ def build_seq2seq(config: MTConfig, meta: bool = False,
         size = fit_budget(config).size
     model = _base_model(config, meta)
     size = size if size is not None else default_size(config, hidden_size(model))
-    if meta:
-        import torch
-
-        with torch.device("meta"):
-            return _finish(model, config, size)
-    return _finish(model, config, size)
+    return _finish_without_weights(model, config, size) if meta else _finish(model, config, size)
 
 
 def _finish(model, config: MTConfig, size: dict[str, Any]) -> BuiltSeq2Seq:
     base_ids = _unique_ids(model)
+    method = methods.description(methods.REGISTRY[config.method],
+                                 method_settings(config, size, model), model.config.model_type)
     model = apply_method(model, config, size)
-    return BuiltSeq2Seq(model, parameter_report(model, base_ids), dict(size))
+    return BuiltSeq2Seq(model, parameter_report(model, base_ids), dict(size), method)
+
+
+def _finish_without_weights(model, config: MTConfig, size: dict[str, Any]) -> BuiltSeq2Seq:
+    """_finish on a meta-device `model`; a method that initialises from the weights (an SVD,
+    a sampled mask) cannot run there and is counted on randomly initialised weights."""
+    import torch
+
+    try:
+        # adapters warns about inactive adapters while it sets up prefixes: noise here.
+        with torch.device("meta"), _quiet("adapters"):
+            return _finish(copy.deepcopy(model), config, size)
+    except (NotImplementedError, RuntimeError):
+        with _quiet("adapters"):
+            return _finish(_base_model(config, meta=True, device="cpu"), config, size)
 
 
 # ---- parameter budgets ------------------------------------------------------
@@ -238,24 +243,20 @@ def fit_budget(config: MTConfig, budget: float | None = None,
     the closest is kept. A budget outside `tolerance` (relative error) raises BudgetError
     naming the reachable range. Fixed-size methods, and no budget, give the fraction that
     the explicit settings reach."""
-    import torch
-
     budget = config.budget if budget is None else budget
     tolerance = config.budget_tolerance if tolerance is None else tolerance
     base_model = _base_model(config, meta=True)
     hidden = hidden_size(base_model)
 
     def count(size: dict[str, Any]) -> tuple[int, int]:
-        # adapters warns about inactive adapters while it sets up prefixes: noise here.
-        with torch.device("meta"), _quiet("adapters"):
-            built = _finish(copy.deepcopy(base_model), config, size)
+        built = _finish_without_weights(base_model, config, size)
         return built.report["trainable"], built.report["base"]
 
     if config.method in FIXED_SIZE or budget is None:   # the size the settings give
         size = default_size(config, hidden)
         trainable, base = count(size)
         return Budget(config.method, None, size, trainable, base, trainable / base, None)
-    knob = KNOBS[config.method]
+    knob = size_knob(config.method)
     (one, base), (two, _) = count({knob: 1}), count({knob: 2})
     target = budget * base
     slope, intercept = two - one, 2 * one - two

@@ -118,8 +118,8 @@ def _dev_metric(config: MTConfig, prep: Prepared):
 def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     from transformers import DataCollatorForSeq2Seq
 
-    from peft_utils.core.trainer import BestDevState, trainer_for, training_arguments
-    from peft_utils.mt.models import ADAPTER_METHODS
+    from peft_utils.core import methods
+    from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for, training_arguments
 
     model = prep.built.model
     compute_metrics, dev_score = _dev_metric(config, prep)
@@ -133,10 +133,11 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     # model: the collator builds decoder inputs from the labels, which the label smoother
     # takes out of the batch before the forward pass.
     collator = DataCollatorForSeq2Seq(prep.tokenizer, model=model, label_pad_token_id=-100)
-    trainer = trainer_for(config.method in ADAPTER_METHODS, seq2seq=True)(
+    trainer = trainer_for(methods.get(config.method, "seq2seq").library == "adapters",
+                          seq2seq=True)(
         model=model, args=args, train_dataset=prep.train_rows, eval_dataset=prep.dev_rows,
         data_collator=collator, compute_metrics=compute_metrics, run_id=config.run_id, best=best,
-        resume=resume)
+        resume=resume, hooks=method_hooks(config.method, config.method_config or {}, model))
     return trainer.fit()
 
 
@@ -195,6 +196,7 @@ def _run(config: MTConfig, out: Path) -> RunResult:
               "budget": prep.budget.as_dict(), "metrics": metrics,
               "costs": _costs(prep, fitted, checkpoint_mb, translate_s),
               "meta": {**environment(prep.device), "seed": config.seed,
+                       "method": prep.built.method,
                        "precision": prep.precision, "scheme": prep.scheme.name,
                        "resumed_from_step": fitted.resumed_from,
                        "data": split_summary(prep.splits),
