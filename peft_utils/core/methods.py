@@ -399,6 +399,3 @@ def virtual_token_count(entry: Method, settings: dict[str, Any]) -> int:
         return 0
     return int({**entry.defaults, **settings}[entry.virtual_tokens])
 
-
-def project_setting(entry: Method, settings: dict[str, Any], key: str):
-    return {**entry.project_keys, **settings}[key]

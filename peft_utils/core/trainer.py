@@ -32,6 +32,7 @@ from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
 from peft_utils.core.checkpoints import (BEST, METHOD_STATE, PREFIX, PROGRESS, TRAINABLE, Resume,
                                          load_tensors, prune, save_tensors)
 from peft_utils.core.devices import peak_memory
+from peft_utils.core.methods import REGISTRY
 from peft_utils.core.modeling import load_trainable_state, trainable_state
 from peft_utils.core.runs import WriteError, atomic_write_text, write_error
 
@@ -126,7 +127,7 @@ def method_hooks(name: str, settings: dict[str, Any], model) -> MethodHooks:
         budget = AdaLoraBudget(model)
         return MethodHooks(callbacks=[budget], state=budget)
     if name == "loraplus":
-        ratio = float({"loraplus_lr_ratio": 16.0, **settings}["loraplus_lr_ratio"])
+        ratio = float({**REGISTRY[name].project_keys, **settings}["loraplus_lr_ratio"])
         return MethodHooks(lr_scale={id(p): ratio for n, p in model.named_parameters()
                                      if "lora_B" in n and p.requires_grad})
     return MethodHooks()
