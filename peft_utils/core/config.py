@@ -124,7 +124,8 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "boo
                "None": "null", "list[str]": "a list of strings", "dict[str, Any]": "a mapping"}
 
 
-def _is_type(value: Any, name: str) -> bool:
+def is_type(value: Any, name: str) -> bool:
+    """Whether `value` (as YAML gives it) is of the type named `name` (bool is no number)."""
     if name == "None":
         return value is None
     if name == "bool":
@@ -149,7 +150,7 @@ def type_problems(config: HashedConfig) -> list[str]:
     for f in fields(config):
         allowed = [part.strip() for part in str(f.type).split("|")]
         value = getattr(config, f.name)
-        if not any(_is_type(value, name) for name in allowed):
+        if not any(is_type(value, name) for name in allowed):
             wanted = " or ".join(_TYPE_NAMES.get(name, name) for name in allowed)
             problems.append(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
     return problems

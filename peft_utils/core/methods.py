@@ -13,11 +13,12 @@ lists them with it, so no method of either library is silently absent.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from peft_utils.core.config import ConfigError
+from peft_utils.core.config import ConfigError, is_type
 
 TASKS = ("classification", "seq2seq")
 PEFT_TASK_TYPE = {"classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
@@ -280,14 +281,14 @@ def method_problem(name: str, settings: dict[str, Any] | None, task: str) -> str
 
 def method_config_problem(name: str, settings: dict[str, Any] | None) -> str | None:
     """What is wrong with a run's `method_config` for method `name` (None: nothing): an
-    unknown key, a value of the wrong type, or what the library's config class rejects."""
+    unknown key or a value of the wrong type for the library's config class. The class's
+    own value checks run when the model is built (`library_config`), still before training."""
     entry = REGISTRY[name]
     if settings is not None and not isinstance(settings, dict):
         return f"method_config must be a mapping of {name}'s settings, got {settings!r}"
-    settings = settings or {}
-    cls = entry.config_type()
     if not settings:
-        return None
+        return None   # before config_type(): no library import to load a plain config
+    cls = entry.config_type()
     if cls is None or not dataclasses.is_dataclass(cls):   # fft; a union of adapters configs
         return (f"method_config: method {name} takes no settings, got "
                 f"{', '.join(sorted(settings))}")
@@ -324,20 +325,12 @@ def _fits(value, annotation) -> bool:
     origin = typing.get_origin(annotation)
     if annotation is Any or annotation is typing.Any:
         return True
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(annotation))
     if origin is typing.Literal:
         return value in typing.get_args(annotation)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
+    if annotation in (type(None), bool, int, float, str):   # the run config's own check
+        return is_type(value, "None" if annotation is type(None) else annotation.__name__)
     if origin in (list, tuple) or annotation in (list, tuple):
         return isinstance(value, (list, tuple))
     if origin is dict or annotation is dict:

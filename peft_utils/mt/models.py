@@ -130,8 +130,9 @@ def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, 
     return {**settings, **(config.method_config or {})}
 
 
-def apply_method(model, config: MTConfig, size: dict[str, Any]):
-    """`model` with `config.method` at `size` applied; only the method's parameters train."""
+def apply_method(model, config: MTConfig, settings: dict[str, Any]):
+    """`model` with `config.method` applied with `settings` (`method_settings`); only the
+    method's parameters train."""
     entry = methods.get(config.method, "seq2seq")
     model_type = model.config.model_type
     if entry.library == "adapters" and model_type not in ADAPTER_TYPES:
@@ -139,7 +140,7 @@ def apply_method(model, config: MTConfig, size: dict[str, Any]):
                          f"{model_type} support; use it with {', '.join(ADAPTER_TYPES)} models "
                          "(mBART-50, mT5), or a peft method / cross_attn / fft on this model")
     library_config = None if entry.library == "project" else methods.library_config(
-        entry, method_settings(config, size, model), model_type, "seq2seq")
+        entry, settings, model_type, "seq2seq")
     # adapters freezes every pretrained parameter; peft and the project's methods set theirs.
     return apply_registry_method(model, entry, library_config, ADAPTER_NAME)
 
@@ -170,9 +171,10 @@ def build_seq2seq(config: MTConfig, meta: bool = False,
 
 def _finish(model, config: MTConfig, size: dict[str, Any]) -> BuiltSeq2Seq:
     base_ids = _unique_ids(model)
-    method = methods.description(methods.REGISTRY[config.method],
-                                 method_settings(config, size, model), model.config.model_type)
-    model = apply_method(model, config, size)
+    settings = method_settings(config, size, model)
+    method = methods.description(methods.REGISTRY[config.method], settings,
+                                 model.config.model_type)
+    model = apply_method(model, config, settings)
     return BuiltSeq2Seq(model, parameter_report(model, base_ids), dict(size), method)
 
 
