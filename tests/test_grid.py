@@ -102,11 +102,20 @@ def test_demo_grids_expand_as_documented(tmp_path, monkeypatch):
     model.mkdir(parents=True)
     shutil.copy(REPO / "peft_utils" / "model_configs" / "multilingual-e5-small.json",
                 model / "config.json")
-    demo = load_grid(REPO / "configs" / "demo.yaml").cells
-    assert len(demo) == 40
+    grid = load_grid(REPO / "configs" / "demo.yaml")
+    demo = grid.cells
+    assert len(demo) == 20 and {c.config.seed for c in demo} == {2}
     assert {c.config.pooling for c in demo} == {"mean"}
+    assert {c.config.head_learning_rate for c in demo} == {1e-2}
     assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40),
-                                                                     ("brighter", 120)}
+                                                                     ("brighter", 80)}
+    # Tuned first: 3 trials per method and data set, seed 1, on the multilingual scenario.
+    from peft_utils.grid.tuning import planned_trials
+
+    trials = planned_trials(grid)
+    assert len(trials) == 2 * 4 * 3
+    assert {(c.config.seed, c.config.scenario) for t in trials for c in t.runs} == \
+        {(1, "multilingual")}
     full = [c.config for c in load_grid(REPO / "configs" / "demo-full.yaml").cells]
     # The complete data for 3 epochs, evaluated per epoch: no step budget left from the demo.
     assert {(c.max_steps, c.eval_steps, c.num_epochs, c.max_train_samples)

@@ -25,7 +25,7 @@ NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir
 @dataclass
 class RunConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
-    identity_if_set = ("class_weights", "selection", "method_config")
+    identity_if_set = ("class_weights", "selection", "method_config", "tuning")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
     float_keys = ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout")
     dataset: str = "sib200"
@@ -117,7 +117,8 @@ class RunConfig(RunSettings):
     def run_id(self) -> str:
         task = self.dataset + (f"-st{self.subtask}" if self.subtask else "")
         scen = self.scenario.replace("+", "_")
-        return f"{task}-{self.method}-{scen}-s{self.seed}-{self.digest()}"
+        trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
+        return f"{task}-{self.method}-{scen}-s{self.seed}{trial}-{self.digest()}"
 
     def run_info(self) -> dict[str, Any]:
         return {**self.to_dict(), "run_id": self.run_id, "multilabel": self.multilabel,

@@ -39,7 +39,13 @@ def train(config, results_root=None):
     return train_and_evaluate(config, results_root)
 
 
+def selection_score(record: dict[str, Any]) -> float | None:
+    """The main metric on the training languages' dev rows, where runs are selected."""
+    metrics = record.get("metrics") or {}
+    return (metrics.get("selection_dev") or {}).get(metrics.get("main_metric"))
+
+
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
-              notebook_parameters, preflight, train,
+              notebook_parameters, preflight, train, selection_score,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
               path_keys=("data_root", "translations_dir", "results_dir"))

@@ -202,7 +202,8 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
     eval_scores = {name: example_scores(s, predict_logits(model, s, prep.tokenizer,
                                                           config.eval_batch_size, config,
                                                           prep.precision), multilabel)
-                   for name, s in splits.items() if name != "train" and len(s.frame)}
+                   for name, s in splits.items() if name in _scored_splits(config)
+                   and len(s.frame)}
     threshold = None
     if multilabel:
         dev = splits["dev"]
@@ -224,21 +225,27 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
         results[name] = M.scored_rows(split.frame["lang"], split.gold, pred, split.has_gold,
                                       multilabel, n_labels, zero_div)
-    probe = frozen_probe(config, splits, sel if prep.selects_on_dev else None, n_labels,
-                         prep.tokenizer, prep.device, prep.precision,
-                         None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
+    probe = None if config.is_trial else frozen_probe(
+        config, splits, sel if prep.selects_on_dev else None, n_labels, prep.tokenizer,
+        prep.device, prep.precision, None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
     return {"threshold": threshold, **results, "selection_dev": selection_dev,
             "baselines": baselines, "frozen_probe": probe}
 
 
-def _costs(prep: Prepared, fitted: Fitted, checkpoint: Path) -> dict:
+def _scored_splits(config: RunConfig) -> tuple[str, ...]:
+    """A tuning trial is scored on dev alone: test is never read for selection, by
+    construction, and a trial costs no test predictions."""
+    return ("dev",) if config.is_trial else ("dev", "test")
+
+
+def _costs(prep: Prepared, fitted: Fitted, checkpoint: Path | None) -> dict:
     rows = prep.splits["train"].rows
     report = prep.built.report
     return {**{k: report[k] for k in ("trainable", "total", "backbone", "head",
                                       "method_params", "percent_trainable")},
             **fitted.costs(len(rows), sum(len(r["input_ids"]) for r in rows), prep.device),
             "train_rows": len(rows), "train_examples": len(prep.data.frames["train"]),
-            "checkpoint_mb": checkpoint.stat().st_size / 2**20}
+            "checkpoint_mb": checkpoint.stat().st_size / 2**20 if checkpoint else 0.0}
 
 
 def _run(config: RunConfig, out: Path) -> RunResult:
@@ -248,9 +255,11 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     if not fitted.trainer.is_world_process_zero():
         return RunResult(config.run_id, out, {}, model, prep.tokenizer)  # rank 0 writes
     evaluation = _evaluate(config, out, prep, model)
-    probe_cost = evaluation["frozen_probe"].pop("cost")
-    checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
-    save_tensors(checkpoint, trainable_state(model))
+    probe_cost = evaluation["frozen_probe"].pop("cost") if evaluation["frozen_probe"] else None
+    checkpoint = None   # a trial's weights are not kept: its final run trains them again
+    if not config.is_trial:
+        checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
+        save_tensors(checkpoint, trainable_state(model))
     record = {
         "status": "complete", "error": None, "run_info": config.run_info(),
         "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),

@@ -102,6 +102,15 @@ class RunSettings(HashedConfig):
     results_dir: str = "results"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set by a grid's tuning stage (peft_utils.grid.tuning), empty otherwise: a trial
+    # {stage: tune, group, trial, values} or a final run {stage: final, group, trial,
+    # trial_dev, values}, so that the record says which stage and trial it belongs to.
+    tuning: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_trial(self) -> bool:
+        """A tuning trial: scored on dev only (no test predictions, no probe, no weights)."""
+        return self.tuning.get("stage") == "tune"
 
     def settings_problem(self, precisions: tuple[str, ...] = ("auto", "fp32", "bf16")
                          ) -> str | None:

@@ -4,8 +4,8 @@ grid, the cell runner, the CLI. A study is one `Study` value in the module named
 
 Adding a study = a config class (a `HashedConfig`: run id, validation, path checks, record
 schema), a training notebook that takes `notebook_parameters` and calls the study's
-`train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), and an entry
-here.
+`train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), the dev score
+tuning selects on (`selection_score`), and an entry here.
 """
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class Study:
     preflight: Callable[[Any], list[tuple[tuple, Callable[[], list[str]]]]]
     # (config, results_root=None) -> RunResult: the study's train_and_evaluate (for `rerun`).
     train: Callable[..., Any]
+    # record -> the dev score a tuning trial is selected on (None: the run has none).
+    selection_score: Callable[[dict], float | None]
     # Config keys shown first when a cell is described, in this order.
     leading_keys: tuple[str, ...] = ("method", "seed")
     # Config keys holding paths (relative to where a grid runs; absolute in every cell).

@@ -1,5 +1,6 @@
 """One grid cell: execute notebooks/train.ipynb with papermill into the run folder, render it
-to HTML, and make sure a record exists whatever happened.
+to HTML, and make sure a record exists whatever happened. A tuning trial runs the study's
+train_and_evaluate directly: a trial is one of many short runs, and nobody reads its notebook.
 
 A cell runs in its own process (`python -m peft_utils grid run-cell SPEC`, or a submitit job)
 so that it gets its own environment (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS), which the notebook
@@ -84,9 +85,12 @@ def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: flo
     # A record from an earlier failed attempt would otherwise outlive an interrupted retry.
     (out / "record.json").unlink(missing_ok=True)
     executed = executed_notebook(out, kind)
-    error = _execute(Path(spec["notebook"]), executed, kind.notebook_parameters(config),
-                     spec.get("kernel", KERNEL))
-    _render_html(executed, executed.with_suffix(".html"))
+    if config.is_trial:   # a tuning trial is an ordinary run, without notebook or HTML
+        error = _train(kind, config)
+    else:
+        error = _execute(Path(spec["notebook"]), executed, kind.notebook_parameters(config),
+                         spec.get("kernel", KERNEL))
+        _render_html(executed, executed.with_suffix(".html"))
     status = record_status(out)
     if status != "complete":
         error = error or f"the notebook finished without a complete record; see {executed}"
@@ -112,6 +116,15 @@ def _execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel: s
     except PapermillExecutionError as err:
         return f"{err.ename}: {err.evalue}"
     except Exception as err:  # kernel died, missing kernelspec, unreadable notebook, ...
+        return "".join(traceback.format_exception_only(err)).strip()
+    return None
+
+
+def _train(kind: Study, config) -> str | None:
+    """The study's train_and_evaluate in this process (it records any failure itself)."""
+    try:
+        kind.train(config)
+    except Exception as err:
         return "".join(traceback.format_exception_only(err)).strip()
     return None
 

@@ -17,6 +17,8 @@ def register(subparsers) -> None:
                      help="cells at once (local: processes; slurm: array parallelism)")
     run.add_argument("--executor", choices=("local", "slurm"), default="local")
     run.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    run.add_argument("--json", action="store_true", help="with --dry-run: the cells as JSON "
+                     "(stage, task, scenario, method, seed, trial, values, run_id)")
     run.add_argument("--results", help="results folder (default: the grid file's, else results)")
     run.add_argument("--notebook", help="notebook to execute (default: the study's, "
                      "notebooks/train.ipynb or notebooks/mt_train.ipynb)")
@@ -33,35 +35,81 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from peft_utils.core.config import ConfigError
     from peft_utils.grid.state import COMPLETE, cell_state
-    from peft_utils.grid.validate import cell_problems, load_grid_checked
+    from peft_utils.grid.validate import load_grid_checked
 
     grid = load_grid_checked(args.grid_file, results_dir=args.results)
     if args.dry_run:
-        keys = grid.varying()
-        for cell in grid.cells:
-            print(f"{cell.run_id}  {grid.describe(cell, keys)}")
-        if grid.duplicates:
-            print(f"({grid.duplicates} duplicate cells collapsed)")
-        print(f"{len(grid.cells)} cells")
+        from peft_utils.grid.plan import print_plan
+
+        print_plan(grid, as_json=args.json)
         return 0
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if grid.tune:
+        return _run_tuned(grid, args)
     todo = [c for c in grid.cells if cell_state(grid.results_dir, c) != COMPLETE]
     print(f"grid {grid.path.name}: {len(grid.cells)} cells, {len(grid.cells) - len(todo)} "
           f"already complete (skipped), {len(todo)} to run; results in {grid.results_dir}")
     if not todo:
         return 0
-    # Paths and data of every cell to run, before any runs: a bad file stops the grid now.
+    _check(grid, todo)
+    return _execute(grid, todo, args)
+
+
+def _check(grid, cells) -> None:
+    """Paths and data of every cell to run, before any runs: a bad file stops the grid now."""
+    from peft_utils.core.config import ConfigError
+    from peft_utils.grid.validate import cell_problems
+
     notes: list[tuple[str, str]] = []
-    problems = cell_problems(grid, todo, notes)
+    problems = cell_problems(grid, cells, notes)
     _print_notes(notes)
     if problems:
         raise ConfigError(f"{grid.path}: {len(problems)} problem(s), nothing was run:\n"
                           + "\n".join(f"  - {p}" for p in problems))
-    return _execute(grid, todo, args)
+
+
+def _run_tuned(grid, args) -> int:
+    """Stage 1, the trials (every method the same number, scored on dev), then stage 2, the
+    grid's cells at their group's best trial's values. Rerunning finishes what is missing."""
+    from peft_utils.grid.state import COMPLETE, cell_state
+    from peft_utils.grid.tuning import Tuner, require_optuna
+
+    require_optuna()
+    tuner = Tuner(grid)
+    print(f"grid {grid.path.name}: tuning {len(tuner.groups)} group(s); results in "
+          f"{grid.results_dir}, trials in {tuner.storage}")
+    for line in grid.tune.describe():
+        print(line)
+    checked = False
+    failed = 0
+    for _ in range(grid.tune.trials + 1):   # adaptive samplers: one round per batch
+        trials = tuner.trials()
+        todo = [c for t in trials for c in t.runs
+                if cell_state(grid.results_dir, c) != COMPLETE]
+        if todo:
+            if not checked:   # the final cells need the same data; check them too
+                _check(grid, [*todo, *grid.cells])
+                checked = True
+            print(f"stage 1 (tune): {len(todo)} trial run(s) to run", flush=True)
+            rc = _execute(grid, todo, args)
+            if rc == 130:
+                return rc
+            failed = failed or rc
+        told = tuner.tell(trials)
+        if tuner.finished() or not (todo or told):
+            break
+    finals, untuned = tuner.finals()
+    for name in untuned:
+        print(f"error: no trial of {name} completed; its final cells cannot run (see the "
+              "trials' records, fix, and run again)", file=sys.stderr)
+    todo = [c for c in finals if cell_state(grid.results_dir, c) != COMPLETE]
+    print(f"stage 2 (final): {len(finals)} cells, {len(finals) - len(todo)} already complete, "
+          f"{len(todo)} to run", flush=True)
+    rc = _execute(grid, todo, args) if todo else 0
+    return rc or failed or (1 if untuned else 0)
 
 
 def _print_notes(notes: list[tuple[str, str]]) -> None:

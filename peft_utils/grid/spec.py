@@ -12,6 +12,7 @@ results_dir: results                # optional; --results wins
 slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 600}  # for --executor slurm
 kind: classification                # optional: the study (`mt`: MTConfig cells, mt_train.ipynb)
 notebook: ../../notebooks/x.ipynb   # optional, relative to this file; --notebook wins
+tune: {trials: 4}                   # optional: equal tuning first (peft_utils.grid.tuning)
 ```
 
 Every path other than `presets` (results_dir, data_root, model) is relative to the directory
@@ -24,13 +25,14 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from peft_utils.core.config import ConfigError, read_yaml
 from peft_utils.core.study import Study, study
+from peft_utils.grid.tune_spec import parse_tune
 
 GRID_KEYS = ("presets", "set", "method_overrides", "grid", "sweep", "exclude", "results_dir",
-             "slurm", "description", "kind", "notebook")
+             "slurm", "description", "kind", "notebook", "tune")
 
 
 @dataclass
@@ -53,6 +55,9 @@ class Grid:
     duplicates: int = 0             # cells that collapsed into an earlier one with the same id
     kind: str = "classification"    # the study (peft_utils.core.study)
     notebook: Path | None = None    # the notebook each cell executes
+    tune: Any = None                # a TuneSpec (peft_utils.grid.tuning) or None
+    # (preset, values) -> the config of a cell with these values, as the grid builds its own
+    build: Callable[[Path, dict[str, Any]], Any] | None = None
 
     @property
     def study(self) -> Study:
@@ -143,9 +148,17 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
             raise bad(f"unknown {kind.config_class.__name__} key {key!r}; valid keys are: "
                       f"{', '.join(sorted(run_keys))}")
     slurm = _mapping(raw, "slurm", bad)
+    tune = parse_tune(raw.get("tune"), run_keys, axes, set(fixed), bad)
 
     results = Path(results_dir or raw.get("results_dir") or "results")
     results = results if results.is_absolute() else base / results
+
+    def build(preset: Path, values: dict[str, Any]) -> Any:
+        config = kind.load_config(preset, {**fixed, **values})
+        if per_method.get(config.method):
+            config = kind.load_config(preset, {**fixed, **per_method[config.method], **values})
+        return absolute_paths(kind, config, base, results)
+
     cells: dict[str, Cell] = {}
     duplicates = 0
     for preset_name in presets:
@@ -156,11 +169,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo))
             try:
-                config = kind.load_config(preset, {**fixed, **values})
-                if per_method.get(config.method):
-                    config = kind.load_config(preset, {**fixed, **per_method[config.method],
-                                                       **values})
-                config = absolute_paths(kind, config, base, results)
+                config = build(preset, values)
             except ConfigError as err:
                 raise bad(f"cell {values or '(no grid)'} of preset {preset_name}: {err}") from None
             if any(_matches(config, rule) for rule in excludes):
@@ -170,7 +179,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
                 continue
             cells[config.run_id] = Cell(config, preset, values)
     return Grid(path.resolve(), list(cells.values()), results, slurm, duplicates, kind.name,
-                notebook)
+                notebook, tune, build)
 
 
 def _mapping(raw: dict, key: str, bad) -> dict[str, Any]:

@@ -24,11 +24,30 @@ def cell_state(results_dir: Path, cell: Cell) -> str:
 
 
 def status_table(grid: Grid) -> str:
-    """One line per cell: state, run id, dev score (main metric, overall), varying settings."""
+    """One line per cell: state, run id, dev score (main metric, overall), varying settings.
+    A tuned grid: the trials (stage 1), then the final cells once tuning has chosen."""
+    if not grid.tune:
+        return _table(grid, grid.cells)
+    from peft_utils.grid.tuning import Tuner
+
+    tuner = Tuner(grid)
+    trials = [c for t in tuner.trials(ask=False) for c in t.runs]
+    finals, untuned = tuner.finals() if tuner.finished() else ([], [g.name for g in tuner.groups])
+    lines = [f"stage 1 (tune): {len(trials)} trial runs (trials in {tuner.storage})",
+             _table(grid, trials),
+             f"stage 2 (final): {len(finals)} of {len(grid.cells)} cells configured"]
+    if finals:
+        lines.append(_table(grid, finals))
+    if untuned:
+        lines.append(f"waiting for tuning: {', '.join(untuned)}")
+    return "\n".join(lines)
+
+
+def _table(grid: Grid, cells: list[Cell]) -> str:
     keys = grid.varying()
     rows = []
     counts = dict.fromkeys(STATES, 0)
-    for cell in grid.cells:
+    for cell in cells:
         state = cell_state(grid.results_dir, cell)
         counts[state] += 1
         rows.append((state, cell.run_id, _dev_score(grid.results_dir, cell, state),
@@ -37,7 +56,7 @@ def status_table(grid: Grid) -> str:
     lines = [f"{'state':<{width[0]}}  {'run id':<{width[1]}}  {'dev':>{width[2]}}  settings"]
     lines += [f"{s:<{width[0]}}  {r:<{width[1]}}  {d:>{width[2]}}  {v}" for s, r, d, v in rows]
     lines.append(", ".join(f"{n} {state}" for state, n in counts.items())
-                 + f" of {len(grid.cells)} cells")
+                 + f" of {len(cells)} cells")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fracti
 @dataclass
 class MTConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
-    identity_if_set = ("method_config",)
+    identity_if_set = ("method_config", "tuning")
     float_keys = FLOATS
     record_schema, record_kind = "mt_record", "mt"
     kind: str = "mt"                   # tells grid cells and records apart from classification
@@ -87,7 +87,8 @@ class MTConfig(RunSettings):
         budget = "fixed" if self.method in FIXED_SIZE else (
             f"b{self.budget:g}" if self.budget is not None else "manual")
         size = f"n{self.train_size}" if self.train_size else "nall"
-        return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}-"
+        trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
+        return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}{trial}-"
                 f"{self.digest()}")
 
     def run_info(self) -> dict[str, Any]:

@@ -45,6 +45,12 @@ def train(config, results_root=None):
     return train_and_evaluate(config, results_root)
 
 
+def selection_score(record: dict[str, Any]) -> float | None:
+    """The dev score the run selected its state on (BLEU or chrF, `select_on`)."""
+    metrics = record.get("metrics") or {}
+    return ((metrics.get("dev") or {}).get("overall") or {}).get(metrics.get("select_on"))
+
+
 STUDY = Study("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb",
-              notebook_parameters, preflight, train,
+              notebook_parameters, preflight, train, selection_score,
               leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"))

@@ -150,7 +150,9 @@ def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict,
 
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    for name in ("dev", "test"):
+    metrics["test"] = {}
+    # A tuning trial is scored on dev alone: test is never read for selection.
+    for name in ("dev",) if config.is_trial else ("dev", "test"):
         frame = prep.splits[name]
         start = time.perf_counter()
         hyps = translate_texts(model, prep.tokenizer, prep.scheme, list(frame["src"]),
@@ -189,7 +191,7 @@ def _run(config: MTConfig, out: Path) -> RunResult:
                "learning_curve": fitted.learning_curve,
                "dev_curve": fitted.best.curve}
     checkpoint_mb = 0.0
-    if config.save_checkpoint:
+    if config.save_checkpoint and not config.is_trial:   # a trial's final run retrains
         save_tensors(out / FINAL, trainable_state(model))
         checkpoint_mb = (out / FINAL).stat().st_size / 2**20
     record = {"status": "complete", "error": None, "run_info": config.run_info(),

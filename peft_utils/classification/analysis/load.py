@@ -68,6 +68,9 @@ class Results:
     runs: pd.DataFrame            # one row per complete run (config, cell keys, costs)
     records: dict[str, dict[str, Any]]
     failed: pd.DataFrame          # run_id, folder, status, reason
+    # Tuning trials (stage 1 of a tuned grid), complete or failed: never compared, only
+    # read for what tuning chose and cost (analysis.tuning).
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
     _examples: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     def examples(self, run_id: str, split: str) -> pd.DataFrame:
@@ -134,9 +137,11 @@ def load_results(root: str | Path) -> Results:
     if not root.is_dir():
         raise FileNotFoundError(f"results folder {root} does not exist; train runs first "
                                 "(`python -m peft_utils train ...` or `make demo`)")
-    rows, records, failed = [], {}, []
+    rows, records, failed, trials = [], {}, [], []
     for run in scan_runs(root):
-        if run.status != "complete":
+        if is_trial(run.record):
+            trials.append(_trial_row(run.record))
+        elif run.status != "complete":
             failed.append(_failure(run.run_id, run.folder, run.status, run.reason))
         elif not run.record.get("metrics") or not run.record.get("costs"):
             failed.append(_failure(run.run_id, run.folder, "incomplete",
@@ -145,20 +150,46 @@ def load_results(root: str | Path) -> Results:
             records[run.run_id] = run.record
             rows.append(_run_row(run.record))
     runs = pd.DataFrame(rows)
+    if not runs.empty and (runs["stage"] == "final").any():
+        # Methods are compared on tuned final runs only: an untuned run beside them (an older
+        # grid in the same folder) had a different tuning budget.
+        for run_id in runs.loc[runs["stage"] != "final", "run_id"]:
+            failed.append(_failure(run_id, root / run_id, "untuned",
+                                   "an untuned run beside tuned final runs: not compared"))
+        runs = runs[runs["stage"] == "final"].reset_index(drop=True)
     if not runs.empty:
         runs = _with_cell_labels(runs)
         runs = runs.sort_values(["task", "scenario", "model", "setting", "method", "variant",
                                  "seed"], key=_order_key).reset_index(drop=True)
     return Results(root, runs, records, pd.DataFrame(
-        failed, columns=["run_id", "folder", "status", "reason"]))
+        failed, columns=["run_id", "folder", "status", "reason"]), pd.DataFrame(trials))
+
+
+def is_trial(record: dict[str, Any] | None) -> bool:
+    return bool(record) and (record.get("run_info", {}).get("tuning") or {}).get("stage") == "tune"
+
+
+def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
+    from peft_utils.classification.study import selection_score
+
+    info, tuning = record["run_info"], record["run_info"]["tuning"]
+    costs = record.get("costs") or {}
+    return {"task": task_name(info["dataset"], info.get("subtask")), "scenario": info["scenario"],
+            "method": info["method"], "group": tuning["group"], "trial": tuning["trial"],
+            "seed": info["seed"], **tuning["values"], "status": record.get("status"),
+            "dev": selection_score(record) if record.get("status") == "complete" else np.nan,
+            "main_metric": (record.get("metrics") or {}).get("main_metric"),
+            "steps": costs.get("train_steps"), "train_wall_s": costs.get("train_wall_s"),
+            "run_id": info["run_id"]}
 
 
 def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     info, costs, meta = record["run_info"], record["costs"], record.get("meta", {})
     # Settings added later: older records ran with their defaults.
-    added = {k: getattr(RunConfig, k) for k in RunConfig.identity_if_set}
+    added = {k: v for k, v in RunConfig().to_dict().items() if k in RunConfig.identity_if_set}
     return {
         **added, **{k: v for k, v in info.items() if k not in _DERIVED_KEYS},
+        "stage": (info.get("tuning") or {}).get("stage", "untuned"),
         "task": task_name(info["dataset"], info.get("subtask")),
         "main_metric": record["metrics"]["main_metric"],
         "multilabel": bool(info.get("multilabel", False)),
@@ -171,7 +202,9 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def _with_cell_labels(runs: pd.DataFrame) -> pd.DataFrame:
     runs = runs.copy()
+    # `tuning` is provenance: what it chose shows in the tuned keys themselves.
     identity = [k for k in runs.columns if k not in (*_NAMING_KEYS, *NON_IDENTITY, "task",
+                                                     "stage", "tuning",
                                                      "main_metric", "multilabel", "device",
                                                      "zero_shot_langs", "eval_langs_order")
                 and not k.startswith("cost_")]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from peft_utils.classification.analysis import figures as F
+from peft_utils.classification.analysis import tuning as T
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
                                                           verdict_counts)
 from peft_utils.classification.analysis.load import CELL, Results, load_results
@@ -36,6 +37,10 @@ CAPTIONS = {
                  "scored on the same rows; test scores beside.",
     "failed_runs": "Runs left out of every table: failed, unreadable or unfinished.",
     "runs": "The runs the tables are computed from.",
+    "tuning_trials": "Every tuning trial (seeds averaged): the values tried and the dev score "
+                     "on the training languages; `chosen` marks each group's best.",
+    "tuning_chosen": "Per method: the values tuning chose on dev, and what tuning cost (trial "
+                     "runs, optimiser steps and training time summed over the trials).",
 }
 
 
@@ -46,6 +51,7 @@ class Report:
     display: dict[str, pd.DataFrame] = field(default_factory=dict)   # formatted, as in md/tex
     figures: dict[str, list[Path]] = field(default_factory=dict)     # name -> [png, pdf]
     files: list[Path] = field(default_factory=list)
+    tuning_budget: str = ""         # the tuning budget in one sentence ('' for untuned runs)
 
 
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
@@ -91,9 +97,15 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("baselines", baselines, baseline_display(baselines))
     sources = provenance(results)
     add("provenance", sources, sources)
+    if not results.trials.empty:
+        report.tuning_budget = T.budget_statement(results)
+        trials, chosen = T.trial_table(results), T.chosen_table(results)
+        add("tuning_trials", trials, trials.round(4))
+        add("tuning_chosen", chosen, T.chosen_display(chosen, T.tuned_keys(results.trials)))
 
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
-            "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results)}
+            "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
+            **T.sensitivity_figures(results)}
     for name, fig in made.items():
         report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files += report.figures[name]

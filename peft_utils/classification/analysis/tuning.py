@@ -1,0 +1,113 @@
+"""What a tuned grid's first stage did: the trials, the values chosen per method, what tuning
+cost, and how sensitive each method is to what was tuned (peft_utils.grid.tuning)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from peft_utils.classification.analysis.load import Results, sort_cells
+from peft_utils.classification.analysis.tables import fmt_number
+
+GROUP = ["task", "scenario", "method"]
+
+
+def tuned_keys(trials: pd.DataFrame) -> list[str]:
+    """The settings the trials varied, in the order they appear."""
+    fixed = {"task", "scenario", "method", "group", "trial", "seed", "status", "dev",
+             "main_metric", "steps", "train_wall_s", "run_id"}
+    return [k for k in trials.columns if k not in fixed]
+
+
+def trial_table(results: Results) -> pd.DataFrame:
+    """One row per trial (its seeds averaged): the values tried and the dev score."""
+    trials = results.trials
+    if trials.empty:
+        return trials
+    keys = tuned_keys(trials)
+    table = trials.groupby([*GROUP, "group", "trial"], sort=False, dropna=False).agg(
+        **{k: (k, "first") for k in keys}, dev=("dev", "mean"), seeds=("seed", "nunique"),
+        failed=("status", lambda s: int((s != "complete").sum())),
+        steps=("steps", "sum"), train_wall_s=("train_wall_s", "sum")).reset_index()
+    best = table.loc[table["dev"].notna()].sort_values("trial").groupby("group")["dev"].idxmax()
+    table["chosen"] = table.index.isin(best.values)
+    return table
+
+
+def chosen_table(results: Results) -> pd.DataFrame:
+    """Per method and group: the chosen values, their dev score, and what tuning cost (trial
+    runs, optimiser steps, training seconds over every trial)."""
+    table = trial_table(results)
+    if table.empty:
+        return table
+    keys = tuned_keys(results.trials)
+    rows = []
+    for _, trials in table.groupby("group", sort=False):
+        chosen = trials[trials["chosen"]]
+        top = chosen.iloc[0] if len(chosen) else None
+        rows.append({**{k: trials.iloc[0][k] for k in GROUP}, "trials": len(trials),
+                     "failed": int(trials["failed"].sum()),
+                     "chosen_trial": top["trial"] if top is not None else np.nan,
+                     **{k: top[k] if top is not None else np.nan for k in keys},
+                     "dev": top["dev"] if top is not None else np.nan,
+                     "tuning_steps": trials["steps"].sum(),
+                     "tuning_train_s": trials["train_wall_s"].sum()})
+    return sort_cells(pd.DataFrame(rows))
+
+
+def chosen_display(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if table.empty:
+        return table
+    out = table[GROUP + ["trials", "failed", "chosen_trial"]].copy()
+    for key in keys:
+        out[key] = table[key].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
+    out["dev (chosen)"] = table["dev"].map(lambda v: fmt_number(v, 3))
+    out["tuning steps"] = table["tuning_steps"].map(lambda v: f"{int(v):,}" if v == v else "–")
+    out["tuning train time (s)"] = table["tuning_train_s"].map(lambda v: f"{v:,.0f}")
+    return out
+
+
+def budget_statement(results: Results) -> str:
+    """The tuning budget in one sentence, read from the trial records ('' without trials)."""
+    table = trial_table(results)
+    if table.empty:
+        return ""
+    per_method = table.groupby("group")["trial"].nunique()
+    seeds = sorted(results.trials["seed"].unique())
+    steps = sorted(results.trials["steps"].dropna().unique())
+    counts = sorted(set(per_method))
+    trials = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]} (unequal!)"
+    return (f"Tuning budget: {trials} trials per method and group over "
+            f"{', '.join(tuned_keys(results.trials))}, seed(s) {', '.join(map(str, seeds))}, "
+            f"{', '.join(str(int(s)) for s in steps)} optimiser steps per trial run; "
+            f"chosen on the training languages' dev score, never on test. "
+            f"{len(results.trials)} trial runs in {per_method.size} groups.")
+
+
+def sensitivity_figures(results: Results) -> dict[str, object]:
+    """Per task and tuning scenario: dev score against the first tuned value (log scale),
+    one line per method, the chosen trial circled."""
+    import matplotlib.pyplot as plt
+
+    from peft_utils.classification.analysis.figures import safe_name
+
+    table = trial_table(results)
+    if table.empty:
+        return {}
+    key = tuned_keys(results.trials)[0]
+    figures = {}
+    for (task, scenario), frame in table.groupby(["task", "scenario"], sort=False):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for method, rows in frame.groupby("method", sort=False):
+            rows = rows.sort_values(key)
+            line, = ax.plot(rows[key], rows["dev"], marker="o", label=method)
+            chosen = rows[rows["chosen"]]
+            ax.scatter(chosen[key], chosen["dev"], s=180, facecolors="none",
+                       edgecolors=line.get_color(), linewidths=2)
+        ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel("dev score, training languages (main metric)")
+        ax.set_title(f"{task} · {scenario}: sensitivity (circled: chosen)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        figures[f"sensitivity_{safe_name(task, scenario)}"] = fig
+    return figures

@@ -1,0 +1,306 @@
+"""Equal tuning: a grid's `tune:` section makes tuning its first stage.
+
+```yaml
+tune:
+  trials: 4                     # per method and group: the same for every method, FFT included
+  seeds: [1]                    # each trial runs these seeds; its score is their mean
+  space:                        # default: {learning_rate: registry}
+    learning_rate: {range: registry, scale: 10}   # the method's registry range (log), scaled
+    head_learning_rate: {low: 1.0e-3, high: 3.0e-2, log: true}
+    warmup_steps: {low: 0, high: 8, int: true}
+  sampler: {name: sobol, seed: 0}   # sobol (default) | grid | random | tpe
+  share: [scenario]             # grid axes that share one tuning (trials run at the first value)
+  storage: null                 # Optuna storage URL; default sqlite:///<results>/tuning.db
+  batch: null                   # trials asked per group before results are told (adaptive samplers)
+```
+
+Groups: the grid's cells with the same values except the seed and the `share` axes (so one
+group per task × scenario × method by default, per task × method with `share: [scenario]`).
+Stage 1 runs `trials` trials per group; a trial is an ordinary run (its own record, marked
+`tuning: {stage: tune, group, trial, values}`) scored on the training languages' dev rows (the
+study's `selection_score`) and never on test: trials do not predict test at all. Stage 2 runs
+the grid's cells with their group's best trial's values (`tuning: {stage: final, ...,
+trial_dev}`); the analysis compares methods on those.
+
+Samplers: `sobol` (scrambled Sobol points, seeded) and `grid` (evenly spaced points, log
+scale where the dimension is) fix trial k's position in the space before anything runs: the
+same trials on every rerun and with any number of workers, and every method tries the same
+relative positions of its own range. `random` and `tpe` are Optuna's samplers, asked in the
+runner (reproducible for one batch per group; TPE adapts only across batches).
+
+Optuna's storage keeps the bookkeeping: one study per group, one trial per position (the
+user attribute `index`), told COMPLETE with the dev score or FAIL. The records stay the
+source of truth, so a runner killed at any point and started again tells what finished,
+reruns what did not (a failed trial with the same values), and never counts a trial twice.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from peft_utils.core.config import ConfigError
+from peft_utils.core.runs import read_record, run_dir
+from peft_utils.grid.spec import Cell
+from peft_utils.grid.tune_spec import TuneSpec
+
+
+# ---- groups and trials ----------------------------------------------------------------
+@dataclass
+class Group:
+    """The cells that share one tuning: the same values but for the seed and `share` axes."""
+    name: str
+    method: str
+    preset: Path
+    values: dict[str, Any]          # the first cell's grid values: where the trials run
+    cells: list                     # the grid's cells (finals) this group's choice applies to
+
+
+@dataclass
+class Trial:
+    group: Group
+    index: int
+    values: dict[str, Any]          # the sampled settings; {} while an adaptive sampler waits
+    runs: list                      # one Cell per tuning seed
+    number: int | None = None       # the Optuna trial number, once asked
+
+    def scores(self, score: Callable[[dict], float | None]) -> tuple[str, float | None]:
+        """(complete | failed | pending, mean dev score over the seeds)."""
+        values = []
+        for cell in self.runs:
+            try:
+                record = read_record(run_dir(cell.config.results_dir, cell.run_id))
+            except (OSError, ValueError):
+                return "pending", None
+            if record.get("status") != "complete":
+                return "failed", None
+            values.append(score(record))
+        if any(v is None for v in values):
+            return "failed", None
+        return "complete", sum(values) / len(values)
+
+
+def groups(grid) -> list[Group]:
+    spec: TuneSpec = grid.tune
+    found: dict[tuple, Group] = {}
+    for cell in grid.cells:
+        kept = {k: v for k, v in cell.values.items() if k != "seed" and k not in spec.share}
+        key = (str(cell.preset), repr(sorted(kept.items(), key=str)), cell.config.method)
+        if key not in found:
+            label = " ".join([cell.preset.stem, f"method={cell.config.method}"]
+                             + [f"{k}={v}" for k, v in kept.items() if k != "method"])
+            values = {k: v for k, v in cell.values.items() if k != "seed"}
+            found[key] = Group(label, cell.config.method, cell.preset, values, [])
+        found[key].cells.append(cell)
+    return list(found.values())
+
+
+def trial_values(grid, group: Group, index: int) -> dict[str, Any]:
+    """Trial `index`'s settings under a fixed sampler."""
+    task = _task(grid)
+    point = grid.tune.positions()[index]
+    return {dim.key: dim.value(u, group.method, task)
+            for dim, u in zip(grid.tune.space.values(), point)}
+
+
+def trial(grid, group: Group, index: int, values: dict[str, Any]) -> Trial:
+    """The runs of trial `index` of `group` with `values`."""
+    runs = []
+    for seed in grid.tune.seeds:
+        marker = {"stage": "tune", "group": group.name, "trial": index, "values": values}
+        cell_values = {**group.values, "seed": seed, **values}
+        config = grid.build(group.preset, {**cell_values, "tuning": marker})
+        runs.append(Cell(config, group.preset, cell_values))
+    return Trial(group, index, values, runs)
+
+
+def planned_trials(grid) -> list[Trial]:
+    """Every trial of a fresh grid (dry run): values where the sampler fixes them."""
+    return [trial(grid, group, k, trial_values(grid, group, k) if grid.tune.fixed else {})
+            for group in groups(grid) for k in range(grid.tune.trials)]
+
+
+# ---- the Optuna bookkeeping --------------------------------------------------------------
+class Tuner:
+    """Stage 1's state: one Optuna study per group in the grid's storage."""
+
+    def __init__(self, grid):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.grid, self.spec = grid, grid.tune
+        self.task = _task(grid)
+        self.groups = groups(grid)
+        self.storage = storage_url(grid)
+        self.studies = {g.name: optuna.create_study(
+            study_name=f"{grid.name}/{g.name}", storage=self.storage, direction="maximize",
+            sampler=self._sampler(), load_if_exists=True) for g in self.groups}
+
+    def _sampler(self):
+        import optuna
+
+        seed = self.spec.sampler_seed
+        if self.spec.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)   # fixed samplers enqueue their points
+
+    def _distributions(self, group: Group) -> dict[str, Any]:
+        return {d.key: d.distribution(group.method, self.task) for d in self.spec.space.values()}
+
+    def _by_index(self, group: Group) -> dict[int, list]:
+        study = self.studies[group.name]
+        found: dict[int, list] = {}
+        for t in study.get_trials(deepcopy=False):
+            if "index" in t.user_attrs:
+                found.setdefault(t.user_attrs["index"], []).append(t)
+        return found
+
+    def trials(self, ask: bool = True) -> list[Trial]:
+        """Every trial asked so far and, with `ask`, the next ones asked: what stage 1 must
+        run now. Without `ask` (status), nothing is written: trials not yet asked are shown
+        where a fixed sampler knows their values."""
+        out = []
+        for group in self.groups:
+            study, dists = self.studies[group.name], self._distributions(group)
+            by_index = self._settle_orphans(group) if ask else self._by_index(group)
+            running = sum(1 for ts in by_index.values() if _state(ts) == "running")
+            # Fixed samplers ask every trial at once; adaptive ones a batch at a time.
+            room = self.spec.trials if self.spec.fixed else \
+                (self.spec.batch or self.spec.trials) - running
+            for k in range(self.spec.trials):
+                if k not in by_index and not ask:
+                    if self.spec.fixed:
+                        out.append(trial(self.grid, group, k, trial_values(self.grid, group, k)))
+                    continue
+                if k not in by_index:
+                    if room <= 0:
+                        continue
+                    room -= 1
+                    if self.spec.fixed:
+                        study.enqueue_trial(trial_values(self.grid, group, k), {"index": k})
+                        number = study.ask(dists).number
+                    else:
+                        number = study.ask(dists).number
+                        self._label(group, number, k)
+                    by_index[k] = [study.trials[number]]
+                t = trial(self.grid, group, k, _params(by_index[k]))
+                t.number = by_index[k][-1].number
+                out.append(t)
+        return out
+
+    def _label(self, group: Group, number: int, index: int) -> None:
+        import optuna
+
+        study = self.studies[group.name]
+        optuna.trial.Trial(study, study.trials[number]._trial_id).set_user_attr("index", index)
+
+    def _settle_orphans(self, group: Group) -> dict[int, list]:
+        """The group's trials by position, after what a runner killed between two storage
+        calls left: an enqueued trial not yet asked (fixed samplers) is asked now; an asked
+        trial not yet labelled with its position (adaptive ones) takes the first free one.
+        So no trial is lost or counted twice."""
+        import optuna
+
+        study = self.studies[group.name]
+        waiting = optuna.trial.TrialState.WAITING
+        while any(t.state == waiting for t in study.get_trials(deepcopy=False)):
+            study.ask(self._distributions(group))   # takes the enqueued trial, its index kept
+        by_index = self._by_index(group)
+        for t in study.get_trials(deepcopy=False):
+            if "index" not in t.user_attrs and t.state == optuna.trial.TrialState.RUNNING:
+                free = next(k for k in itertools.count() if k not in by_index)
+                self._label(group, t.number, free)
+                by_index[free] = [t]
+        return by_index
+
+    def tell(self, trials: list[Trial]) -> int:
+        """Tell Optuna what each trial's records say; the number of trials settled now."""
+        import optuna
+
+        score, told = self.grid.study.selection_score, 0
+        for t in trials:
+            study = self.studies[t.group.name]
+            state, value = t.scores(score)
+            history = self._by_index(t.group).get(t.index, [])
+            current = _state(history)
+            if state == "pending" or current == "complete":
+                continue
+            if current == "running":
+                study.tell(history[-1].number, value if state == "complete" else None,
+                           state=optuna.trial.TrialState.COMPLETE if state == "complete"
+                           else optuna.trial.TrialState.FAIL)
+                told += 1
+            elif state == "complete":   # a failed trial whose runs were retried and finished
+                study.add_trial(optuna.trial.create_trial(
+                    params=t.values, distributions=self._distributions(t.group), value=value,
+                    user_attrs={"index": t.index, "retry_of": history[-1].number}))
+                told += 1
+        return told
+
+    def finished(self) -> bool:
+        return all(len(by) == self.spec.trials and all(_state(ts) != "running"
+                                                       for ts in by.values())
+                   for by in map(self._by_index, self.groups))
+
+    def best(self, group: Group) -> tuple[int, dict[str, Any], float] | None:
+        """(index, values, dev score) of the group's best complete trial; ties: the first."""
+        done = [(k, _params(ts), _value(ts)) for k, ts in sorted(self._by_index(group).items())
+                if _state(ts) == "complete"]
+        return max(done, key=lambda d: d[2]) if done else None
+
+    def finals(self) -> tuple[list, list[str]]:
+        """The grid's cells with their group's chosen values; the groups without any complete
+        trial (their cells cannot run yet)."""
+        cells, missing = [], []
+        for group in self.groups:
+            best = self.best(group)
+            if best is None:
+                missing.append(group.name)
+                continue
+            cells += [final_cell(self.grid, group, cell, *best) for cell in group.cells]
+        return cells, missing
+
+
+def final_cell(grid, group: Group, cell, index: int, values: dict[str, Any], score: float):
+    marker = {"stage": "final", "group": group.name, "trial": index, "trial_dev": score,
+              "values": values}
+    config = grid.build(cell.preset, {**cell.values, **values, "tuning": marker})
+    return Cell(config, cell.preset, cell.values)
+
+
+def _task(grid) -> str:
+    """The registry task of the grid's study (its methods and their rate ranges)."""
+    return "classification" if grid.kind == "classification" else "seq2seq"
+
+
+def _state(history: list) -> str:
+    """complete | failed | running, over the attempts of one trial position."""
+    names = {t.state.name for t in history}
+    if "COMPLETE" in names:
+        return "complete"
+    return "running" if names & {"RUNNING", "WAITING"} else "failed"
+
+
+def _params(history: list) -> dict[str, Any]:
+    return dict(history[-1].params)
+
+
+def _value(history: list) -> float:
+    return next(t.value for t in history if t.state.name == "COMPLETE")
+
+
+def storage_url(grid) -> str:
+    """The grid's Optuna storage: its `tune.storage`, else an SQLite file in the results
+    folder (created here)."""
+    if grid.tune.storage:
+        return grid.tune.storage
+    grid.results_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{grid.results_dir / 'tuning.db'}"
+
+
+def require_optuna() -> None:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ConfigError("a grid with `tune:` needs Optuna: pip install optuna") from None
