@@ -161,3 +161,31 @@ def test_mt_grid_runs_as_slurm_jobs(mt_project, tmp_path):
     record = json.loads((folder / "record.json").read_text())
     assert record["kind"] == "mt" and record["status"] == "complete"
     assert (folder / "mt_train.html").is_file()
+
+
+@pytest.mark.slow
+def test_tuned_mt_grid_selects_on_dev_chrf_and_compares_finals_only(mt_project, tmp_path):
+    """The tuning stage is the grid's, not a study's: an MT grid tunes the same way. Trials
+    translate dev only; the finals carry their group's best trial (by dev chrF, `select_on`);
+    the MT analysis reads the finals."""
+    from peft_utils.mt.analysis import load_mt_results
+
+    grid_file = write_yaml(mt_project / "configs" / "tuned.yaml", {
+        "kind": "mt", "presets": ["tiny.yaml"], "results_dir": str(tmp_path / "out"),
+        "grid": {"method": ["fft", "lora"], "seed": [1]},
+        "tune": {"trials": 2, "space": {"learning_rate": {"range": "registry", "scale": 30}}}})
+    out = cli("grid", "run", str(grid_file), "--workers", "2", cwd=mt_project, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/record.json")]
+    trials = [r for r in records if r["run_info"]["tuning"]["stage"] == "tune"]
+    finals = [r for r in records if r["run_info"]["tuning"]["stage"] == "final"]
+    assert len(trials) == 4 and len(finals) == 2
+    assert all(r["metrics"]["test"] == {} for r in trials)
+    for final in finals:
+        mine = [r for r in trials if r["run_info"]["method"] == final["run_info"]["method"]]
+        best = max(mine, key=lambda r: (r["metrics"]["dev"]["overall"]["chrf"],
+                                        -r["run_info"]["tuning"]["trial"]))
+        assert final["run_info"]["tuning"]["trial"] == best["run_info"]["tuning"]["trial"]
+        assert final["run_info"]["learning_rate"] == best["run_info"]["learning_rate"]
+        assert final["metrics"]["test"]["overall"]["chrf"] >= 0
+    assert sorted(load_mt_results(tmp_path / "out").runs["method"]) == ["fft", "lora"]

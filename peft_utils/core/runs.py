@@ -312,6 +312,12 @@ def scan_runs(root: str | Path) -> list[FoundRun]:
     return found
 
 
+def is_trial(record: dict[str, Any] | None) -> bool:
+    """A tuning trial's record (peft_utils.grid.tuning): read for what tuning chose, never
+    compared with the final runs."""
+    return bool(record) and (record.get("run_info", {}).get("tuning") or {}).get("stage") == "tune"
+
+
 def record_status(directory: str | Path) -> str | None:
     """"complete" or "failed" from a run folder's record; None without a readable one."""
     try:

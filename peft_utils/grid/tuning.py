@@ -82,6 +82,8 @@ class Trial:
 
 
 def groups(grid) -> list[Group]:
+    """The grid's cells grouped by what tuning is shared across, in grid order; each group's
+    name is its Optuna study's (after the grid's name)."""
     spec: TuneSpec = grid.tune
     found: dict[tuple, Group] = {}
     for cell in grid.cells:
@@ -90,6 +92,8 @@ def groups(grid) -> list[Group]:
         if key not in found:
             label = " ".join([cell.preset.stem, f"method={cell.config.method}"]
                              + [f"{k}={v}" for k, v in kept.items() if k != "method"])
+            if any(g.name == label for g in found.values()):   # same-named presets
+                label += f" #{len(found)}"
             values = {k: v for k, v in cell.values.items() if k != "seed"}
             found[key] = Group(label, cell.config.method, cell.preset, values, [])
         found[key].cells.append(cell)

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from peft_utils.core import outputs
-from peft_utils.core.runs import scan_runs
+from peft_utils.core.runs import is_trial, scan_runs
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
                                    data_size_figure, model_size_figure, setting_label)
 
@@ -70,6 +70,8 @@ def load_mt_results(root: str | Path) -> MTResults:
         record = run.record
         if record is not None and record.get("kind") != "mt":
             continue   # a classification run in the same folder
+        if is_trial(record):
+            continue   # a tuning trial: its final run is compared, not the trial
         if run.status != "complete":
             failed.append({"run_id": run.run_id, "status": run.status, "reason": run.reason})
             continue

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
-from peft_utils.core.runs import scan_runs
+from peft_utils.core.runs import is_trial, scan_runs
 
 REFERENCE = "fft"
 # What a comparison is made within: the experimental condition every method shares.
@@ -163,10 +163,6 @@ def load_results(root: str | Path) -> Results:
                                  "seed"], key=_order_key).reset_index(drop=True)
     return Results(root, runs, records, pd.DataFrame(
         failed, columns=["run_id", "folder", "status", "reason"]), pd.DataFrame(trials))
-
-
-def is_trial(record: dict[str, Any] | None) -> bool:
-    return bool(record) and (record.get("run_info", {}).get("tuning") or {}).get("stage") == "tune"
 
 
 def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
