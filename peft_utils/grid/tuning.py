@@ -63,7 +63,6 @@ class Trial:
     index: int
     values: dict[str, Any]          # the sampled settings; {} while an adaptive sampler waits
     runs: list                      # one Cell per tuning seed
-    number: int | None = None       # the Optuna trial number, once asked
 
     def scores(self, score: Callable[[dict], float | None]) -> tuple[str, float | None]:
         """(complete | failed | pending, mean dev score over the seeds)."""
@@ -188,9 +187,7 @@ class Tuner:
                         number = study.ask(dists).number
                         self._label(group, number, k)
                     by_index[k] = [study.trials[number]]
-                t = trial(self.grid, group, k, _params(by_index[k]))
-                t.number = by_index[k][-1].number
-                out.append(t)
+                out.append(trial(self.grid, group, k, _params(by_index[k])))
         return out
 
     def _label(self, group: Group, number: int, index: int) -> None:
