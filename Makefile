@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all demo demo-full demo-prepare imbalanced report bench mt-smoke clean
+.PHONY: help install test test-all demo demo-full demo-prepare imbalanced report bench bench-inference \
+        mt-smoke clean
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -15,6 +16,7 @@ help:
 	@echo "make report     render the analysis report from results/"
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
+	@echo "make bench-inference RESULTS=results   time finished runs' inference side by side"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +36,7 @@ demo-prepare: install
 
 demo: demo-prepare
 	$(PY) -m peft_utils grid run configs/demo.yaml --workers $(WORKERS)
+	$(MAKE) bench-inference RESULTS=results BENCH_RUNS='*-multilingual-*' BENCH_ROUNDS=2
 	$(MAKE) report RESULTS=results
 	@echo "Report: $(abspath reports/analysis.html)  (tables in tables/, figures in figures/)"
 
@@ -51,6 +54,12 @@ imbalanced: demo-prepare
 
 bench: demo-prepare
 	$(PY) benchmarks/train_throughput.py
+
+# Inference of finished runs timed side by side in one process (the report's inference table).
+BENCH_RUNS ?= *
+BENCH_ROUNDS ?= 3
+bench-inference: install
+	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS)
 
 # Machine translation pipeline on a tiny random model (no hub): grid, training, sacrebleu, analysis.
 mt-smoke: install
@@ -74,9 +83,10 @@ clean:
 # The analysis notebook over RESULTS (records only), executed into reports/ and rendered to HTML
 # with figures embedded; tables/ and figures/ receive the CSV/Markdown/LaTeX and PNG/PDF files.
 RESULTS ?= results
+K_TASKS ?= 10   # tasks served from one base model in the report's storage projection
 report: install
 	mkdir -p reports
 	$(PY) -m papermill notebooks/analysis.ipynb reports/analysis.ipynb --cwd notebooks \
 		-k python3 -r results_dir "$(abspath $(RESULTS))" -r tables_dir "$(abspath tables)" \
-		-r figures_dir "$(abspath figures)"
+		-r figures_dir "$(abspath figures)" -p k_tasks $(K_TASKS)
 	$(PY) -m nbconvert --to html --no-input reports/analysis.ipynb --output-dir reports

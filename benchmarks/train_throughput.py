@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fft", "lora", "pfeiffer", "houlsby")
+# The fixed-shape step fractions: the methods as the study runs them, and LoRA without its
+# input dropout (a Bernoulli mask per target module per step: most of what LoRA's step adds).
+SHAPE_VARIANTS = {**{m: (m, {}) for m in METHODS}, "lora_dropout0": ("lora", {"lora_dropout": 0.0})}
 MODEL = ROOT / "models" / "multilingual-e5-small"
 
 
@@ -65,7 +68,7 @@ def measure(spec: dict) -> dict:
     lengths = [len(x) for x in enc["input_ids"]]
     groups = batches(lengths, spec["batch"], grouped=not paper)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=True)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)   # as the runs' Trainer
     n_labels = model.config.num_labels
     multilabel = config.multilabel
 
@@ -103,13 +106,14 @@ def fixed_shape_step(spec: dict) -> dict:
     from peft_utils.core.modeling import seed_everything
 
     set_cpu_threads()
-    config = RunConfig(dataset="sib200", method=spec["method"], model=str(MODEL), reduction_factor=16)
+    config = RunConfig(dataset="sib200", method=spec["method"], model=str(MODEL), reduction_factor=16,
+                       **spec.get("settings", {}))
     seed_everything(0)
     built = build_model(config)
     model = built.model
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, foreach=True)
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=True)
     ids = torch.randint(5, 200_000, (spec["batch"], spec["seq"]))
     labels = torch.zeros(spec["batch"], dtype=torch.long)
     times = []
@@ -166,8 +170,9 @@ def main() -> int:
                 runs.append(in_child(measure, spec))
                 print(json.dumps({k: runs[-1][k] for k in ("dataset", "method", "pipeline", "examples_per_s")}),
                       flush=True)
-    shape = {m: in_child(fixed_shape_step, dict(method=m, batch=args.batch, seq=args.seq, steps=args.steps))
-             for m in METHODS}
+    shape = {name: in_child(fixed_shape_step, dict(method=method, settings=settings, batch=args.batch,
+                                                   seq=args.seq, steps=args.steps))
+             for name, (method, settings) in SHAPE_VARIANTS.items()}
     peak = in_child(peak_matmul_flops, 2048)
 
     def rate(dataset, method, pipeline):
@@ -188,12 +193,12 @@ def main() -> int:
                                       for m in METHODS},
         "speedup_vs_paper_pipeline_brighter": {m: rate("brighter", m, "project") / rate("brighter", m, "paper")
                                                for m in METHODS},
-        "peft_step_fraction": {m: shape[m]["step_s"] / fft["step_s"] for m in METHODS if m != "fft"},
+        "peft_step_fraction": {m: shape[m]["step_s"] / fft["step_s"] for m in SHAPE_VARIANTS if m != "fft"},
         "mfu_fft": (flops / fft["step_s"]) / peak,
         "peak_matmul_flops": peak,
         "fft_achieved_flops": flops / fft["step_s"],
         "main_shape": {"batch": args.batch, "seq": args.seq},
-        "peak_memory_mb": {m: shape[m]["peak_rss_mb"] for m in METHODS},
+        "peak_memory_mb": {m: shape[m]["peak_rss_mb"] for m in SHAPE_VARIANTS},
         "runs": runs,
     }
     # The headline: SIB-200 examples/s, b/a, averaged over methods (each method also listed).

@@ -17,15 +17,21 @@ COMMANDS = {
     "grid": "peft_utils.grid",
     "model": "peft_utils.classification.e5_convert",
     "rerun": "peft_utils.core.rerun",
+    "bench-inference": "peft_utils.core.inference_bench",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `command` alone: a grid cell's worker starts with
+    `grid run-cell`, and importing every command's module (torch, scikit-learn) would cost
+    each cell a second."""
     parser = argparse.ArgumentParser(prog="python -m peft_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMANDS.values():
+    for name, module in COMMANDS.items():
+        if command in COMMANDS and name != command:
+            continue
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as err:
@@ -38,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from peft_utils.core.config import ConfigError
     from peft_utils.data.errors import DataError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError) as err:

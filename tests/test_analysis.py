@@ -27,7 +27,8 @@ def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
               scenario: str = "multilingual", metrics: dict | None = None,
               examples: dict[str, pd.DataFrame] | None = None, costs: dict | None = None,
               baselines: dict | None = None, zero_shot=("es",), langs=("en", "fr", "es"),
-              extra_metrics: dict | None = None, run_info: dict | None = None) -> str:
+              extra_metrics: dict | None = None, run_info: dict | None = None,
+              inference: dict | None = None) -> str:
     """A complete run folder. With `examples`, the record's scores are computed from them
     with peft_utils.classification.metrics, as training does (rows whose gold is None are unscored)."""
     run_id = f"{dataset}-{method}-{scenario}-s{seed}-fake"
@@ -55,6 +56,7 @@ def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
         "costs": {**COSTS, **(costs or {})},
         "meta": {"packages": {"torch": "x"}, "git_commit": "abc", "device": "cpu",
                  "seed": seed},
+        **({"inference": inference} if inference else {}),
     }
     folder.mkdir(parents=True, exist_ok=True)
     write_record(folder, record)
@@ -139,6 +141,56 @@ def test_cost_table_ratios_and_missing_fft(tmp_path):
     assert shown.loc[("en", "lora"), "FFT / method"] == "–"
     ranges = A.cost_ranges(A.cost_table(tmp_path))
     assert list(ranges["method"]) == ["lora"] and ranges["cells"].iloc[0] == 1
+
+
+def timing(per_s: float, ms: float) -> dict:
+    return {"examples_per_s": per_s, "latency_ms_median": ms, "latency_ms_p95": 2 * ms}
+
+
+def inference_block(merge: str, serve: int, unmerged: dict, merged: dict | None = None) -> dict:
+    return {"rows": 30, "batch_size": 16, "merge": merge, "unmerged": unmerged,
+            "merged": merged, "merge_max_diff": 0.0 if merged else None, "serve_bytes": serve,
+            "full_model_bytes": 1000}
+
+
+def test_inference_table_ratios_storage_and_bench_over_record(tmp_path):
+    from peft_utils.classification.analysis import serving as S
+    from peft_utils.core.inference_bench import BENCH_FILE
+
+    fft = write_run(tmp_path, "fft", 1, inference=inference_block(
+        "nothing to merge", 1000, timing(100.0, 10.0)))
+    write_run(tmp_path, "lora", 1, inference=inference_block(
+        "merges", 10, timing(50.0, 20.0), timing(100.0, 10.0)))
+    write_run(tmp_path, "pfeiffer", 1, inference=inference_block(
+        "cannot merge", 20, timing(80.0, 12.0)))
+    table = S.inference_table(A.load_results(tmp_path), k_tasks=4).set_index("method")
+    assert table.loc["lora", "latency_vs_fft"] == 2.0
+    assert table.loc["lora", "merged_latency_vs_fft"] == 1.0
+    assert table.loc["lora", "throughput_vs_fft"] == 0.5
+    assert np.isnan(table.loc["pfeiffer", "merged_latency_vs_fft"])
+    assert table.loc["pfeiffer", "best_latency_ms"] == 12.0
+    # 4 tasks: one base + 4 × own parameters, against 4 full models.
+    assert table.loc["lora", "k_tasks_gb"] == pytest.approx((1000 + 4 * 10) / 1e9)
+    assert table.loc["fft", "k_tasks_gb"] == pytest.approx(4000 / 1e9)
+    assert table.loc["lora", "k_tasks_vs_fft"] == pytest.approx(1040 / 4000)
+    assert (table["timing"] == "per run").all()
+    # The side-by-side bench, where it measured a run, replaces the run's own figures.
+    (tmp_path / BENCH_FILE).write_text(json.dumps({"runs": {fft: {
+        "method": "fft", "unmerged": timing(200.0, 5.0), "merged": None}}}))
+    table = S.inference_table(A.load_results(tmp_path), k_tasks=4).set_index("method")
+    assert table.loc["fft", "timing"] == "side by side"
+    assert table.loc["lora", "latency_vs_fft"] == 4.0
+    display = S.inference_display(table.reset_index())
+    assert list(display["merge"]) == ["nothing to merge", "merges", "cannot merge"]
+
+
+def test_pareto_front_keeps_the_undominated_points():
+    from peft_utils.classification.analysis.serving import pareto_front
+
+    score = pd.Series([0.9, 0.8, 0.7, 0.85, 0.8])
+    cost = pd.Series([100.0, 10.0, 10.0, 100.0, 5.0])
+    # 0.9@100 (best score), 0.8@5 (cheapest at 0.8); 0.8@10, 0.7@10, 0.85@100 are dominated.
+    assert list(pareto_front(score, cost)) == [True, False, False, False, True]
 
 
 def test_baselines_beside_dev_scores(tmp_path):
@@ -390,7 +442,13 @@ def test_write_report_writes_tables_and_figures(trained, tmp_path):
     assert len(pd.read_csv(tmp_path / "tables" / "failed_runs.csv")) == 1
     tex = (tmp_path / "tables" / "f1_by_language.tex").read_text()
     assert "$\\pm$" in tex and "±" not in tex
-    names = {"f1_by_language-sib200-multilingual", "f1_vs_params", "costs", "overall_heatmap"}
+    names = {"f1_by_language-sib200-multilingual", "f1_vs_params", "costs", "overall_heatmap",
+             "pareto_sib200-multilingual"}
+    serving = pd.read_csv(tmp_path / "tables" / "inference.csv").set_index("method")
+    assert serving.loc["fft", "latency_vs_fft"] == 1.0
+    assert serving.loc["lora", "merge"] == "merges"
+    assert serving.loc["lora", "merged_latency_vs_fft"] > 0
+    assert serving.loc["pfeiffer", "merge"] == "cannot merge"
     assert set(report.figures) == names
     for name in names:
         for ext in ("png", "pdf"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import yaml
 
 from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
-from peft_utils.core.runs import read_record
+from peft_utils.core.runs import HEADLESS, read_record
 from peft_utils.grid import expand_grid, load_grid
 from peft_utils.grid.cell import Outcome, run_cell, write_spec
 from peft_utils.grid.executors import Progress, cell_env
@@ -217,6 +218,7 @@ def test_cell_failing_before_training_gets_a_failed_record(tmp_path, presets):
     (cell,) = load_grid(grid, base_dir=tmp_path).cells
     outcome = run_cell(write_spec(cell.config, grid, notebook))
     assert outcome["status"] == "failed" and "broke before training" in outcome["error"]
+    assert HEADLESS not in os.environ   # a cell run in this process leaves its env as it was
     folder = tmp_path / "results" / cell.run_id
     record = read_record(folder)
     assert record["status"] == "failed" and "broke before training" in record["error"]
@@ -287,6 +289,10 @@ def test_grid_runs_resumes_after_interrupt_and_isolates_failures(tmp_path, prese
         assert record["status"] == ("failed" if cell is broken else "complete")
         assert (folder / "train.ipynb").is_file() and (folder / "train.html").is_file()
         assert record["run_info"]["run_id"] == cell.run_id
+        if cell is not broken:   # headless progress: a log line per evaluation, no bar
+            log = (folder / "run.log").read_text()
+            assert re.search(rf"{cell.run_id} step \d+/\d+: loss [\d.]+, dev [\d.]+", log)
+            assert "it/s]" not in log and "<progress" not in (folder / "train.ipynb").read_text()
     executed = nbformat.read(results / broken.run_id / "train.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in executed.cells
                for o in c.get("outputs", []))

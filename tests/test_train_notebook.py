@@ -12,7 +12,7 @@ import pytest
 from peft_utils.classification.notebook import build_config, language_table
 from peft_utils.classification.study import STUDY
 from peft_utils.core.config import ConfigError
-from peft_utils.core.runs import read_record
+from peft_utils.core.runs import HEADLESS, read_record
 from peft_utils.grid.cell import KERNEL
 
 NOTEBOOK = STUDY.notebook
@@ -56,8 +56,11 @@ def tiny_parameters(sib_root, tiny_model, results, **overrides) -> dict:
                 results_dir=str(results))
 
 
-def test_papermill_run_writes_record_curve_and_language_table(tmp_path, sib_root, tiny_model):
+def test_papermill_run_writes_record_curve_and_language_table(tmp_path, sib_root, tiny_model,
+                                                             monkeypatch):
     import papermill as pm
+
+    monkeypatch.delenv(HEADLESS, raising=False)   # as in JupyterLab: not a grid cell
 
     params = tiny_parameters(sib_root, tiny_model, tmp_path / "results")
     out = tmp_path / "train.ipynb"
@@ -79,6 +82,11 @@ def test_papermill_run_writes_record_curve_and_language_table(tmp_path, sib_root
     assert "yes" in es_line  # es has no training data: zero-shot
     summary = cells["baselines"].outputs[0]["data"]["text/plain"]
     assert "frozen-feature probe" in summary and "majority" in summary
+    # Outside a grid cell the kernel shows the Trainer's live progress table (step, loss,
+    # dev score); a grid cell logs lines instead (tests/test_grid.py).
+    html = "".join(o.get("data", {}).get("text/html", "") for c in cells.values()
+                   for o in c.get("outputs", []))
+    assert "<progress" in html and "Main" in html
 
 
 def test_bad_parameters_stop_with_a_config_error(tmp_path, sib_root, tiny_model):

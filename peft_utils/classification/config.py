@@ -18,8 +18,8 @@ LONG_TEXT = ("head", "head+tail", "chunks")
 CLASS_WEIGHTS = REMEDIES
 SELECTION = ("dev", "last")
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
-NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "translations_dir", "attention",
-                "gradient_checkpointing", "torch_compile", "checkpoint_steps")
+NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root", "translations_dir",
+                "attention", "gradient_checkpointing", "torch_compile", "checkpoint_steps")
 
 
 @dataclass

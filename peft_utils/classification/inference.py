@@ -38,3 +38,15 @@ def sorted_batches(model, rows: Sequence[dict[str, Any]], batch_size: int, colla
             batch = collate([{k: rows[i][k] for k in MODEL_INPUTS} for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             yield idx, batch, model(**batch)
+
+
+def infer_logits(model, rows: Sequence[dict[str, Any]], batch_size: int, collate,
+                 precision: str = "fp32") -> np.ndarray:
+    """Logits of every row, in row order, batches sorted by length."""
+    out = None
+    for idx, _, output in sorted_batches(model, rows, batch_size, collate, precision):
+        logits = output.logits.float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out

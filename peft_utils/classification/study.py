@@ -39,6 +39,13 @@ def train(config, results_root=None):
     return train_and_evaluate(config, results_root)
 
 
+def serving_subject(directory):
+    """A finished run's model for `bench-inference`, imported when it is measured."""
+    from peft_utils.classification.training import load_serving_subject
+
+    return load_serving_subject(directory)
+
+
 def selection_score(record: dict[str, Any]) -> float | None:
     """The main metric on the training languages' dev rows, where runs are selected."""
     metrics = record.get("metrics") or {}
@@ -46,6 +53,6 @@ def selection_score(record: dict[str, Any]) -> float | None:
 
 
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
-              notebook_parameters, preflight, train, selection_score,
+              notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
               path_keys=("data_root", "translations_dir", "results_dir"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,11 +18,12 @@ from peft_utils.classification import metrics as M
 from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.head import head_parameters, set_head_bias_to_prior
 from peft_utils.classification.imbalance import remedy_loss, remedy_values
-from peft_utils.classification.inference import collator, sorted_batches
-from peft_utils.classification.models import (BuiltModel, build_model, load_tokenizer,
-                                              method_settings)
+from peft_utils.classification.inference import collator, infer_logits
+from peft_utils.classification.models import (ADAPTER_NAME, BuiltModel, build_model,
+                                              load_tokenizer, method_settings)
 from peft_utils.classification.probe import FEATURE_CACHE, frozen_probe
-from peft_utils.classification.run_data import RunData, load_run_data, selection_mask
+from peft_utils.classification.run_data import (RunData, load_frames, load_run_data,
+                                                selection_mask)
 from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
 from peft_utils.core import methods
 from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
@@ -30,6 +32,8 @@ from peft_utils.core.devices import prepare_device
 from peft_utils.core.modeling import load_trainable_state, seed_everything, trainable_state
 from peft_utils.core.runs import (RunResult, atomic_write_text, environment, execute_run,
                                   write_run_record)
+from peft_utils.core.serving import Subject, measure_serving
+from peft_utils.core.timing import Stopwatch
 
 if TYPE_CHECKING:   # imported where training starts: it loads transformers
     from peft_utils.core.trainer import Fitted
@@ -98,11 +102,9 @@ def example_scores(split: Split, logits: np.ndarray, multilabel: bool) -> np.nda
 def predict_logits(model, split: Split, tokenizer, batch_size: int, config: RunConfig,
                    precision: str = "fp32") -> np.ndarray:
     """Logits of every row, in row order, without gradients, batches sorted by length."""
-    out = np.zeros((len(split.rows), model.config.num_labels), dtype=np.float32)
-    for idx, _, output in sorted_batches(model, split.rows, batch_size,
-                                         collator(tokenizer, config), precision):
-        out[idx] = output.logits.float().cpu().numpy()
-    return out
+    if not split.rows:
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    return infer_logits(model, split.rows, batch_size, collator(tokenizer, config), precision)
 
 
 # ---- the run ------------------------------------------------------------
@@ -192,18 +194,36 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
     return trainer.fit()
 
 
-def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, Any]:
+@dataclass
+class Pass:
+    """One evaluation pass over a split: its row logits and how long they took."""
+    logits: np.ndarray
+    seconds: float
+
+
+def _predict(config: RunConfig, prep: Prepared, model) -> dict[str, Pass]:
+    """The kept state's logits on every scored split that has rows, each pass timed (the
+    run's inference throughput as trained: core.serving)."""
+    passes = {}
+    for name, split in prep.splits.items():
+        if name in _scored_splits(config) and len(split.frame):
+            start = time.perf_counter()
+            logits = predict_logits(model, split, prep.tokenizer, config.eval_batch_size,
+                                    config, prep.precision)
+            passes[name] = Pass(logits, time.perf_counter() - start)
+    return passes
+
+
+def _evaluate(config: RunConfig, out: Path, prep: Prepared,
+              passes: dict[str, Pass]) -> dict[str, Any]:
     """Scores of the restored best state on every split that has rows, per language; the
-    selection-dev score beside the trivial baselines and the frozen-feature probe, scored on
-    the same rows; predictions written for every row, labelled or not."""
+    selection-dev score beside the trivial baselines, scored on the same rows; predictions
+    written for every row, labelled or not."""
     splits, labels, multilabel = prep.splits, prep.built.labels, config.multilabel
     n_labels, sel = len(labels), prep.selection
     zero_div = M.zero_division(config.dataset, config.subtask)
-    eval_scores = {name: example_scores(s, predict_logits(model, s, prep.tokenizer,
-                                                          config.eval_batch_size, config,
-                                                          prep.precision), multilabel)
-                   for name, s in splits.items() if name in _scored_splits(config)
-                   and len(s.frame)}
+    eval_scores = {name: example_scores(splits[name], p.logits, multilabel)
+                   for name, p in passes.items()}
     threshold = None
     if multilabel:
         dev = splits["dev"]
@@ -225,11 +245,38 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared, model) -> dict[str, 
         write_predictions(out / "predictions", name, split.frame, pred, labels, config)
         results[name] = M.scored_rows(split.frame["lang"], split.gold, pred, split.has_gold,
                                       multilabel, n_labels, zero_div)
-    probe = None if config.is_trial else frozen_probe(
-        config, splits, sel if prep.selects_on_dev else None, n_labels, prep.tokenizer,
-        prep.device, prep.precision, None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
     return {"threshold": threshold, **results, "selection_dev": selection_dev,
-            "baselines": baselines, "frozen_probe": probe}
+            "baselines": baselines}
+
+
+def _probe(config: RunConfig, prep: Prepared) -> dict[str, Any] | None:
+    """The frozen-feature probe (not for a trial: nobody compares against it)."""
+    if config.is_trial:
+        return None
+    return frozen_probe(config, prep.splits, prep.selection if prep.selects_on_dev else None,
+                        len(prep.built.labels), prep.tokenizer, prep.device, prep.precision,
+                        None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
+
+
+def serving_subject(config: RunConfig, model, tokenizer, rows: list[dict],
+                    precision: str) -> Subject:
+    """The run's model for core.serving, on `rows` (its test rows, else dev)."""
+    collate = collator(tokenizer, config)
+    return Subject(model, methods.get(config.method), ADAPTER_NAME,
+                   lambda m, part, size: infer_logits(m, part, size, collate, precision),
+                   lambda a, b: float(np.abs(a - b).max()), rows, config.eval_batch_size)
+
+
+def _serving(config: RunConfig, prep: Prepared, model,
+             passes: dict[str, Pass]) -> dict[str, Any] | None:
+    """What using the model costs, from the evaluation pass over test (else dev); none for a
+    trial, whose model is thrown away."""
+    name = next((n for n in ("test", "dev") if n in passes), None)
+    if config.is_trial or name is None:
+        return None
+    rows = prep.splits[name].rows
+    return measure_serving(serving_subject(config, model, prep.tokenizer, rows, prep.precision),
+                           passes[name].logits, len(rows) / passes[name].seconds)
 
 
 def _scored_splits(config: RunConfig) -> tuple[str, ...]:
@@ -249,17 +296,27 @@ def _costs(prep: Prepared, fitted: Fitted, checkpoint: Path | None) -> dict:
 
 
 def _run(config: RunConfig, out: Path) -> RunResult:
-    prep = _prepare(config)
-    fitted = _fit(config, out, prep)
+    clock = Stopwatch()
+    with clock("prepare"):
+        prep = _prepare(config)
+    with clock("train"):
+        fitted = _fit(config, out, prep)
     model = fitted.trainer.model
     if not fitted.trainer.is_world_process_zero():
         return RunResult(config.run_id, out, {}, model, prep.tokenizer)  # rank 0 writes
-    evaluation = _evaluate(config, out, prep, model)
+    with clock("evaluate"):
+        passes = _predict(config, prep, model)
+        evaluation = _evaluate(config, out, prep, passes)
+    with clock("probe"):
+        evaluation["frozen_probe"] = _probe(config, prep)
     probe_cost = evaluation["frozen_probe"].pop("cost") if evaluation["frozen_probe"] else None
     checkpoint = None   # a trial's weights are not kept: its final run trains them again
-    if not config.is_trial:
-        checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
-        save_tensors(checkpoint, trainable_state(model))
+    with clock("save"):
+        if not config.is_trial:
+            checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
+            save_tensors(checkpoint, trainable_state(model))
+    with clock("inference"):
+        inference = _serving(config, prep, model, passes)
     record = {
         "status": "complete", "error": None, "run_info": config.run_info(),
         "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),
@@ -270,7 +327,9 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "class_weights": _remedy_record(config, prep),
                     "learning_curve": fitted.learning_curve,
                     "dev_curve": fitted.best.curve},
-        "costs": {**_costs(prep, fitted, checkpoint), "frozen_probe": probe_cost},
+        "costs": {**_costs(prep, fitted, checkpoint), "frozen_probe": probe_cost,
+                  "phases": clock.as_dict()},
+        "inference": inference,
         "meta": {**environment(prep.device), "seed": config.seed, "precision": prep.precision,
                  "method": prep.built.method,
                  "resumed_from_step": fitted.resumed_from,
@@ -337,6 +396,20 @@ def load_run(directory: str | Path) -> tuple[RunConfig, BuiltModel, Any]:
     built = build_model(config)
     load_trainable_state(built.model, load_file(str(directory / FINAL)))
     return config, built, load_tokenizer(config.model)
+
+
+def load_serving_subject(directory: str | Path) -> Subject:
+    """A finished run's model for core.serving (`bench-inference`), on its test rows (else
+    dev)."""
+    from peft_utils.core.devices import prepare_device
+
+    config, built, tokenizer = load_run(directory)
+    device, precision = prepare_device(config)
+    built.model.to(device)
+    frames = load_frames(config)
+    frame = frames["test"] if len(frames["test"]) else frames["dev"]
+    rows = encode(frame, tokenizer, config, built.labels).rows
+    return serving_subject(config, built.model, tokenizer, rows, precision)
 
 
 # ---- CLI ------------------------------------------------------------------

@@ -106,6 +106,9 @@ class RunSettings(HashedConfig):
     # {stage: tune, group, trial, values} or a final run {stage: final, group, trial,
     # trial_dev, values}, so that the record says which stage and trial it belongs to.
     tuning: dict[str, Any] = field(default_factory=dict)
+    # Experiment trackers the Trainer logs to (transformers' integrations): tensorboard
+    # (event files in results/<run_id>/tensorboard/), wandb, mlflow, ... Not in the run id.
+    report_to: list[str] = field(default_factory=list)
 
     @property
     def is_trial(self) -> bool:
@@ -125,6 +128,10 @@ class RunSettings(HashedConfig):
                                   or steps < 0):
             return ("checkpoint_steps must be null (at every dev evaluation), 0 (never) or a "
                     f"positive step count, got {steps!r}")
+        if not isinstance(self.report_to, list) or not all(
+                isinstance(x, str) for x in self.report_to):
+            return ("report_to must be a list of tracker names (e.g. [tensorboard], [wandb], "
+                    f"[mlflow]), got {self.report_to!r}")
         return None
 
 

@@ -32,6 +32,10 @@ RECORD = "record.json"
 TMP_SUFFIX = ".tmp"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
+# Set in grid cells (and inherited by their kernels): training progress as one log line per
+# evaluation, never a progress bar (peft_utils.core.trainer.shows_progress_bar).
+HEADLESS = "PEFT_UTILS_HEADLESS"
+
 
 @dataclass
 class RunResult:

@@ -5,7 +5,8 @@ grid, the cell runner, the CLI. A study is one `Study` value in the module named
 Adding a study = a config class (a `HashedConfig`: run id, validation, path checks, record
 schema), a training notebook that takes `notebook_parameters` and calls the study's
 `train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), the dev score
-tuning selects on (`selection_score`), and an entry here.
+tuning selects on (`selection_score`), how a finished run's model is loaded for serving
+measurements (`serving_subject`), and an entry here.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class Study:
     train: Callable[..., Any]
     # record -> the dev score a tuning trial is selected on (None: the run has none).
     selection_score: Callable[[dict], float | None]
+    # run folder -> core.serving.Subject: a finished run's model for `bench-inference`.
+    serving_subject: Callable[[Path], Any]
     # Config keys shown first when a cell is described, in this order.
     leading_keys: tuple[str, ...] = ("method", "seed")
     # Config keys holding paths (relative to where a grid runs; absolute in every cell).

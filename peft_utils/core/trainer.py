@@ -18,6 +18,7 @@ and in its own checkpoints, and keeps only the newest checkpoint on disk.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -27,14 +28,15 @@ from typing import Any, Callable
 
 import torch
 from adapters import AdapterTrainer, Seq2SeqAdapterTrainer
-from transformers import Seq2SeqTrainer, Trainer, TrainerCallback, TrainerState
+from transformers import (PrinterCallback, Seq2SeqTrainer, Trainer, TrainerCallback,
+                          TrainerState)
 
 from peft_utils.core.checkpoints import (BEST, METHOD_STATE, PREFIX, PROGRESS, TRAINABLE, Resume,
                                          load_tensors, prune, save_tensors)
 from peft_utils.core.devices import peak_memory
 from peft_utils.core.methods import REGISTRY
 from peft_utils.core.modeling import load_trainable_state, trainable_state
-from peft_utils.core.runs import WriteError, atomic_write_text, write_error
+from peft_utils.core.runs import HEADLESS, WriteError, atomic_write_text, write_error
 
 
 class BestDevState(TrainerCallback):
@@ -79,6 +81,36 @@ class BestDevState(TrainerCallback):
         self.best, self.best_step = progress["best"], progress["best_step"]
         self.bad, self.curve = progress["bad"], list(progress["curve"])
         self.best_state = load_tensors(folder / BEST) if progress["has_best"] else None
+
+
+# ---- progress ---------------------------------------------------------------------------
+def shows_progress_bar() -> bool:
+    """A live progress display for a person watching: in a JupyterLab kernel the Trainer's
+    notebook table (step, loss, dev score), in a terminal its tqdm bar. Not in a grid cell
+    (HEADLESS; its kernel is a notebook kernel too) nor in redirected output, where bar
+    redraws would bury the log: those get `EvaluationLog` lines instead."""
+    from transformers.utils.import_utils import is_in_notebook
+
+    if os.environ.get(HEADLESS):
+        return False
+    return is_in_notebook() or sys.stderr.isatty()
+
+
+class EvaluationLog(TrainerCallback):
+    """One line per dev evaluation: step, the latest training loss, the dev score and the best
+    so far (read from `best`, which runs before this callback)."""
+
+    def __init__(self, run_id: str, best: BestDevState):
+        self.run_id, self.best, self.loss = run_id, best, None
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        self.loss = (logs or {}).get("loss", self.loss)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        loss = "-" if self.loss is None else f"{self.loss:.4f}"
+        print(f"{self.run_id} step {state.global_step}/{state.max_steps}: loss {loss}, "
+              f"dev {self.best.curve[-1]['dev']:.4f} (best {self.best.best:.4f} at step "
+              f"{self.best.best_step})", flush=True)
 
 
 @dataclass
@@ -225,6 +257,9 @@ class RunTrainerMixin:
         self.run_id, self.best, self.resume = run_id, best, resume
         self.head_lr, self.head_params = head_lr, frozenset(id(p) for p in head_params)
         self.add_callback(LogAtCheckpoints(self))
+        if self.args.disable_tqdm:   # headless: a line per evaluation, not a dict per log
+            self.remove_callback(PrinterCallback)
+            self.add_callback(EvaluationLog(run_id, best))
         if resume is not None:
             best.load(resume.progress, resume.folder)
         # Training time before the checkpoint this run resumed from, and spent writing
@@ -421,12 +456,15 @@ def training_arguments(config, out: Path, device: str, precision: str, has_dev: 
         **_save_settings(config.checkpoint_steps, eval_strategy, config.eval_steps),
         # About 25 points on the learning curve, whatever the run's length.
         logging_strategy="steps", logging_steps=max(1, total_steps // 25),
-        report_to=[], seed=config.seed, data_seed=config.seed,
+        report_to=list(getattr(config, "report_to", [])), logging_dir=str(out / "tensorboard"),
+        seed=config.seed, data_seed=config.seed,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device == "cpu",
         tf32=True if device == "cuda" and precision != "fp32" else None,
         group_by_length=getattr(config, "group_by_length", True),
-        remove_unused_columns=False, disable_tqdm=True,
-        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+        remove_unused_columns=False, disable_tqdm=not shows_progress_bar(),
+        # Fused AdamW on CPU too: an FFT step's optimiser update over e5-small's 118M
+        # parameters takes 0.09 s fused against 0.65 s with foreach (one core), half the step.
+        optim="adamw_torch" if device == "mps" else "adamw_torch_fused",
         # Tokenised rows live in memory: worker processes would only add start-up cost.
         dataloader_num_workers=0, label_names=["labels"],
         gradient_checkpointing=getattr(config, "gradient_checkpointing", False),

@@ -8,6 +8,7 @@ kernel inherits, and so that papermill's change of working directory stays priva
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,8 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from peft_utils.core.runs import (RunBusyError, atomic_write_text, is_locked, record_status,
-                                  remove_stale_temp_files, run_dir, run_lock, write_failure)
+from peft_utils.core.runs import (HEADLESS, RunBusyError, atomic_write_text, is_locked,
+                                  record_status, remove_stale_temp_files, run_dir, run_lock,
+                                  write_failure)
 from peft_utils.core.study import Study, study, study_of_config
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
@@ -71,10 +73,25 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
     try:
         # One attempt per cell at a time: a second runner (or this one's predecessor, killed
         # and still shutting down) is waited for, then its result counts.
-        with run_lock(out, CELL_LOCK):
+        with run_lock(out, CELL_LOCK), _headless():
             return _run_locked(kind, config, out, spec, start)
     except RunBusyError as err:
         return asdict(Outcome(config.run_id, "failed", str(err), time.perf_counter() - start))
+
+
+@contextlib.contextmanager
+def _headless():
+    """Training progress as log lines in run.log, never a bar, while the cell runs (its
+    kernel inherits the environment); restored after, for a caller in the same process."""
+    before = os.environ.get(HEADLESS)
+    os.environ[HEADLESS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS, None)
+        else:
+            os.environ[HEADLESS] = before
 
 
 def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: float) -> dict:

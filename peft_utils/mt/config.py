@@ -17,8 +17,8 @@ FIXED_SIZE = tuple(m for m in METHODS if methods.REGISTRY[m].size_knob is None)
 LORA_TARGETS = ("attention", "all-linear")
 SELECT_ON = ("bleu", "chrf", "loss")
 # Where or how a run executes, not what it computes: left out of the run id.
-NON_IDENTITY = ("results_dir", "device", "notes", "data_root", "save_checkpoint",
-                "checkpoint_steps")
+NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root",
+                "save_checkpoint", "checkpoint_steps")
 FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fraction",
           "test_fraction", "max_grad_norm", "label_smoothing")
 

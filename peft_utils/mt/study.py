@@ -45,6 +45,13 @@ def train(config, results_root=None):
     return train_and_evaluate(config, results_root)
 
 
+def serving_subject(directory):
+    """A finished run's model for `bench-inference`, imported when it is measured."""
+    from peft_utils.mt.training import load_serving_subject
+
+    return load_serving_subject(directory)
+
+
 def selection_score(record: dict[str, Any]) -> float | None:
     """The dev score the run selected its state on (BLEU or chrF, `select_on`)."""
     metrics = record.get("metrics") or {}
@@ -52,5 +59,5 @@ def selection_score(record: dict[str, Any]) -> float | None:
 
 
 STUDY = Study("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb",
-              notebook_parameters, preflight, train, selection_score,
+              notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"))

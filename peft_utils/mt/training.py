@@ -25,6 +25,8 @@ from peft_utils.core.devices import prepare_device
 from peft_utils.core.modeling import seed_everything, trainable_state
 from peft_utils.core.runs import (RECORD, RunResult, atomic_write_text, environment, execute_run,
                                   read_record, write_run_record)
+from peft_utils.core.serving import Subject, measure_serving
+from peft_utils.core.timing import Stopwatch
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.langs import sacrebleu_tokenizer
 
@@ -141,15 +143,16 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     return trainer.fit()
 
 
-def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict, dict]:
+def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict, dict, dict]:
     """Dev and test translated by the kept state and scored, translations written; (the
-    metrics, the seconds each split's translation took)."""
+    metrics, the seconds each split's translation took, the translations)."""
     import time
 
     from peft_utils.mt.tokenize import translate_texts
 
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
+    translations: dict[str, list[str]] = {}
     metrics["test"] = {}
     # A tuning trial is scored on dev alone: test is never read for selection.
     for name in ("dev",) if config.is_trial else ("dev", "test"):
@@ -159,12 +162,12 @@ def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict,
                                config.src_lang, config.tgt_lang, config.eval_batch_size,
                                config.num_beams, config.max_source_length,
                                config.max_target_length, prep.precision)
-        seconds[name] = time.perf_counter() - start
+        seconds[name], translations[name] = time.perf_counter() - start, hyps
         values, signatures = score(hyps, list(frame["tgt"]), config.tgt_lang)
         metrics[name] = {config.tgt_lang: values, "overall": values}
         metrics["signatures"] = signatures
         _write_translations(out / "predictions" / f"{name}-{config.pair}.tsv", frame, hyps)
-    return metrics, seconds
+    return metrics, seconds, translations
 
 
 def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float,
@@ -179,24 +182,57 @@ def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float,
             "translate_s": translate_s}
 
 
+def serving_subject(config: MTConfig, model, tokenizer, scheme, sources: list[str],
+                    precision: str) -> Subject:
+    """The run's model for core.serving, translating `sources` (its test sources); the
+    merged model's disagreement is the share of sentences it translates differently."""
+    from peft_utils.core import methods
+    from peft_utils.mt.models import ADAPTER_NAME
+    from peft_utils.mt.tokenize import translate_texts
+
+    rows = [{"input_ids": ids, "src": src}   # input_ids: the length the timings spread over
+            for ids, src in zip(tokenizer(sources)["input_ids"], sources)]
+
+    def infer(model_, part, size):
+        return translate_texts(model_, tokenizer, scheme, [r["src"] for r in part],
+                               config.src_lang, config.tgt_lang, size, config.num_beams,
+                               config.max_source_length, config.max_target_length, precision)
+
+    return Subject(model, methods.get(config.method, "seq2seq"), ADAPTER_NAME, infer,
+                   lambda a, b: float(np.mean([x != y for x, y in zip(a, b)])), rows,
+                   config.eval_batch_size)
+
+
 def _run(config: MTConfig, out: Path) -> RunResult:
     from peft_utils.mt.data import split_summary
 
-    prep = _prepare(config)
-    fitted = _fit(config, out, prep)
+    clock = Stopwatch()
+    with clock("prepare"):
+        prep = _prepare(config)
+    with clock("train"):
+        fitted = _fit(config, out, prep)
     model = fitted.trainer.model
-    scores, translate_s = _evaluate(config, out, prep, model)
+    with clock("evaluate"):
+        scores, translate_s, translations = _evaluate(config, out, prep, model)
     metrics = {"main_metric": "bleu", "select_on": config.select_on,
                "best_step": fitted.best.best_step, "best_dev": fitted.best.best, **scores,
                "learning_curve": fitted.learning_curve,
                "dev_curve": fitted.best.curve}
     checkpoint_mb = 0.0
-    if config.save_checkpoint and not config.is_trial:   # a trial's final run retrains
-        save_tensors(out / FINAL, trainable_state(model))
-        checkpoint_mb = (out / FINAL).stat().st_size / 2**20
+    with clock("save"):
+        if config.save_checkpoint and not config.is_trial:   # a trial's final run retrains
+            save_tensors(out / FINAL, trainable_state(model))
+            checkpoint_mb = (out / FINAL).stat().st_size / 2**20
+    with clock("inference"):   # from the test translation pass; a trial's model is discarded
+        inference = None if config.is_trial else measure_serving(
+            serving_subject(config, model, prep.tokenizer, prep.scheme,
+                            list(prep.splits["test"]["src"]), prep.precision),
+            translations["test"], len(translations["test"]) / translate_s["test"])
     record = {"status": "complete", "error": None, "run_info": config.run_info(),
               "budget": prep.budget.as_dict(), "metrics": metrics,
-              "costs": _costs(prep, fitted, checkpoint_mb, translate_s),
+              "costs": {**_costs(prep, fitted, checkpoint_mb, translate_s),
+                        "phases": clock.as_dict()},
+              "inference": inference,
               "meta": {**environment(prep.device), "seed": config.seed,
                        "method": prep.built.method,
                        "precision": prep.precision, "scheme": prep.scheme.name,
@@ -232,6 +268,24 @@ def load_mt_run(directory: str | Path):
     built = build_seq2seq(config, size={knob: value} if knob else {})
     load_trainable_state(built.model, load_file(str(directory / FINAL)))
     return config, built.model, load_tokenizer(config.model)
+
+
+def load_serving_subject(directory: str | Path) -> Subject:
+    """A finished MT run's model for core.serving (`bench-inference`), on its test sources."""
+    from peft_utils.core.devices import prepare_device
+    from peft_utils.mt.data import load_splits
+    from peft_utils.mt.tokenize import configure_generation, scheme_for
+
+    config, model, tokenizer = load_mt_run(directory)
+    device, precision = prepare_device(config)
+    model.to(device)
+    scheme = scheme_for(tokenizer, model.config.model_type)
+    configure_generation(model, tokenizer, scheme, config.tgt_lang, config.num_beams,
+                         config.max_target_length)
+    test = load_splits(config.data_root, config.tgt_lang, config.src_lang, config.dev_fraction,
+                      config.test_fraction, config.split_seed, config.train_size,
+                      config.max_eval_samples)["test"]
+    return serving_subject(config, model, tokenizer, scheme, list(test["src"]), precision)
 
 
 def train_command(args) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from peft_utils.classification.analysis import figures as F
+from peft_utils.classification.analysis import serving as S
 from peft_utils.classification.analysis import tuning as T
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
                                                           verdict_counts)
@@ -37,6 +38,12 @@ CAPTIONS = {
                  "scored on the same rows; test scores beside.",
     "failed_runs": "Runs left out of every table: failed, unreadable or unfinished.",
     "runs": "The runs the tables are computed from.",
+    "inference": "Inference cost per cell, mean over seeds: examples/s at the evaluation batch "
+                 "size and latency at batch 1 (median, p95), as trained and merged into the "
+                 "base weights where the method merges, with ratios to FFT; serve: what a "
+                 "task keeps beside a shared base model; K tasks: base + K × serve against "
+                 "K full models. timing: side by side (`bench-inference`, one process) or "
+                 "per run (each run's own figures, not comparable across runs).",
     "tuning_trials": "Every tuning trial (seeds averaged): the values tried and the dev score "
                      "on the training languages; `chosen` marks each group's best.",
     "tuning_chosen": "Per method: the values tuning chose on dev, and what tuning cost (trial "
@@ -62,10 +69,12 @@ def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
 
 def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
                  figures_dir: str | Path = "figures", n_boot: int = 1000, ci: float = 0.95,
-                 seed: int = 0, by_language: bool = False) -> Report:
+                 seed: int = 0, by_language: bool = False,
+                 k_tasks: int = S.K_TASKS) -> Report:
     """Analyse `results_dir` and write `tables_dir/<table>.{csv,md,tex}` and
     `figures_dir/<figure>.{png,pdf}`. Failed records are skipped and listed in `failed_runs`.
-    `by_language` adds per-language rows to the bootstrap table (the verdicts stay overall)."""
+    `by_language` adds per-language rows to the bootstrap table (the verdicts stay overall);
+    `k_tasks`: the tasks served from one base model in the inference table's storage."""
     results = load_results(results_dir)
     report = Report(results)
 
@@ -86,6 +95,8 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("coverage", coverage, coverage_display(coverage))
     costs = cost_table(results)
     add("costs", costs, cost_display(costs))
+    serving = S.inference_table(results, k_tasks)
+    add("inference", serving, S.inference_display(serving))
     ranges = cost_ranges(costs)
     add("cost_ranges", ranges, cost_ranges_display(ranges))
     diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed,
@@ -105,7 +116,7 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
 
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
             "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
-            **T.sensitivity_figures(results)}
+            **T.sensitivity_figures(results), **S.pareto_figures(results)}
     for name, fig in made.items():
         report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files += report.figures[name]

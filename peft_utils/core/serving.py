@@ -1,0 +1,146 @@
+"""What using a trained model costs, the same way in every study: inference throughput and
+batch-1 latency, as trained and merged into the base weights where the method can merge, and
+the bytes a served model must keep.
+
+A study passes `infer(model, rows, batch_size)`, which runs its model over a list of its
+tokenised rows and returns what it predicts (classification: logits; MT: translations), and
+`differ(a, b)`, the disagreement of two such outputs (0 when they agree).
+
+In a run, the throughput as trained is the run's own evaluation pass over its test rows (its
+evaluation texts at its evaluation batch size, timed as it happens: no extra pass), and the
+merged model makes the same pass, which also checks that it predicts what the trained one
+did. `bench-inference` times models side by side on up to BENCH_ROWS of those rows.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from peft_utils.core.methods import Method
+
+BENCH_ROWS = 128     # rows `bench-inference` times at the evaluation batch size, per round
+LATENCY_ROWS = 16    # rows timed one at a time (batch 1)
+
+Infer = Callable[[Any, Sequence[dict], int], Any]
+
+
+def spread(rows: Sequence[dict], n: int) -> list[dict]:
+    """`n` of `rows` evenly spread over their lengths (all of them when fewer): timings then
+    cover short and long inputs alike, whatever order the split came in."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    if len(order) <= n:
+        return [rows[i] for i in order]
+    return [rows[order[round(k * (len(order) - 1) / (n - 1))]] for k in range(n)]
+
+
+def timed_pass(model, infer: Infer, rows: Sequence[dict], batch_size: int) -> tuple[Any, float]:
+    """(the outputs, examples per second) of one pass over `rows` at `batch_size`."""
+    start = time.perf_counter()
+    outputs = infer(model, rows, batch_size)
+    return outputs, len(rows) / (time.perf_counter() - start)
+
+
+def latency(model, infer: Infer, rows: Sequence[dict]) -> dict[str, float]:
+    """Median and 95th percentile milliseconds of single rows (batch 1)."""
+    times = []
+    for row in spread(rows, LATENCY_ROWS):
+        start = time.perf_counter()
+        infer(model, [row], 1)
+        times.append(1000 * (time.perf_counter() - start))
+    ordered = sorted(times)
+    return {"latency_ms_median": statistics.median(times),
+            "latency_ms_p95": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]}
+
+
+def time_model(model, infer: Infer, rows: Sequence[dict], batch_size: int) -> dict[str, float]:
+    """Examples per second over up to BENCH_ROWS rows after a warm-up batch (first-call
+    allocations), and the batch-1 latency: one round of `bench-inference`."""
+    sample = spread(rows, BENCH_ROWS)
+    infer(model, sample[:batch_size], batch_size)
+    _, per_s = timed_pass(model, infer, sample, batch_size)
+    return {"examples_per_s": per_s, **latency(model, infer, rows)}
+
+
+def merge_status(entry: Method) -> str:
+    """How the method serves: `merges` (its update folds into the base weights), `nothing to
+    merge` (it adds no modules: FFT, BitFit, ...) or `cannot merge` (it adds computation to
+    every forward pass: bottleneck adapters, prompts, prefixes, ...)."""
+    if entry.library == "project":
+        return "nothing to merge"
+    return "merges" if entry.merges else "cannot merge"
+
+
+def merged_copy(model, entry: Method, adapter_name: str):
+    """A copy of `model` with the method merged into the base weights, the trained model left
+    as it is. In place on the copy (peft's `merge_adapter`, the adapters library's
+    `merge_adapter(name)`) rather than peft's `merge_and_unload`, which fails for every
+    non-LoRA tuner when the task head is in `modules_to_save` (peft 0.21); the merged layers
+    then only call their base layer."""
+    twin = copy.deepcopy(model)
+    if entry.library == "peft":
+        twin.base_model.merge_adapter()
+    else:
+        twin.merge_adapter(adapter_name)
+    twin.eval()
+    return twin
+
+
+def serving_bytes(model, entry: Method) -> dict[str, int]:
+    """Bytes a served run keeps beside a shared base model (its trained parameters, the head
+    included; the full model for FFT and for methods that rewrite the base weights, which
+    cannot share it) and the full model's bytes."""
+    seen: set[int] = set()
+    trained = full = 0
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen or ".original_module." in name:
+            continue    # tied weights; peft's inactive copy of the head
+        seen.add(id(param))
+        size = param.numel() * param.element_size()
+        full += size
+        trained += size if param.requires_grad else 0
+    own_copy = entry.name == "fft" or entry.changes_base
+    return {"serve_bytes": full if own_copy else trained, "full_model_bytes": full}
+
+
+@dataclass
+class Subject:
+    """A trained model as the serving measurements see it, from any study."""
+    model: Any
+    entry: Method
+    adapter_name: str
+    infer: Infer                             # (model, rows, batch size) -> its outputs
+    differ: Callable[[Any, Any], float]      # disagreement of two outputs (0: they agree)
+    rows: Sequence[dict]                     # the run's own evaluation rows (test)
+    batch_size: int                          # the run's evaluation batch size
+
+    def timed(self, model) -> dict[str, float]:
+        return time_model(model, self.infer, self.rows, self.batch_size)
+
+    def merged(self):
+        """The merged copy, or None when the method does not merge."""
+        if merge_status(self.entry) != "merges":
+            return None
+        return merged_copy(self.model, self.entry, self.adapter_name)
+
+
+def measure_serving(subject: Subject, outputs: Any, examples_per_s: float) -> dict[str, Any]:
+    """The record's `inference` block, right after the run's evaluation pass over
+    `subject.rows` gave `outputs` at `examples_per_s`: that throughput and the batch-1
+    latency as trained; where the method merges, the same for the merged copy, and its
+    disagreement with `outputs`; the serving bytes."""
+    block: dict[str, Any] = {"rows": len(subject.rows), "batch_size": subject.batch_size,
+                             "merge": merge_status(subject.entry),
+                             "unmerged": {"examples_per_s": examples_per_s,
+                                          **latency(subject.model, subject.infer, subject.rows)},
+                             "merged": None, "merge_max_diff": None,
+                             **serving_bytes(subject.model, subject.entry)}
+    twin = subject.merged()
+    if twin is not None:
+        merged_outputs, per_s = timed_pass(twin, subject.infer, subject.rows, subject.batch_size)
+        block["merge_max_diff"] = float(subject.differ(outputs, merged_outputs))
+        block["merged"] = {"examples_per_s": per_s,
+                           **latency(twin, subject.infer, subject.rows)}
+    return block
