@@ -75,17 +75,35 @@ def merge_status(entry: Method) -> str:
 
 def merged_copy(model, entry: Method, adapter_name: str):
     """A copy of `model` with the method merged into the base weights, the trained model left
-    as it is. In place on the copy (peft's `merge_adapter`, the adapters library's
-    `merge_adapter(name)`) rather than peft's `merge_and_unload`, which fails for every
-    non-LoRA tuner when the task head is in `modules_to_save` (peft 0.21); the merged layers
-    then only call their base layer."""
+    as it is. peft: `merge_adapter` on the copy, then every tuner layer replaced by its base
+    layer and the head wrapper by its trained head, which leaves the plain transformers model,
+    as `merge_and_unload` would (that fails for every non-LoRA tuner when the head is in
+    `modules_to_save`, peft 0.21). The adapters library: `merge_adapter(name)`."""
     twin = copy.deepcopy(model)
     if entry.library == "peft":
         twin.base_model.merge_adapter()
+        twin = _unwrap_peft(twin.base_model.model)
     else:
         twin.merge_adapter(adapter_name)
     twin.eval()
     return twin
+
+
+def _unwrap_peft(model):
+    """`model` (a merged peft model's inner model) with peft's wrappers taken out."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils.other import ModulesToSaveWrapper
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            plain = module.get_base_layer()
+        elif isinstance(module, ModulesToSaveWrapper):
+            plain = module.modules_to_save[module.active_adapters[0]]
+        else:
+            continue
+        parent, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attribute, plain)
+    return model
 
 
 def serving_bytes(model, entry: Method) -> dict[str, int]:
