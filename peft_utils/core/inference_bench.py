@@ -59,7 +59,8 @@ def bench_group(runs: list, rounds: int) -> dict[str, dict[str, Any]]:
             timings.setdefault((run_id, name), []).append(subjects[run_id].timed(model))
     out = {}
     for run_id, subject in subjects.items():
-        out[run_id] = {"method": subject.entry.name, "merged": None}
+        out[run_id] = {"method": subject.entry.name, "merged": None,
+                       "device": next(subject.model.parameters()).device.type}
         for name in ("unmerged", "merged"):
             if (run_id, name) in timings:
                 out[run_id][name] = {m: statistics.median(t[m] for t in timings[run_id, name])
@@ -88,8 +89,9 @@ def run_bench(root: str | Path, patterns: list[str] | None = None, rounds: int =
             entries[run_id] = {**entry, "group": list(key), "session": session}
     import torch
 
+    devices = ",".join(sorted({e["device"] for e in entries.values() if "device" in e}))
     bench = {"session": session, "rounds": rounds, "threads": torch.get_num_threads(),
-             "environment": environment("auto"), "runs": entries}
+             "environment": environment(devices), "runs": entries}
     path = root / BENCH_FILE
     atomic_write_text(path, json.dumps(bench, indent=2))
     return path
