@@ -83,6 +83,17 @@ def add_adapter(model, adapter_config, name: str):
     return model
 
 
+def unique_parameters(model):
+    """(name, parameter) of every parameter the model holds, once: tied weights counted once,
+    peft's inactive frozen copy of a `modules_to_save` head left out."""
+    seen: set[int] = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen or ".original_module." in name:
+            continue
+        seen.add(id(param))
+        yield name, param
+
+
 def count_parameters(model, base_ids: set[int], head_ids: set[int] = frozenset()) -> dict:
     """Counts by `requires_grad`, the same way for every method and study.
 
@@ -92,11 +103,7 @@ def count_parameters(model, base_ids: set[int], head_ids: set[int] = frozenset()
     parameters count once.
     """
     counts = dict(trainable=0, total=0, base=0, head=0, method_params=0)
-    seen: set[int] = set()
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen or ".original_module." in name:
-            continue  # tied weights; peft's inactive frozen copy of the head
-        seen.add(id(param))
+    for name, param in unique_parameters(model):
         n = param.numel()
         counts["total"] += n
         counts["trainable"] += n if param.requires_grad else 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from peft_utils.core.methods import Method
+from peft_utils.core.modeling import unique_parameters
 
 BENCH_ROWS = 128     # rows `bench-inference` times at the evaluation batch size, per round
 LATENCY_ROWS = 16    # rows timed one at a time (batch 1)
@@ -110,12 +111,8 @@ def serving_bytes(model, entry: Method) -> dict[str, int]:
     """Bytes a served run keeps beside a shared base model (its trained parameters, the head
     included; the full model for FFT and for methods that rewrite the base weights, which
     cannot share it) and the full model's bytes."""
-    seen: set[int] = set()
     trained = full = 0
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in seen or ".original_module." in name:
-            continue    # tied weights; peft's inactive copy of the head
-        seen.add(id(param))
+    for _, param in unique_parameters(model):
         size = param.numel() * param.element_size()
         full += size
         trained += size if param.requires_grad else 0

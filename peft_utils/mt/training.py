@@ -70,16 +70,22 @@ class Prepared:
     dev_refs: list[str]                    # their references, in the same order
 
 
-def _prepare(config: MTConfig) -> Prepared:
+def _splits(config: MTConfig) -> dict[str, Any]:
+    """The run's train / dev / test frames, as every reader of the run must cut them."""
     from peft_utils.mt.data import load_splits
+
+    return load_splits(config.data_root, config.tgt_lang, config.src_lang, config.dev_fraction,
+                       config.test_fraction, config.split_seed, config.train_size,
+                       config.max_eval_samples)
+
+
+def _prepare(config: MTConfig) -> Prepared:
     from peft_utils.mt.models import build_seq2seq, fit_budget
     from peft_utils.mt.tokenize import (configure_generation, encode_pairs, load_tokenizer,
                                         scheme_for)
 
     device, precision = prepare_device(config)
-    splits = load_splits(config.data_root, config.tgt_lang, config.src_lang,
-                         config.dev_fraction, config.test_fraction, config.split_seed,
-                         config.train_size, config.max_eval_samples)
+    splits = _splits(config)
     budget = fit_budget(config)   # on the meta device: the size, and the budget reached
     seed_everything(config.seed)  # before the model: adapter and LoRA init draw from it
     built = build_seq2seq(config, size=budget.size)
@@ -273,7 +279,6 @@ def load_mt_run(directory: str | Path):
 def load_serving_subject(directory: str | Path) -> Subject:
     """A finished MT run's model for core.serving (`bench-inference`), on its test sources."""
     from peft_utils.core.devices import prepare_device
-    from peft_utils.mt.data import load_splits
     from peft_utils.mt.tokenize import configure_generation, scheme_for
 
     config, model, tokenizer = load_mt_run(directory)
@@ -282,10 +287,8 @@ def load_serving_subject(directory: str | Path) -> Subject:
     scheme = scheme_for(tokenizer, model.config.model_type)
     configure_generation(model, tokenizer, scheme, config.tgt_lang, config.num_beams,
                          config.max_target_length)
-    test = load_splits(config.data_root, config.tgt_lang, config.src_lang, config.dev_fraction,
-                      config.test_fraction, config.split_seed, config.train_size,
-                      config.max_eval_samples)["test"]
-    return serving_subject(config, model, tokenizer, scheme, list(test["src"]), precision)
+    return serving_subject(config, model, tokenizer, scheme, list(_splits(config)["test"]["src"]),
+                           precision)
 
 
 def train_command(args) -> int:
