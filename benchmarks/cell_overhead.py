@@ -70,21 +70,23 @@ def time_warm(configs, warm_up) -> list[dict[str, float]]:
     import papermill as pm
     from jupyter_client import KernelManager
 
+    from peft_utils.core.runs import HEADLESS, run_dir
     from peft_utils.core.study import study_of_config
+    from peft_utils.grid.cell import KERNEL, executed_notebook
 
-    os.environ.update(OMP_NUM_THREADS="1", PEFT_UTILS_HEADLESS="1")   # as run_cell's kernel
-    kernel = KernelManager(kernel_name="python3")
+    os.environ.update({"OMP_NUM_THREADS": "1", HEADLESS: "1"})   # as run_cell's kernel
+    kernel = KernelManager(kernel_name=KERNEL)
     kernel.start_kernel(cwd=str(REPO / "notebooks"))
     parts = []
     try:
         for config in [warm_up, *configs]:
             kind = study_of_config(config.to_dict())
-            out = Path(config.results_dir) / config.run_id
+            out = run_dir(config.results_dir, config.run_id)
             out.mkdir(parents=True, exist_ok=True)
             start = time.time()
-            pm.execute_notebook(str(kind.notebook), str(out / kind.notebook.name),
+            pm.execute_notebook(str(kind.notebook), str(executed_notebook(out, kind)),
                                 parameters=kind.notebook_parameters(config), km=kernel,
-                                kernel_name="python3", cwd=str(REPO / "notebooks"),
+                                kernel_name=KERNEL, cwd=str(kind.notebook.parent),
                                 progress_bar=False)
             parts.append(_parts(out / "record.json", start, time.time() - start))
     finally:
@@ -125,8 +127,9 @@ def main() -> int:
 
 
 def _metrics(config) -> dict:
-    return json.loads((Path(config.results_dir) / config.run_id / "record.json")
-                      .read_text())["metrics"]
+    from peft_utils.core.runs import read_record, run_dir
+
+    return read_record(run_dir(config.results_dir, config.run_id))["metrics"]
 
 
 if __name__ == "__main__":
