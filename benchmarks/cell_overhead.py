@@ -3,15 +3,15 @@ data and model loading, training, evaluation, the probe, saving, the inference m
 and what follows the record (plots, the executed notebook, its HTML).
 
 Runs the demo's SIB-200 final cell of each method given (default: pfeiffer, the issue's "PEFT
-demo cell") through `python -m peft_utils grid run-cell`, exactly as `grid run` does, one
+demo cell") through `python -m peft_utils grid run-cell`, in a kernel of its own, one
 after the other in a fresh results folder, with one torch thread (as each of the demo's two
 workers has). The record's stage times (costs.phases) and its start time place the stages
 inside the cell's wall time.
 
-With --warm it also runs the same cells in one kernel kept alive across them (papermill with
-a running kernel manager), after a LoRA warm-up cell, as a grid worker that reused its kernel
-would: what a warm kernel would save, and whether the records' metrics stay the same. The grid
-does not do this yet (every cell starts its own kernel).
+With --warm it also runs the same cells through one `grid worker` after a LoRA warm-up cell,
+as `grid run` runs every cell after a worker's first (the kernel kept and reset between cells):
+what the warm kernel saves, and whether the records' metrics stay the same. (`grid run
+--kernel-per-cell` runs every cell as the first.)
 
     python benchmarks/cell_overhead.py [--methods pfeiffer lora fft] [--scenario en] [--warm]
 """
@@ -65,32 +65,25 @@ def _parts(record_path: Path, start: float, wall: float) -> dict[str, float]:
 
 
 def time_warm(configs, warm_up) -> list[dict[str, float]]:
-    """Each config's notebook in one kernel that stays up, after the warm-up cell; the
-    parts as in time_cell (no HTML: the cell's own rendering is the same either way)."""
-    import papermill as pm
-    from jupyter_client import KernelManager
+    """Each config's cell in one `grid worker` after the warm-up cell, as `grid run` hands a
+    worker cell after cell (its kernel kept and reset in between); the parts as in time_cell."""
+    import threading
 
-    from peft_utils.core.runs import HEADLESS, run_dir
-    from peft_utils.core.study import study_of_config
-    from peft_utils.grid.cell import KERNEL, executed_notebook
+    from peft_utils.grid.cell import write_spec
+    from peft_utils.grid.executors import CellWorker
 
-    os.environ.update({"OMP_NUM_THREADS": "1", HEADLESS: "1"})   # as run_cell's kernel
-    kernel = KernelManager(kernel_name=KERNEL)
-    kernel.start_kernel(cwd=str(REPO / "notebooks"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    worker = CellWorker(env, True, threading.Lock(), threading.Event())
     parts = []
     try:
         for config in [warm_up, *configs]:
-            kind = study_of_config(config.to_dict())
-            out = run_dir(config.results_dir, config.run_id)
-            out.mkdir(parents=True, exist_ok=True)
+            spec = write_spec(config)
             start = time.time()
-            pm.execute_notebook(str(kind.notebook), str(executed_notebook(out, kind)),
-                                parameters=kind.notebook_parameters(config), km=kernel,
-                                kernel_name=KERNEL, cwd=str(kind.notebook.parent),
-                                progress_bar=False)
-            parts.append(_parts(out / "record.json", start, time.time() - start))
+            outcome = worker.run(spec, spec.parent / "run.log")
+            assert outcome and outcome["status"] == "complete", outcome
+            parts.append(_parts(spec.parent / "record.json", start, time.time() - start))
     finally:
-        kernel.shutdown_kernel(now=True)
+        worker.close()
     return parts[1:]
 
 
@@ -109,7 +102,7 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["pfeiffer"])
     parser.add_argument("--scenario", default="en")
     parser.add_argument("--warm", action="store_true",
-                        help="also run the cells in one kernel kept alive across them")
+                        help="also run the cells in one grid worker, its kernel kept across them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cell-overhead-") as tmp:
         fresh = [demo_cell(m, args.scenario, Path(tmp) / "fresh") for m in args.methods]

@@ -1,6 +1,8 @@
 """Grid files expand into cells; `grid run` executes the train notebook once per cell,
 resumes after an interruption without re-running finished cells, isolates failures, and
-reports; `grid status` reads the run folders; submitit runs cells as jobs."""
+reports; `grid status` reads the run folders; submitit runs cells as jobs. A local worker keeps
+its kernel from cell to cell: emptied in between, the same results, each cell's own peak memory
+and run.log, a new kernel after a failed cell; `--kernel-per-cell` gives each its own."""
 from __future__ import annotations
 
 import json
@@ -19,6 +21,7 @@ import yaml
 
 from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
+from peft_utils.core.devices import peak_memory, reset_peak_memory
 from peft_utils.core.runs import HEADLESS, read_record
 from peft_utils.grid import expand_grid, load_grid
 from peft_utils.grid.cell import Outcome, run_cell, write_spec
@@ -347,3 +350,87 @@ def test_one_cell_on_two_processes_with_accelerate(tmp_path, sib_root, tiny_mode
     # 140 training rows, batch 8 per process: 9 steps per epoch on two processes, not 18.
     assert record["costs"]["train_steps"] == 10
     assert record["costs"]["epochs"] == pytest.approx(10 / 9)
+
+
+# ---- a local worker keeps its kernel from cell to cell ----------------------------
+# Inserted after the parameters: which kernel runs the cell, and whether anything the
+# previous cell defined is still there.
+PROBE = ('import os\nprint("kernel pid", os.getpid())\n'
+         'print("leftover from an earlier cell:", "leftover" in globals())\nleftover = 1')
+
+
+def probed_notebook(folder: Path) -> Path:
+    notebook = nbformat.read(REPO / "notebooks" / "train.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
+    notebook.cells.insert(at + 1, nbformat.v4.new_code_cell(PROBE))
+    path = folder / "train.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def probe_output(executed: Path) -> tuple[int, bool, int]:
+    """(the kernel's pid, whether the namespace held an earlier cell's name, the first code
+    cell's execution count)."""
+    notebook = nbformat.read(executed, as_version=4)
+    text = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    pid = int(re.search(r"kernel pid (\d+)", text).group(1))
+    counts = [c.execution_count for c in notebook.cells if c.cell_type == "code"]
+    return pid, "earlier cell: True" in text, counts[0]
+
+
+def test_reset_peak_memory_forgets_an_earlier_peak():
+    import numpy as np
+
+    block = np.ones(400 * 2**20 // 8)   # 400 MiB resident
+    high, kind = peak_memory("cpu")
+    del block
+    assert kind == "cpu_peak_rss" and reset_peak_memory()
+    assert peak_memory("cpu")[0] < high - 300
+
+
+def test_worker_reuses_its_kernel_resets_it_and_replaces_it_after_a_failure(tmp_path, presets,
+                                                                            monkeypatch):
+    notebook = probed_notebook(tmp_path)
+    grid = write_yaml(presets / "grids" / "warm.yaml", {
+        "presets": ["../presets/broken.yaml", "../presets/tiny.yaml"],
+        "grid": {"method": ["lora", "bitfit"]},
+        # on one worker, in the grid's order: the broken lora cell, then lora, then bitfit
+        "exclude": [{"model": str(tmp_path / "no-weights-model"), "method": "bitfit"}]})
+    results = tmp_path / "results"
+    out = cli("grid", "run", str(grid), "--results", str(results), "--notebook", str(notebook))
+    assert out.returncode == 1, out.stdout + out.stderr   # the broken cell fails
+    broken, lora, bitfit = load_grid(grid, results_dir=results).cells
+    assert "no-weights-model" in broken.config.model
+    probes = [probe_output(results / c.run_id / "train.ipynb") for c in (broken, lora, bitfit)]
+    assert probes[1][0] != probes[0][0]   # a new kernel after the failed cell ...
+    assert probes[2] == (probes[1][0], False, 1)   # ... kept, emptied, counting from 1 again
+    for cell, other in ((lora, bitfit), (bitfit, lora)):
+        folder = results / cell.run_id
+        assert read_record(folder)["status"] == "complete" and (folder / "train.html").is_file()
+        log = (folder / "run.log").read_text()   # each cell's output in its own log
+        assert f"{cell.run_id} step" in log and "kernel pid" in log and other.run_id not in log
+
+    # The warm cell's results are those of the same cell alone in a new kernel, and its peak
+    # memory is its own (the tiny model's runs differ by far less than the imports' share).
+    alone = bitfit.config.replace(results_dir=str(tmp_path / "alone"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # as the grid's worker had
+    assert run_cell(write_spec(alone, grid, notebook))["status"] == "complete"
+    warm = read_record(results / bitfit.run_id)
+    cold = read_record(tmp_path / "alone" / bitfit.run_id)
+    assert warm["metrics"] == cold["metrics"]
+    peaks = warm["costs"]["peak_memory_mb"], cold["costs"]["peak_memory_mb"]
+    assert abs(peaks[0] - peaks[1]) < 0.1 * peaks[1], peaks
+
+
+def test_kernel_per_cell_gives_every_cell_its_own_kernel(tmp_path, presets):
+    notebook = probed_notebook(tmp_path)
+    grid = write_yaml(presets / "grids" / "cold.yaml", {
+        "presets": ["../presets/tiny.yaml"], "grid": {"method": ["lora", "bitfit"]}})
+    results = tmp_path / "results"
+    out = cli("grid", "run", str(grid), "--results", str(results), "--notebook", str(notebook),
+              "--kernel-per-cell")
+    assert out.returncode == 0, out.stdout + out.stderr
+    probes = [probe_output(results / c.run_id / "train.ipynb")
+              for c in load_grid(grid, results_dir=results).cells]
+    assert probes[0][0] != probes[1][0] and not probes[1][1]

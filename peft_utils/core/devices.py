@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 
 
 def select_devices(config) -> tuple[str, str]:
@@ -44,14 +45,50 @@ def prepare_device(config) -> tuple[str, str]:
 
 def peak_memory(device: str) -> tuple[float, str]:
     """(MiB, what was measured): the CUDA allocator's peak since training began on a GPU
-    (RunTrainerMixin.fit resets it), else this process's peak resident memory (one cell per
-    process in a grid)."""
+    (RunTrainerMixin.fit resets it), else this process's peak resident memory since it
+    started or since reset_peak_memory (a grid worker runs one cell after another)."""
     if device == "cuda":
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    # Linux reports kilobytes.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
+    return _resident_high_water_kb() / 1024, "cpu_peak_rss"
+
+
+def _resident_high_water_kb() -> float:
+    """VmHWM, which reset_peak_memory can reset; ru_maxrss (the same figure in a process that
+    never reset it, in kilobytes on Linux) where /proc is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak_memory() -> bool:
+    """Make the next run in this process measure its own CPU peak, as if it had the process
+    to itself: garbage collected, freed heap handed back to the system, the resident
+    high-water mark reset to what is resident now. False where the mark cannot be reset
+    (no Linux /proc): then the process must not run another measured run."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)   # glibc keeps freed arenas resident otherwise
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")   # 5: reset the peak resident set size (Linux >= 4.0)
+    except OSError:
+        return False
+    return True
 
 
 def is_main_process() -> bool:

@@ -2,9 +2,10 @@
 to HTML, and make sure a record exists whatever happened. A tuning trial runs the study's
 train_and_evaluate directly: a trial is one of many short runs, and nobody reads its notebook.
 
-A cell runs in its own process (`python -m peft_utils grid run-cell SPEC`, or a submitit job)
-so that it gets its own environment (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS), which the notebook
-kernel inherits, and so that papermill's change of working directory stays private to it.
+A cell runs in a process of the runner's (`grid.worker`, which runs cell after cell in a
+kernel it keeps; `grid run-cell SPEC`, one cell; or a submitit job) so that it gets its slot's
+environment (CUDA_VISIBLE_DEVICES, OMP_NUM_THREADS), which the notebook kernel inherits, and so
+that papermill's change of working directory stays private to it.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peft_utils.core.runs import (HEADLESS, RunBusyError, atomic_write_text, is_locked,
                                   record_status, remove_stale_temp_files, run_dir, run_lock,
                                   write_failure)
 from peft_utils.core.study import Study, study, study_of_config
+
+if TYPE_CHECKING:
+    from peft_utils.grid.worker import WarmKernel
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
 SPEC = "grid-cell.json"
@@ -59,9 +63,10 @@ def executed_notebook(out: Path, kind: Study) -> Path:
     return out / kind.notebook.name
 
 
-def run_cell(spec_path: str | Path) -> dict[str, Any]:
-    """Execute the cell described by `spec_path`; returns its Outcome as a dict (picklable,
-    for submitit). Never raises for a failing notebook: the failure is in the record."""
+def run_cell(spec_path: str | Path, kernel: WarmKernel | None = None) -> dict[str, Any]:
+    """Execute the cell described by `spec_path` (its notebook in `kernel` if given, else in a
+    kernel of its own); returns its Outcome as a dict (picklable, for submitit). Never raises
+    for a failing notebook: the failure is in the record."""
     # Under Slurm, use the cores the job was given (torch would otherwise take the node's).
     if os.environ.get("SLURM_CPUS_PER_TASK"):
         os.environ.setdefault("OMP_NUM_THREADS", os.environ["SLURM_CPUS_PER_TASK"])
@@ -74,7 +79,7 @@ def run_cell(spec_path: str | Path) -> dict[str, Any]:
         # One attempt per cell at a time: a second runner (or this one's predecessor, killed
         # and still shutting down) is waited for, then its result counts.
         with run_lock(out, CELL_LOCK), _headless():
-            return _run_locked(kind, config, out, spec, start)
+            return _run_locked(kind, config, out, spec, start, kernel)
     except RunBusyError as err:
         return asdict(Outcome(config.run_id, "failed", str(err), time.perf_counter() - start))
 
@@ -94,7 +99,8 @@ def _headless():
             os.environ[HEADLESS] = before
 
 
-def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: float) -> dict:
+def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: float,
+                kernel: WarmKernel | None) -> dict:
     if record_status(out) == "complete":   # e.g. a requeued Slurm job whose cell finished
         return asdict(Outcome(config.run_id, "complete", None, 0.0))
     if not is_locked(out):   # no kernel of an earlier attempt is still writing
@@ -106,7 +112,7 @@ def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: flo
         error = _train(kind, config)
     else:
         error = _execute(Path(spec["notebook"]), executed, kind.notebook_parameters(config),
-                         spec.get("kernel", KERNEL))
+                         spec.get("kernel", KERNEL), kernel)
         _render_html(executed, executed.with_suffix(".html"))
     status = record_status(out)
     if status != "complete":
@@ -121,20 +127,25 @@ def _run_locked(kind: Study, config, out: Path, spec: dict[str, Any], start: flo
     return asdict(outcome)
 
 
-def _execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel: str) -> str | None:
+def _execute(notebook: Path, output: Path, parameters: dict[str, Any], kernel_name: str,
+             kernel: WarmKernel | None) -> str | None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    error = None
     try:
         # cwd: the notebook's folder, as in JupyterLab; the cell's paths are absolute anyway.
+        km = kernel.manager(kernel_name, notebook.parent) if kernel else None
         pm.execute_notebook(str(notebook), str(output), parameters=parameters,
-                            kernel_name=kernel, cwd=str(notebook.parent), progress_bar=False,
-                            log_output=True)
+                            kernel_name=kernel_name, cwd=str(notebook.parent), km=km,
+                            progress_bar=False, log_output=True)
     except PapermillExecutionError as err:
-        return f"{err.ename}: {err.evalue}"
+        error = f"{err.ename}: {err.evalue}"
     except Exception as err:  # kernel died, missing kernelspec, unreadable notebook, ...
-        return "".join(traceback.format_exception_only(err)).strip()
-    return None
+        error = "".join(traceback.format_exception_only(err)).strip()
+    if kernel:
+        kernel.after_cell(failed=error is not None)
+    return error
 
 
 def _train(kind: Study, config) -> str | None:
@@ -158,7 +169,7 @@ def _render_html(notebook: Path, html: Path) -> None:
         print(f"warning: could not render {notebook} to HTML: {err}")
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """End this worker when the runner that started it dies, even by SIGKILL (which it cannot
     forward): the worker has a session of its own, so nothing else would stop it, and a rerun
     of the grid would find it still writing. Its kernel follows, since ipykernel exits when
@@ -186,7 +197,7 @@ def main(spec_path: str) -> int:
             raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
-    _exit_with_parent()
+    exit_with_parent()
     # papermill logs each cell and, with log_output, its output: the cell's run.log.
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     outcome = run_cell(spec_path)

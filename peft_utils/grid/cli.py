@@ -1,4 +1,4 @@
-"""`python -m peft_utils grid run|status|run-cell`."""
+"""`python -m peft_utils grid run|status|run-cell|worker`."""
 from __future__ import annotations
 
 import signal
@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     run.add_argument("--results", help="results folder (default: the grid file's, else results)")
     run.add_argument("--notebook", help="notebook to execute (default: the study's, "
                      "notebooks/train.ipynb or notebooks/mt_train.ipynb)")
+    run.add_argument("--kernel-per-cell", action="store_true",
+                     help="local: a new worker process and kernel for every cell, instead of "
+                     "one per worker kept from cell to cell (reset in between)")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="state of every cell of a grid file")
@@ -32,6 +35,10 @@ def register(subparsers) -> None:
     cell = sub.add_parser("run-cell", help="(internal) execute one cell from its grid-cell.json")
     cell.add_argument("spec")
     cell.set_defaults(func=lambda args: _run_cell(args.spec))
+
+    worker = sub.add_parser("worker", help="(internal) run the cells named on stdin, one "
+                            "kernel kept across them")
+    worker.set_defaults(func=lambda args: _worker())
 
 
 def _run(args) -> int:
@@ -145,7 +152,8 @@ def _execute(grid, todo, args) -> int:
             gpus = visible_gpus()
             print(f"local executor: {args.workers} worker(s) on "
                   + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU"), flush=True)
-            outcomes = run_local(grid, todo, args.workers, progress, notebook)
+            outcomes = run_local(grid, todo, args.workers, progress, notebook,
+                                 reuse_kernels=not args.kernel_per_cell)
         else:
             outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
     except KeyboardInterrupt:
@@ -188,3 +196,9 @@ def _run_cell(spec: str) -> int:
     from peft_utils.grid.cell import main
 
     return main(spec)
+
+
+def _worker() -> int:
+    from peft_utils.grid.worker import main
+
+    return main()

@@ -1,10 +1,13 @@
-"""Run pending cells: locally (N at a time, one process each) or as Slurm jobs (submitit).
+"""Run pending cells: locally (N at a time, a worker process per slot that keeps its kernel
+from cell to cell) or as Slurm jobs (submitit, one cell per job).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
 failing cell.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +22,7 @@ from typing import Any
 
 from peft_utils.core.config import ConfigError
 from peft_utils.core.runs import is_locked, read_record, run_dir, write_failure
-from peft_utils.grid.cell import CELL_LOCK, Outcome, executed_notebook, write_spec
+from peft_utils.grid.cell import CELL_LOCK, Outcome, write_spec
 from peft_utils.grid.spec import Cell, Grid
 
 # Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
@@ -98,48 +101,82 @@ def cell_env(slot: int, workers: int, gpus: list[str]) -> dict[str, str]:
     return env
 
 
+class CellWorker:
+    """The runner's end of one slot's `grid worker` process: started for the slot's first
+    cell, kept for the next (its kernel stays warm) unless `reuse` is off or the worker says
+    it cannot take another, started anew after it died."""
+
+    def __init__(self, env: dict[str, str], reuse: bool, guard: threading.Lock,
+                 stopping: threading.Event):
+        self.env, self.reuse, self.guard, self.stopping = env, reuse, guard, stopping
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    def run(self, spec: Path, log: Path) -> dict[str, Any] | None:
+        """The cell's Outcome as the worker reported it; None if the worker ended first."""
+        with self.guard:   # no new worker once the runner is stopping
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            if self.proc is None:
+                with open(log, "a", encoding="utf-8") as stderr:   # until it takes the cell
+                    self.proc = subprocess.Popen(
+                        [sys.executable, "-m", "peft_utils", "grid", "worker"], env=self.env,
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                        start_new_session=True)   # Ctrl-C reaches the runner, which stops it
+            proc = self.proc
+        try:
+            proc.stdin.write(json.dumps({"spec": str(spec), "log": str(log)}) + "\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline() or "null")
+        except (OSError, ValueError):   # it died before or while answering
+            answer = None
+        if answer is None or not (self.reuse and answer["reusable"]):
+            self.close()
+        return answer and answer["outcome"]
+
+    def close(self) -> None:
+        """Let the worker finish (it shuts its kernel down) and wait for it."""
+        with self.guard:
+            proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            self.returncode = proc.wait()
+
+    def terminate(self) -> None:
+        with self.guard:
+            if self.proc is not None:
+                _terminate(self.proc)
+
+
 def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
-              notebook: Path | None = None) -> list[Outcome]:
+              notebook: Path | None = None, reuse_kernels: bool = True) -> list[Outcome]:
     gpus = visible_gpus()
-    slots: Queue[int] = Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    running: set[subprocess.Popen] = set()
-    stopping = threading.Event()
-    lock = threading.Lock()
+    guard, stopping = threading.Lock(), threading.Event()
+    slots: Queue[CellWorker] = Queue()
+    pool_of = [CellWorker(cell_env(slot, workers, gpus), reuse_kernels, guard, stopping)
+               for slot in range(workers)]
+    for worker in pool_of:
+        slots.put(worker)
 
     def work(cell: Cell) -> Outcome:
-        slot = slots.get()
-        if stopping.is_set():
-            slots.put(slot)
-            raise KeyboardInterrupt
-        spec = write_spec(cell.config, grid.path, notebook)
-        start, proc = time.perf_counter(), None
+        worker = slots.get()
         try:
-            with open(spec.parent / "run.log", "w", encoding="utf-8") as log:
-                with lock:   # no new worker once the runner is stopping
-                    if stopping.is_set():
-                        raise KeyboardInterrupt
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "peft_utils", "grid", "run-cell", str(spec)],
-                        env=cell_env(slot, workers, gpus), stdout=log, stderr=subprocess.STDOUT,
-                        start_new_session=True)   # Ctrl-C reaches the runner, which stops it
-                    running.add(proc)
-            rc = proc.wait()
+            if stopping.is_set():
+                raise KeyboardInterrupt
+            spec = write_spec(cell.config, grid.path, notebook)
+            log = spec.parent / "run.log"
+            log.write_text("", encoding="utf-8")
+            start = time.perf_counter()
+            answer = worker.run(spec, log)
         finally:
-            if proc is not None:
-                with lock:
-                    running.discard(proc)
-            slots.put(slot)
+            slots.put(worker)
         if stopping.is_set():
             raise KeyboardInterrupt
-        outcome = _outcome_from_record(cell, time.perf_counter() - start,
-                                       f"worker exited with status {rc}; see {spec.parent / 'run.log'}")
-        if outcome.ok and rc != 0:   # trained and recorded, but a later notebook cell failed
-            outcome = Outcome(cell.run_id, "failed", "notebook error after the run completed "
-                              f"(record kept); see {executed_notebook(spec.parent, grid.study)}",
-                              outcome.wall_s)
-        return outcome
+        if answer is not None:
+            return Outcome(**answer)
+        return _outcome_from_record(cell, time.perf_counter() - start,
+                                    f"worker exited with status {worker.returncode}; see {log}")
 
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
@@ -151,12 +188,13 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
             progress.finished(outcome)
     except BaseException:
         stopping.set()
-        with lock:
-            for proc in running:
-                _terminate(proc)
+        for worker in pool_of:
+            worker.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    for worker in pool_of:
+        worker.close()
     return outcomes
 
 
