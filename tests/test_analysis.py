@@ -185,7 +185,7 @@ def test_inference_table_ratios_storage_and_bench_over_record(tmp_path):
 
 
 def test_pareto_front_keeps_the_undominated_points():
-    from peft_utils.classification.analysis.serving import pareto_front
+    from peft_utils.core.cost_of_use import pareto_front
 
     score = pd.Series([0.9, 0.8, 0.7, 0.85, 0.8])
     cost = pd.Series([100.0, 10.0, 10.0, 100.0, 5.0])

@@ -1,5 +1,6 @@
 """The MT analysis on hand-made records with known scores: differences to FFT, close vs
-distant pairs, data-size curves, FFT-small vs PEFT-large, failed runs listed, files written."""
+distant pairs, data-size curves, FFT-small vs PEFT-large, the inference table and Pareto
+figures, failed runs listed, files written."""
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,8 @@ import itertools
 import pytest
 
 from peft_utils.core.runs import write_failure, write_run_record
-from peft_utils.mt.analysis import (close_vs_distant, load_mt_results, model_size_table,
-                                    score_table, vs_fft, write_mt_report)
+from peft_utils.mt.analysis import (close_vs_distant, inference_table, load_mt_results,
+                                    model_size_table, score_table, vs_fft, write_mt_report)
 from peft_utils.mt.config import MTConfig
 
 SIZES = {"small": 100_000, "large": 200_000}
@@ -21,6 +22,19 @@ def bleu_of(model: str, tgt: str, method: str, budget, n: int, seed: int) -> flo
     if method != "fft":
         score -= 2 if tgt == "de" else 6
     return score + (0.5 if seed == 1 else -0.5)
+
+
+def timing(ms: float) -> dict:
+    return {"examples_per_s": 1000 / ms, "latency_ms_median": ms, "latency_ms_p95": 2 * ms}
+
+
+def inference_block(method: str, base: int, trainable: int) -> dict:
+    """FFT 10 ms per sentence; LoRA 12 ms as trained, 10 ms merged."""
+    lora = method != "fft"
+    return {"rows": 50, "batch_size": 16, "merge": "merges" if lora else "nothing to merge",
+            "unmerged": timing(12.0 if lora else 10.0), "merged": timing(10.0) if lora else None,
+            "merge_max_diff": 0.0 if lora else None, "serve_bytes": 4 * trainable,
+            "full_model_bytes": 4 * base}
 
 
 def write_run(root, model, tgt, method, budget, n, seed):
@@ -45,7 +59,10 @@ def write_run(root, model, tgt, method, budget, n, seed):
                   "train_wall_s": 1.0, "train_samples_per_s": 1.0, "train_tokens_per_s": 1.0,
                   "peak_memory_mb": 1.0, "peak_memory_kind": "cpu_peak_rss",
                   "checkpoint_mb": 0.0, "train_sentences": n},
-        "meta": {"packages": {}, "git_commit": None, "device": "cpu", "seed": seed}})
+        "meta": {"packages": {}, "git_commit": None, "device": "cpu", "seed": seed},
+        # older records have no inference block: the large model's small-data runs here
+        **({} if (model, n) == ("large", 100) else
+           {"inference": inference_block(method, base, trainable)})})
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +104,29 @@ def test_fft_on_the_smaller_model_beside_peft_on_the_larger(results):
     assert len(de) == 2 and (de["delta_bleu"].round(6) == 3.0).all()   # +5 model, -2 PEFT
 
 
+def test_inference_table_ratios_to_fft_and_storage(results):
+    table = inference_table(load_mt_results(results), k_tasks=4)
+    assert set(zip(table["model"], table["train_sentences"])) == {
+        ("small", 100), ("small", 1000), ("large", 1000)}   # older records left out
+    lora = table[(table["method"] == "lora") & (table["budget"] == 0.1)].iloc[0]
+    assert lora["latency_vs_fft"] == pytest.approx(1.2)
+    assert lora["merged_latency_vs_fft"] == pytest.approx(1.0)
+    assert lora["throughput_vs_fft"] == pytest.approx(10 / 12)
+    base = SIZES[lora["model"]] * 4
+    assert lora["k_tasks_gb"] == pytest.approx((base + 4 * 0.1 * base) / 1e9)
+    fft = table[table["method"] == "fft"].iloc[0]
+    assert fft["k_tasks_vs_fft"] == pytest.approx(1.0) and fft["n_seeds"] == 2
+
+
 def test_report_writes_tables_and_figures(results, tmp_path):
     report = write_mt_report(results, tmp_path / "tables", tmp_path / "figures")
     for name in ("mt_scores", "mt_budgets", "mt_vs_fft", "mt_close_vs_distant",
-                 "mt_data_size", "mt_model_size", "mt_failed_runs"):
+                 "mt_data_size", "mt_model_size", "mt_inference", "mt_failed_runs"):
         for ext in ("csv", "md", "tex"):
             assert (tmp_path / "tables" / f"{name}.{ext}").stat().st_size > 0
     names = set(report.figures)
-    assert {"mt_data_size-small", "mt_data_size-large", "mt_model_size"} <= names
+    assert {"mt_data_size-small", "mt_data_size-large", "mt_model_size",
+            "mt_pareto-small-n100", "mt_pareto-large-n1000"} <= names
     assert any(n.startswith("mt_close_vs_distant-large") for n in names)
     assert all(p.stat().st_size > 0 for paths in report.figures.values() for p in paths)
     assert "30.0 ± 0.7" in (tmp_path / "tables" / "mt_scores.md").read_text()

@@ -5,6 +5,20 @@ from pathlib import Path
 
 from peft_utils.core.runs import atomic_write_text
 
+DASH = "–"   # what a formatted table shows for a missing value
+
+
+def fmt_number(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    if value is None or value != value:   # None or NaN
+        return DASH
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def fmt_signed(value: float | None, digits: int = 1, suffix: str = "") -> str:
+    if value is None or value != value:
+        return DASH
+    return f"{value:+,.{digits}f}{suffix}"
+
 # pdflatex-safe spellings of the symbols the formatted tables use.
 _LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$",
           "−": "-"}

@@ -27,7 +27,7 @@ from peft_utils.core.runs import (HEADLESS, RunBusyError, atomic_write_text, is_
 from peft_utils.core.study import Study, study, study_of_config
 
 if TYPE_CHECKING:
-    from peft_utils.grid.worker import WarmKernel
+    from peft_utils.grid.kernel import WarmKernel
 
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
 SPEC = "grid-cell.json"

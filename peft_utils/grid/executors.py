@@ -154,9 +154,9 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     gpus = visible_gpus()
     guard, stopping = threading.Lock(), threading.Event()
     slots: Queue[CellWorker] = Queue()
-    pool_of = [CellWorker(cell_env(slot, workers, gpus), reuse_kernels, guard, stopping)
+    slot_workers = [CellWorker(cell_env(slot, workers, gpus), reuse_kernels, guard, stopping)
                for slot in range(workers)]
-    for worker in pool_of:
+    for worker in slot_workers:
         slots.put(worker)
 
     def work(cell: Cell) -> Outcome:
@@ -188,12 +188,12 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
             progress.finished(outcome)
     except BaseException:
         stopping.set()
-        for worker in pool_of:
+        for worker in slot_workers:
             worker.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    for worker in pool_of:
+    for worker in slot_workers:
         worker.close()
     return outcomes
 

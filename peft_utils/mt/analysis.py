@@ -6,6 +6,9 @@ per run). The questions (Üstün & Cooper Stickland, 2022):
 3. Data size: does PEFT beat FFT with little data?
 4. Model size: does PEFT on a larger model beat FFT on a smaller one?
 
+And what using each model costs (peft_utils.core.cost_of_use): translation speed as trained and
+merged, the storage of K pairs served from one base, and the Pareto front of BLEU against cost.
+
 Scores are test-set means over seeds (sample sd, ddof=1; one seed: no spread, "–").
 Differences to FFT compare runs of the same model, pair and training size.
 """
@@ -18,6 +21,9 @@ from typing import Any
 import pandas as pd
 
 from peft_utils.core import outputs
+from peft_utils.core.cost_of_use import (K_TASKS, inference_row, pareto_figure, serving_costs,
+                                         serving_display)
+from peft_utils.core.inference_bench import read_bench
 from peft_utils.core.runs import is_trial, scan_runs
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
                                    data_size_figure, model_size_figure, setting_label)
@@ -35,6 +41,10 @@ CAPTIONS = {
     "mt_close_vs_distant": "Mean method − FFT difference over close and over distant pairs.",
     "mt_data_size": "Test BLEU by training size (sentences), per model, pair and method.",
     "mt_model_size": "FFT on the smaller model vs each PEFT setting on the larger one (test).",
+    "mt_inference": "Translation cost per setting: sentences/s at the evaluation batch size and "
+                    "latency at batch 1 (median, p95), as trained and merged, against FFT of "
+                    "the same model, size and pair; bytes to serve, and K pairs served from one "
+                    "base model against K full models.",
     "mt_failed_runs": "MT runs left out of every table: failed, unreadable or unfinished.",
 }
 
@@ -66,6 +76,7 @@ def load_mt_results(root: str | Path) -> MTResults:
         raise FileNotFoundError(f"MT results folder {root} does not exist; run an MT grid first "
                                 "(`python -m peft_utils grid run configs/mt/<grid>.yaml`)")
     rows, failed = [], []
+    bench = read_bench(root).get("runs", {})
     for run in scan_runs(root):
         record = run.record
         if record is not None and record.get("kind") != "mt":
@@ -87,7 +98,7 @@ def load_mt_results(root: str | Path) -> MTResults:
         for split in ("dev", "test"):
             for metric in METRICS:
                 row[f"{split}_{metric}"] = metrics[split]["overall"][metric]
-        rows.append(row)
+        rows.append({**row, **(inference_row(info["run_id"], record, bench) or {})})
     runs = pd.DataFrame(rows)
     if not runs.empty:
         runs["budget"] = runs["budget"].astype(float)
@@ -225,6 +236,50 @@ def model_size_table(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                                        "delta_chrf"])
 
 
+def inference_table(results: MTResults, k_tasks: int = K_TASKS) -> pd.DataFrame:
+    """Per setting (mean over seeds) of the runs with inference figures: speed as trained and
+    merged, ratios to FFT of the same model, size and pair, and the storage of `k_tasks` pairs
+    (core.cost_of_use.serving_costs)."""
+    runs = results.runs
+    if "merge" not in runs:   # no run has an inference block
+        return pd.DataFrame()
+    return _order(serving_costs(runs[runs["merge"].notna()], CONDITION + SETTING, CONDITION,
+                                "fft", k_tasks))
+
+
+def inference_display(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return serving_display(table, {
+        "model": table["model"], "sentences": table["train_sentences"], "pair": table["pair"],
+        "setting": [setting_label(m, b) for m, b in zip(table["method"], table["budget"])]})
+
+
+def pareto_figures(scores: pd.DataFrame, serving: pd.DataFrame) -> dict[str, object]:
+    """Per model and training size: test BLEU against trainable parameters, training time and
+    latency, each setting a point averaged over the pairs (settings run on every pair only)."""
+    data = scores.copy()
+    data["latency_ms"] = float("nan")
+    if not serving.empty:
+        data = data.drop(columns="latency_ms").merge(
+            serving[CONDITION + SETTING + ["best_latency_ms"]].rename(
+                columns={"best_latency_ms": "latency_ms"}), on=CONDITION + SETTING, how="left")
+    figures = {}
+    for (model, n), part in data.groupby(["model", "train_sentences"], sort=False):
+        pairs = part["pair"].nunique()
+        points = part.groupby(SETTING, dropna=False, sort=False).agg(
+            bleu=("test_bleu_mean", "mean"), trainable=("trainable", "mean"),
+            train_wall_s=("train_wall_s", "mean"), latency_ms=("latency_ms", "mean"),
+            pairs=("pair", "nunique")).reset_index()
+        points = points[points["pairs"] == pairs]
+        points["setting"] = [setting_label(m, b) for m, b in
+                             zip(points["method"], points["budget"])]
+        figures[_stem("mt_pareto", model, f"n{n}")] = pareto_figure(
+            points, "bleu", "setting", f"test BLEU (mean of {pairs} pair(s))",
+            f"{model} · {n} sentences")
+    return figures
+
+
 def _rounded(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     out = frame.copy()
     for col in out.columns:
@@ -251,8 +306,9 @@ def _stem(*parts: Any) -> str:
 
 
 def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt",
-                    figures_dir: str | Path = "figures/mt") -> MTReport:
-    """Analyse the MT results folder; write tables (csv, md, tex) and figures (png, pdf)."""
+                    figures_dir: str | Path = "figures/mt", k_tasks: int = K_TASKS) -> MTReport:
+    """Analyse the MT results folder; write tables (csv, md, tex) and figures (png, pdf).
+    `k_tasks`: the pairs served from one base model in the inference table's storage."""
     results = load_mt_results(results_dir)
     report = MTReport(results)
 
@@ -276,6 +332,8 @@ def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt
     add("mt_data_size", sizes, _rounded(sizes))
     models = model_size_table(scores, results.runs)
     add("mt_model_size", models, _rounded(models))
+    serving = inference_table(results, k_tasks)
+    add("mt_inference", serving, inference_display(serving))
 
     figures = {}
     for (model, n), part in scores.groupby(["model", "train_sentences"], sort=False):
@@ -288,6 +346,7 @@ def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt
             figures[_stem("mt_data_size", model)] = data_size_figure(part)
     if not models.empty:
         figures["mt_model_size"] = model_size_figure(models)
+    figures.update(pareto_figures(scores, serving))
     for name, fig in figures.items():
         report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files.extend(report.figures[name])

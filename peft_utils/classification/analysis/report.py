@@ -108,15 +108,16 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("baselines", baselines, baseline_display(baselines))
     sources = provenance(results)
     add("provenance", sources, sources)
-    if not results.trials.empty:
-        report.tuning_budget = T.budget_statement(results)
-        trials, chosen = T.trial_table(results), T.chosen_table(results)
+    trials = T.trial_table(results)
+    if not trials.empty:
+        report.tuning_budget = T.budget_statement(results, trials)
+        chosen = T.chosen_table(results, trials)
         add("tuning_trials", trials, trials.round(4))
         add("tuning_chosen", chosen, T.chosen_display(chosen, T.tuned_keys(results.trials)))
 
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
             "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
-            **T.sensitivity_figures(results), **S.pareto_figures(results)}
+            **T.sensitivity_figures(results, trials), **S.pareto_figures(f1, costs, serving)}
     for name, fig in made.items():
         report.figures[name] = outputs.save_figure(fig, figures_dir, name)
         report.files += report.figures[name]

@@ -12,8 +12,8 @@ import pandas as pd
 
 from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
                                                      as_results, cell_std, sort_cells)
+from peft_utils.core.outputs import DASH, fmt_number, fmt_signed
 
-DASH = "–"
 ZERO_SHOT_MARK = "*"   # language without training data in the scenario
 DEV_MARK = "†"         # no gold on test: the dev score stands in
 # Cost columns of a record -> table columns, in reading order.
@@ -29,18 +29,6 @@ def fmt_mean_std(mean: float, std: float, digits: int = 3) -> str:
         return ""
     spread = DASH if std is None or pd.isna(std) else f"{std:.{digits}f}"
     return f"{mean:.{digits}f} ± {spread}"
-
-
-def fmt_number(value: float, digits: int = 1, suffix: str = "") -> str:
-    if value is None or pd.isna(value):
-        return DASH
-    return f"{value:,.{digits}f}{suffix}"
-
-
-def fmt_signed(value: float, digits: int = 1, suffix: str = "") -> str:
-    if value is None or pd.isna(value):
-        return DASH
-    return f"{value:+,.{digits}f}{suffix}"
 
 
 def display_keys(frame: pd.DataFrame) -> list[str]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification.analysis.load import Results, sort_cells
-from peft_utils.classification.analysis.tables import fmt_number
+from peft_utils.core.outputs import fmt_number
 
 GROUP = ["task", "scenario", "method"]
 
@@ -33,10 +33,10 @@ def trial_table(results: Results) -> pd.DataFrame:
     return table
 
 
-def chosen_table(results: Results) -> pd.DataFrame:
+def chosen_table(results: Results, table: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method and group: the chosen values, their dev score, and what tuning cost (trial
-    runs, optimiser steps, training seconds over every trial)."""
-    table = trial_table(results)
+    runs, optimiser steps, training seconds over every trial); `table`: trial_table's."""
+    table = trial_table(results) if table is None else table
     if table.empty:
         return table
     keys = tuned_keys(results.trials)
@@ -66,9 +66,9 @@ def chosen_display(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return out
 
 
-def budget_statement(results: Results) -> str:
+def budget_statement(results: Results, table: pd.DataFrame | None = None) -> str:
     """The tuning budget in one sentence, read from the trial records ('' without trials)."""
-    table = trial_table(results)
+    table = trial_table(results) if table is None else table
     if table.empty:
         return ""
     per_method = table.groupby("group")["trial"].nunique()
@@ -83,14 +83,15 @@ def budget_statement(results: Results) -> str:
             f"{len(results.trials)} trial runs in {per_method.size} groups.")
 
 
-def sensitivity_figures(results: Results) -> dict[str, object]:
+def sensitivity_figures(results: Results, table: pd.DataFrame | None = None
+                        ) -> dict[str, object]:
     """Per task and tuning scenario: dev score against the first tuned value (log scale),
     one line per method, the chosen trial circled."""
     import matplotlib.pyplot as plt
 
     from peft_utils.classification.analysis.figures import safe_name
 
-    table = trial_table(results)
+    table = trial_table(results) if table is None else table
     if table.empty:
         return {}
     key = tuned_keys(results.trials)[0]
