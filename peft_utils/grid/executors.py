@@ -155,7 +155,7 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     guard, stopping = threading.Lock(), threading.Event()
     slots: Queue[CellWorker] = Queue()
     slot_workers = [CellWorker(cell_env(slot, workers, gpus), reuse_kernels, guard, stopping)
-               for slot in range(workers)]
+                    for slot in range(workers)]
     for worker in slot_workers:
         slots.put(worker)
 
@@ -169,6 +169,7 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
             log.write_text("", encoding="utf-8")
             start = time.perf_counter()
             answer = worker.run(spec, log)
+            returncode = worker.returncode   # before another cell may restart the worker
         finally:
             slots.put(worker)
         if stopping.is_set():
@@ -176,7 +177,7 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
         if answer is not None:
             return Outcome(**answer)
         return _outcome_from_record(cell, time.perf_counter() - start,
-                                    f"worker exited with status {worker.returncode}; see {log}")
+                                    f"worker exited with status {returncode}; see {log}")
 
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")

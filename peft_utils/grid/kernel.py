@@ -25,7 +25,7 @@ class WarmKernel:
     the clients are tracked here and stopped after each cell)."""
 
     def __init__(self) -> None:
-        self.manager_: Any = None
+        self.km: Any = None
         self.key: tuple[str, str] | None = None
         self.clients: list[Any] = []
 
@@ -33,9 +33,9 @@ class WarmKernel:
         """The running kernel's manager; a new kernel if none is running or it was started
         for another kernel name or folder."""
         key = (kernel_name, str(cwd))
-        if self.manager_ is not None and (self.key != key or not self.manager_.is_alive()):
+        if self.km is not None and (self.key != key or not self.km.is_alive()):
             self.discard()
-        if self.manager_ is None:
+        if self.km is None:
             from jupyter_client import KernelManager
 
             clients = self.clients
@@ -48,20 +48,20 @@ class WarmKernel:
 
             manager = TrackedKernelManager(kernel_name=kernel_name)
             manager.start_kernel(cwd=str(cwd))
-            self.manager_, self.key = manager, key
-        return self.manager_
+            self.km, self.key = manager, key
+        return self.km
 
     def after_cell(self, failed: bool) -> None:
         """Ready the kernel for the next cell, or shut it down if the cell failed or the
         kernel cannot be reset."""
         self._stop_clients()
-        if self.manager_ is None:
+        if self.km is None:
             return
         if failed or not self._reset():
             self.discard()
 
     def _reset(self) -> bool:
-        client = self.manager_.client()
+        client = self.km.client()
         try:
             client.start_channels()
             client.wait_for_ready(timeout=60)
@@ -83,9 +83,9 @@ class WarmKernel:
 
     def discard(self) -> None:
         self._stop_clients()
-        if self.manager_ is not None:
+        if self.km is not None:
             try:
-                self.manager_.shutdown_kernel(now=True)
+                self.km.shutdown_kernel(now=True)
             except Exception:
                 pass
-            self.manager_, self.key = None, None
+            self.km, self.key = None, None

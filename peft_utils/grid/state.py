@@ -52,7 +52,8 @@ def _table(grid: Grid, cells: list[Cell]) -> str:
         counts[state] += 1
         rows.append((state, cell.run_id, _dev_score(grid.results_dir, cell, state),
                      grid.describe(cell, keys)))
-    width = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("state", "run id", "dev"))]
+    width = [max([len(h)] + [len(r[i]) for r in rows])
+             for i, h in enumerate(("state", "run id", "dev"))]
     lines = [f"{'state':<{width[0]}}  {'run id':<{width[1]}}  {'dev':>{width[2]}}  settings"]
     lines += [f"{s:<{width[0]}}  {r:<{width[1]}}  {d:>{width[2]}}  {v}" for s, r, d, v in rows]
     lines.append(", ".join(f"{n} {state}" for state, n in counts.items())

@@ -29,6 +29,7 @@ from peft_utils.core.runs import HEADLESS, record_status, run_dir
 from peft_utils.grid.cell import exit_with_parent, run_cell
 from peft_utils.grid.kernel import WarmKernel
 
+
 def _log_to(path: str) -> None:
     """Send this process's stdout and stderr (and what children inherit) to `path`."""
     sys.stdout.flush()
