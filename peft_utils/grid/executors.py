@@ -1,5 +1,6 @@
-"""Run pending cells: locally (N at a time, a worker process per slot that keeps its kernel
-from cell to cell) or as Slurm jobs (submitit, one cell per job).
+"""Run pending cells: locally (N at a time, a worker process per slot, which keeps its kernel
+from cell to cell where that changes no figure: see keeps_kernels) or as Slurm jobs (submitit,
+one cell per job).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
 failing cell.
@@ -125,7 +126,8 @@ class CellWorker:
                         start_new_session=True)   # Ctrl-C reaches the runner, which stops it
             proc = self.proc
         try:
-            proc.stdin.write(json.dumps({"spec": str(spec), "log": str(log)}) + "\n")
+            proc.stdin.write(json.dumps({"spec": str(spec), "log": str(log),
+                                         "keep": self.reuse}) + "\n")
             proc.stdin.flush()
             answer = json.loads(proc.stdout.readline() or "null")
         except (OSError, ValueError):   # it died before or while answering
@@ -149,12 +151,26 @@ class CellWorker:
                 _terminate(self.proc)
 
 
+KERNEL_POLICIES = ("auto", "keep", "per-cell")
+
+
+def keeps_kernels(policy: str, cells: list[Cell], gpus: list[str]) -> bool:
+    """Whether a worker keeps its kernel from cell to cell. `auto`: only where every cell
+    trains on a GPU, whose peak memory (the CUDA allocator's, reset when training starts)
+    does not depend on what ran before in the process. A CPU cell's peak is the process's
+    resident memory, which reads higher after a larger cell in the same process however it is
+    reset (the C allocator's state), so on CPU each cell gets a new kernel unless `keep`."""
+    if policy == "auto":
+        return bool(gpus) and all(c.config.device in ("auto", "cuda") for c in cells)
+    return policy == "keep"
+
+
 def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
-              notebook: Path | None = None, reuse_kernels: bool = True) -> list[Outcome]:
+              notebook: Path | None = None, keep_kernels: bool = False) -> list[Outcome]:
     gpus = visible_gpus()
     guard, stopping = threading.Lock(), threading.Event()
     slots: Queue[CellWorker] = Queue()
-    slot_workers = [CellWorker(cell_env(slot, workers, gpus), reuse_kernels, guard, stopping)
+    slot_workers = [CellWorker(cell_env(slot, workers, gpus), keep_kernels, guard, stopping)
                     for slot in range(workers)]
     for worker in slot_workers:
         slots.put(worker)

@@ -28,6 +28,7 @@ class WarmKernel:
         self.km: Any = None
         self.key: tuple[str, str] | None = None
         self.clients: list[Any] = []
+        self.keep = True   # False: the kernel serves one cell (no reset after it)
 
     def manager(self, kernel_name: str, cwd: Path):
         """The running kernel's manager; a new kernel if none is running or it was started
@@ -57,7 +58,7 @@ class WarmKernel:
         self._stop_clients()
         if self.km is None:
             return
-        if failed or not self._reset():
+        if failed or not self.keep or not self._reset():
             self.discard()
 
     def _reset(self) -> bool:

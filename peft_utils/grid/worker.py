@@ -1,18 +1,21 @@
-"""A grid worker: runs the cells the runner hands it one after another, in one notebook kernel
-kept alive across them, so that each cell after the first skips starting Python and importing
-torch, transformers, peft and adapters (most of what a short cell spends outside training).
+"""A grid worker: runs the cells the runner hands it one after another, keeping one notebook
+kernel across them when asked, so that each cell after the first skips starting Python and
+importing torch, transformers, peft and adapters (most of what a short cell spends outside
+training). The runner asks for that only where no reported figure depends on it
+(executors.keeps_kernels: on GPUs).
 
-`executors.run_local` starts one per slot (`python -m peft_utils grid worker`), writes one
-request per line on its stdin, `{"spec": grid-cell.json, "log": run.log}`, and reads one JSON
-line back per cell on its stdout: `{"outcome": Outcome, "reusable": bool}`. Everything else the
-worker and its kernel print goes to that cell's run.log, redirected at the file-descriptor
-level so that C extensions and child processes follow. Closing stdin ends the worker.
+`executors.run_local` starts one per slot (`python -m peft_utils grid worker`) and writes one
+request per line on its stdin, `{"spec": grid-cell.json, "log": run.log, "keep": bool}` (keep:
+another cell may follow in this kernel). It reads one JSON line back per cell on the worker's
+stdout, `{"outcome": Outcome, "reusable": bool}`. Everything else the worker and its kernel
+print goes to that cell's run.log, redirected at the file-descriptor level so that C
+extensions and child processes follow. Closing stdin ends the worker.
 
-A kernel is reused only if it would behave as a new one: after a cell the user namespace is
-emptied, figures closed and memory handed back, and the peak-memory mark reset (each record's
-peak is its own cell's). A cell that failed, a kernel that died or one that cannot be reset is
-shut down; the next cell gets a new kernel. Tuning trials run in the worker process itself
-(`train_and_evaluate`, no notebook), under the same reset.
+A kept kernel behaves as a new one where it matters: after a cell the user namespace is
+emptied, figures closed, memory handed back and the peak-memory mark reset. A cell that
+failed, a kernel that died or one that cannot be reset is shut down; the next cell gets a new
+kernel. Tuning trials run in the worker process itself (`train_and_evaluate`, no notebook),
+under the same reset.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ def serve(requests, answers) -> int:
         for line in requests:
             request = json.loads(line)
             _log_to(request["log"])
+            kernel.keep = request.get("keep", True)
             reset_peak_memory()   # trials run in this process
             spec = json.loads(Path(request["spec"]).read_text(encoding="utf-8"))
             state["cell"] = run_dir(spec["config"]["results_dir"], spec["run_id"])
