@@ -9,9 +9,8 @@ workers has). The record's stage times (costs.phases) and its start time place t
 inside the cell's wall time.
 
 With --warm it also runs the same cells through one `grid worker` after a LoRA warm-up cell,
-as `grid run` runs every cell after a worker's first where it keeps kernels (GPUs, or
-`--kernels keep`; the kernel reset between cells): what the warm kernel saves, and whether the
-records' metrics stay the same.
+as `grid run --keep-kernels` runs every cell after a worker's first (the kernel reset between
+cells): what the warm kernel saves, and whether the records' metrics stay the same.
 
     python benchmarks/cell_overhead.py [--methods pfeiffer lora fft] [--scenario en] [--warm]
 """

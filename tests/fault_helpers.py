@@ -98,7 +98,7 @@ def kill_grid_and_rerun(grid: Path, results: Path, schema: str = "record",
     short, long = loaded.cells
     # Both cells in one worker's kept kernel: the runner's death must end the kernel too.
     command = [sys.executable, "-m", "peft_utils", "grid", "run", str(grid),
-               "--results", str(results), "--kernels", "keep"]
+               "--results", str(results), "--keep-kernels"]
     proc = subprocess.Popen(command, cwd=REPO, env=env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_at_first_checkpoint(proc, results / long.run_id)

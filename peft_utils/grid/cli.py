@@ -22,10 +22,11 @@ def register(subparsers) -> None:
     run.add_argument("--results", help="results folder (default: the grid file's, else results)")
     run.add_argument("--notebook", help="notebook to execute (default: the study's, "
                      "notebooks/train.ipynb or notebooks/mt_train.ipynb)")
-    run.add_argument("--kernels", choices=("auto", "keep", "per-cell"), default="auto",
-                     help="local: whether a worker keeps its notebook kernel from cell to cell "
-                     "(reset in between). auto: keep on GPUs, a new kernel per cell on CPU, "
-                     "where a kept kernel makes later cells' peak memory read high")
+    run.add_argument("--keep-kernels", action="store_true",
+                     help="local: each worker keeps its notebook kernel from cell to cell "
+                     "(reset in between): faster, the same metrics, but a worker's later cells "
+                     "train faster and, on CPU, peak higher than its first; for exploring, not "
+                     "for the cost tables")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="state of every cell of a grid file")
@@ -135,7 +136,6 @@ def _print_notes(notes: list[tuple[str, str]]) -> None:
 def _execute(grid, todo, args) -> int:
     from peft_utils.grid.executors import (
         Progress,
-        keeps_kernels,
         run_local,
         run_submitit,
         visible_gpus,
@@ -152,12 +152,12 @@ def _execute(grid, todo, args) -> int:
     try:
         if args.executor == "local":
             gpus = visible_gpus()
-            kept = keeps_kernels(args.kernels, todo, gpus)
             print(f"local executor: {args.workers} worker(s) on "
                   + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU")
-                  + (", kernels kept from cell to cell" if kept else ", a new kernel per cell"),
-                  flush=True)
-            outcomes = run_local(grid, todo, args.workers, progress, notebook, kept)
+                  + (", kernels kept from cell to cell (--keep-kernels: costs not comparable)"
+                     if args.keep_kernels else ""), flush=True)
+            outcomes = run_local(grid, todo, args.workers, progress, notebook,
+                                 args.keep_kernels)
         else:
             outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
-"""Run pending cells: locally (N at a time, a worker process per slot, which keeps its kernel
-from cell to cell where that changes no figure: see keeps_kernels) or as Slurm jobs (submitit,
+"""Run pending cells: locally (N at a time, a worker process per slot: a new one per cell, or
+with `keep_kernels` one that keeps its kernel from cell to cell) or as Slurm jobs (submitit,
 one cell per job).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
@@ -149,20 +149,6 @@ class CellWorker:
         with self.guard:
             if self.proc is not None:
                 _terminate(self.proc)
-
-
-KERNEL_POLICIES = ("auto", "keep", "per-cell")
-
-
-def keeps_kernels(policy: str, cells: list[Cell], gpus: list[str]) -> bool:
-    """Whether a worker keeps its kernel from cell to cell. `auto`: only where every cell
-    trains on a GPU, whose peak memory (the CUDA allocator's, reset when training starts)
-    does not depend on what ran before in the process. A CPU cell's peak is the process's
-    resident memory, which reads higher after a larger cell in the same process however it is
-    reset (the C allocator's state), so on CPU each cell gets a new kernel unless `keep`."""
-    if policy == "auto":
-        return bool(gpus) and all(c.config.device in ("auto", "cuda") for c in cells)
-    return policy == "keep"
 
 
 def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,

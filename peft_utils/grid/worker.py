@@ -1,8 +1,10 @@
 """A grid worker: runs the cells the runner hands it one after another, keeping one notebook
 kernel across them when asked, so that each cell after the first skips starting Python and
 importing torch, transformers, peft and adapters (most of what a short cell spends outside
-training). The runner asks for that only where no reported figure depends on it
-(executors.keeps_kernels: on GPUs).
+training). The runner asks for that only with `grid run --keep-kernels`: metrics stay the
+same, but a kept kernel's cells skip the warm-up its first cell paid inside its training time
+and, on CPU, peak higher after a larger cell (the C allocator's state, which no reset
+restores), so their costs do not compare with other cells'.
 
 `executors.run_local` starts one per slot (`python -m peft_utils grid worker`) and writes one
 request per line on its stdin, `{"spec": grid-cell.json, "log": run.log, "keep": bool}` (keep:
