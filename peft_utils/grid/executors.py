@@ -178,8 +178,12 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
             raise KeyboardInterrupt
         if answer is not None:
             return Outcome(**answer)
-        return _outcome_from_record(cell, time.perf_counter() - start,
-                                    f"worker exited with status {returncode}; see {log}")
+        died = f"worker exited with status {returncode}; see {log}"
+        outcome = _outcome_from_record(cell, time.perf_counter() - start, died)
+        if outcome.ok:   # trained and recorded, but its notebook or HTML may be missing
+            return Outcome(cell.run_id, "failed", f"{died} (after the run completed; record "
+                           "kept)", outcome.wall_s)
+        return outcome
 
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
