@@ -3,7 +3,7 @@ data and model loading, training, evaluation, the probe, saving, the inference m
 and what follows the record (plots, the executed notebook, its HTML).
 
 Runs the demo's SIB-200 final cell of each method given (default: pfeiffer, the issue's "PEFT
-demo cell") through `python -m peft_utils grid run-cell`, in a kernel of its own, one
+demo cell") as `grid run` does by default (a worker process and kernel of its own), one
 after the other in a fresh results folder, with one torch thread (as each of the demo's two
 workers has). The record's stage times (costs.phases) and its start time place the stages
 inside the cell's wall time.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,17 +38,6 @@ def demo_cell(method: str, scenario: str, results: Path):
     return config.replace(data_root=str(REPO / config.data_root), model=str(REPO / config.model))
 
 
-def time_cell(config) -> dict[str, float]:
-    from peft_utils.grid.cell import write_spec
-
-    spec = write_spec(config)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.time()
-    subprocess.run([sys.executable, "-m", "peft_utils", "grid", "run-cell", str(spec)],
-                   cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-    return _parts(spec.parent / "record.json", start, time.time() - start)
-
-
 def _parts(record_path: Path, start: float, wall: float) -> dict[str, float]:
     """The cell's wall time split by the record's stage times (costs.phases)."""
     record = json.loads(record_path.read_text())
@@ -63,19 +51,19 @@ def _parts(record_path: Path, start: float, wall: float) -> dict[str, float]:
             "training loop": record["costs"]["train_wall_s"]}
 
 
-def time_warm(configs, warm_up) -> list[dict[str, float]]:
-    """Each config's cell in one `grid worker` after the warm-up cell, as `grid run` hands a
-    worker cell after cell (its kernel kept and reset in between); the parts as in time_cell."""
+def time_cells(configs, keep_kernels: bool) -> list[dict[str, float]]:
+    """Each config's cell through one slot's `grid worker`, as `grid run` hands them to it
+    (with `keep_kernels` as `grid run --keep-kernels`: one kernel, reset between cells)."""
     import threading
 
     from peft_utils.grid.cell import write_spec
     from peft_utils.grid.executors import CellWorker
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    worker = CellWorker(env, True, threading.Lock(), threading.Event())
+    worker = CellWorker(env, keep_kernels, threading.Lock(), threading.Event())
     parts = []
     try:
-        for config in [warm_up, *configs]:
+        for config in configs:
             spec = write_spec(config)
             start = time.time()
             outcome = worker.run(spec, spec.parent / "run.log")
@@ -83,7 +71,7 @@ def time_warm(configs, warm_up) -> list[dict[str, float]]:
             parts.append(_parts(spec.parent / "record.json", start, time.time() - start))
     finally:
         worker.close()
-    return parts[1:]
+    return parts
 
 
 def _print(title: str, parts: dict[str, float]) -> None:
@@ -105,13 +93,14 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cell-overhead-") as tmp:
         fresh = [demo_cell(m, args.scenario, Path(tmp) / "fresh") for m in args.methods]
-        for config in fresh:
-            _print(f"sib200 {config.method} {args.scenario}, own kernel", time_cell(config))
+        for config, parts in zip(fresh, time_cells(fresh, keep_kernels=False)):
+            _print(f"sib200 {config.method} {args.scenario}, own kernel", parts)
         if not args.warm:
             return 0
         warm = [c.replace(results_dir=str(Path(tmp) / "warm")) for c in fresh]
         warm_up = demo_cell("lora", args.scenario, Path(tmp) / "warm-up")
-        for before, config, parts in zip(fresh, warm, time_warm(warm, warm_up)):
+        warm_parts = time_cells([warm_up, *warm], keep_kernels=True)[1:]
+        for before, config, parts in zip(fresh, warm, warm_parts):
             _print(f"sib200 {config.method} {args.scenario}, warm kernel", parts)
             print("  metrics identical to the own-kernel run:",
                   _metrics(config) == _metrics(before))

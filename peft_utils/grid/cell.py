@@ -185,21 +185,28 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def interrupt_unless_recorded(out: Path | None, signum: int) -> None:
+    """What SIGTERM (the runner stopping) does to a worker: it stops at once, unless the cell
+    it runs (`out`) is already recorded: then only plotting is left, and it may finish, so
+    that a complete record always comes with its executed notebook."""
+    if out is None or record_status(out) != "complete":
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def start_worker_process(on_sigterm) -> None:
+    """What every worker process (`grid run-cell`, `grid worker`) sets up first: its SIGTERM
+    handler, its end with the runner, and papermill's log (each notebook cell and, with
+    log_output, its output) to the cell's run.log."""
+    signal.signal(signal.SIGTERM, on_sigterm)
+    exit_with_parent()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
 def main(spec_path: str) -> int:
-    """Entry point of `grid run-cell`. SIGTERM (the runner stopping) shuts the kernel down,
-    unless the run is already recorded: then only plotting is left, and it may finish, so that
-    a complete record always comes with its executed notebook."""
+    """Entry point of `grid run-cell`: one cell in a kernel of its own."""
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     out = run_dir(spec["config"]["results_dir"], spec["run_id"])
-
-    def stop(signum, frame):
-        if record_status(out) != "complete":
-            raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    exit_with_parent()
-    # papermill logs each cell and, with log_output, its output: the cell's run.log.
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start_worker_process(lambda signum, frame: interrupt_unless_recorded(out, signum))
     outcome = run_cell(spec_path)
     print(json.dumps(outcome))
     return 0 if outcome["status"] == "complete" else 1

@@ -22,16 +22,14 @@ under the same reset.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from peft_utils.core.devices import reset_peak_memory
-from peft_utils.core.runs import HEADLESS, record_status, run_dir
-from peft_utils.grid.cell import exit_with_parent, run_cell
+from peft_utils.core.runs import run_dir
+from peft_utils.grid.cell import interrupt_unless_recorded, run_cell, start_worker_process
 from peft_utils.grid.kernel import WarmKernel
 
 
@@ -47,30 +45,28 @@ def _log_to(path: str) -> None:
 
 def serve(requests, answers) -> int:
     """Run each requested cell; answer with its outcome and whether another cell may follow
-    in this process. SIGTERM (the runner stopping) ends the worker at once unless the running
-    cell's record is complete: then its plots and notebook may finish first."""
+    in this process. SIGTERM: see cell.interrupt_unless_recorded."""
     state: dict[str, Any] = {"cell": None, "stop": False}
 
     def stop(signum, frame):
         state["stop"] = True
-        if state["cell"] is None or record_status(state["cell"]) != "complete":
-            raise KeyboardInterrupt(f"signal {signum}")
+        interrupt_unless_recorded(state["cell"], signum)
 
-    signal.signal(signal.SIGTERM, stop)
+    start_worker_process(stop)
     kernel = WarmKernel()
-    # Where the peak-memory mark cannot be reset, every cell needs a process of its own.
-    reusable = reset_peak_memory()
     try:
         for line in requests:
             request = json.loads(line)
             _log_to(request["log"])
             kernel.keep = request.get("keep", True)
-            reset_peak_memory()   # trials run in this process
+            # Trials run in this process; where the peak-memory mark cannot be reset, every
+            # cell needs a process of its own.
+            resettable = reset_peak_memory()
             spec = json.loads(Path(request["spec"]).read_text(encoding="utf-8"))
             state["cell"] = run_dir(spec["config"]["results_dir"], spec["run_id"])
             outcome = run_cell(request["spec"], kernel)
             state["cell"] = None
-            reusable = reusable and not state["stop"]
+            reusable = resettable and not state["stop"]
             answers.write(json.dumps({"outcome": outcome, "reusable": reusable}) + "\n")
             answers.flush()
             if not reusable:
@@ -87,8 +83,4 @@ def main() -> int:
     itself then follows each cell's run.log)."""
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    exit_with_parent()
-    os.environ[HEADLESS] = "1"   # as run_cell sets it; kernels started here inherit it
-    # papermill logs each notebook cell and, with log_output, its output: the cell's run.log.
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return serve(sys.stdin, answers)
