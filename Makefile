@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all demo demo-full demo-prepare imbalanced report bench bench-inference \
+.PHONY: help install test test-all demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
         mt-smoke clean
 
 help:
@@ -39,6 +39,12 @@ demo: demo-prepare
 	$(MAKE) bench-inference RESULTS=results BENCH_RUNS='*-multilingual-*' BENCH_ROUNDS=2
 	$(MAKE) report RESULTS=results
 	@echo "Report: $(abspath reports/analysis.html)  (tables in tables/, figures in figures/)"
+
+# The demo with the paper's random head (docs/demo/head-init.md compares it with `make demo`).
+demo-random-head: demo-prepare
+	$(PY) -m peft_utils grid run configs/demo-random-head.yaml --workers $(WORKERS)
+	$(MAKE) report RESULTS=results-random-head TABLES=tables-random-head FIGURES=figures-random-head \
+		REPORT=analysis-random-head
 
 demo-full: demo-prepare
 	$(PY) -m peft_utils grid run configs/demo-full.yaml --workers $(WORKERS)
@@ -83,10 +89,13 @@ clean:
 # The analysis notebook over RESULTS (records only), executed into reports/ and rendered to HTML
 # with figures embedded; tables/ and figures/ receive the CSV/Markdown/LaTeX and PNG/PDF files.
 RESULTS ?= results
+TABLES ?= tables
+FIGURES ?= figures
+REPORT ?= analysis
 K_TASKS ?= 10   # tasks served from one base model in the report's storage projection
 report: install
 	mkdir -p reports
-	$(PY) -m papermill notebooks/analysis.ipynb reports/analysis.ipynb --cwd notebooks \
-		-k python3 -r results_dir "$(abspath $(RESULTS))" -r tables_dir "$(abspath tables)" \
-		-r figures_dir "$(abspath figures)" -p k_tasks $(K_TASKS)
-	$(PY) -m nbconvert --to html --no-input reports/analysis.ipynb --output-dir reports
+	$(PY) -m papermill notebooks/analysis.ipynb reports/$(REPORT).ipynb --cwd notebooks \
+		-k python3 -r results_dir "$(abspath $(RESULTS))" -r tables_dir "$(abspath $(TABLES))" \
+		-r figures_dir "$(abspath $(FIGURES))" -p k_tasks $(K_TASKS)
+	$(PY) -m nbconvert --to html --no-input reports/$(REPORT).ipynb --output-dir reports

@@ -291,3 +291,55 @@ def test_a_failed_trial_is_told_fail_the_others_choose_and_a_retry_counts_once(
     assert tuner.tell(again) == 0   # told once
     cell = broken.runs[0]
     assert read_record(Path(cell.config.results_dir) / cell.run_id)["status"] == "complete"
+
+
+# ---- the edge rule (tune.extend) ---------------------------------------------------------
+def tell_scores(tuner, scores: dict[str, list[float]]) -> list[Trial]:
+    """Ask the tuner's trials and tell Optuna each one's dev score (per method, by position):
+    the bookkeeping under test, without training."""
+    asked = tuner.trials()
+    for t in asked:
+        study = tuner.studies[t.group.name]
+        number = tuner._by_index(t.group)[t.index][-1].number
+        if study.trials[number].state.name == "RUNNING":
+            study.tell(number, scores[t.group.method][t.index])
+    return asked
+
+
+def test_edge_rule_gives_every_method_the_same_extra_trials_beyond_its_edge(tuned_grid,
+                                                                            tmp_path):
+    """FFT chooses the bottom of its range, LoRA the middle: each gets one more trial, FFT's
+    a grid step below its lowest rate, LoRA's between its best and a neighbour; a rerun asks
+    nothing new, and the choice can fall on the extension."""
+    from peft_utils.grid.tuning import Tuner
+
+    grid = load_grid(tuned_grid(trials=3, sampler="grid", extend=1), base_dir=tmp_path)
+    tuner = Tuner(grid)
+    base = tell_scores(tuner, {"fft": [0.9, 0.5, 0.4], "lora": [0.5, 0.8, 0.6]})
+    assert len(base) == 6 and not tuner.finished()
+    rates = {m: sorted(t.values["learning_rate"] for t in base if t.group.method == m)
+             for m in ("fft", "lora")}
+    extra = tell_scores(tuner, {"fft": [None] * 3 + [0.95], "lora": [None] * 3 + [0.7]})[6:]
+    assert sorted((t.group.method, t.index) for t in extra) == [("fft", 3), ("lora", 3)]
+    by_method = {t.group.method: t.values["learning_rate"] for t in extra}
+    low, mid, high = rates["fft"]
+    assert by_method["fft"] == pytest.approx(low * low / mid, rel=0.01)   # one grid step below
+    low, mid, high = rates["lora"]
+    assert mid < by_method["lora"] < high                                  # halfway up
+    assert tuner.finished()
+    assert len(Tuner(grid).trials()) == 8                                 # nothing new asked
+    assert tuner.best(groups(grid)[0])[0] == 3                             # fft: the extension
+    assert tuner.best(groups(grid)[1])[0] == 1                             # lora: still interior
+
+
+def test_no_edge_no_extra_trials_and_extend_needs_a_fixed_sampler(tuned_grid, tmp_path):
+    from peft_utils.grid.tuning import Tuner
+
+    grid = load_grid(tuned_grid(trials=3, sampler="grid", extend=2), base_dir=tmp_path)
+    tuner = Tuner(grid)
+    tell_scores(tuner, {"fft": [0.5, 0.9, 0.4], "lora": [0.5, 0.8, 0.6]})
+    assert tuner.finished() and len(tuner.trials()) == 6
+    with pytest.raises(ConfigError, match="tune.extend needs a fixed sampler"):
+        load_grid(tuned_grid(name="tpe.yaml", sampler="tpe", extend=1), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="tune.extend must be"):
+        load_grid(tuned_grid(name="neg.yaml", extend=-1), base_dir=tmp_path)

@@ -17,6 +17,7 @@ SCENARIOS = ("multilingual", "en", "en+translations")
 LONG_TEXT = ("head", "head+tail", "chunks")
 CLASS_WEIGHTS = REMEDIES
 SELECTION = ("dev", "last")
+HEAD_INIT = ("random", "probe")
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
 NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root", "translations_dir",
                 "attention", "gradient_checkpointing", "torch_compile", "checkpoint_steps")
@@ -25,7 +26,7 @@ NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root", "tra
 @dataclass
 class RunConfig(RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
-    identity_if_set = ("class_weights", "selection", "method_config", "tuning")
+    identity_if_set = ("class_weights", "selection", "method_config", "tuning", "head_init")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
     float_keys = ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout")
     dataset: str = "sib200"
@@ -50,6 +51,10 @@ class RunConfig(RunSettings):
     # The head's output bias at the start: the model's initialisation (default, the paper's) or
     # the training labels' log prior (prior: short runs need not learn the base rates).
     head_bias: str = "default"
+    # How the head starts: drawn at random after seeding (random, the paper's), or from the
+    # linear probe on the features it receives at step 0 (probe: LP-FT, classification.head_init;
+    # the run starts at the probe's score and training measures what the method adds).
+    head_init: str = "random"
     learning_rate: float = 3e-4
     # The classifier head's own learning rate (None: learning_rate). A freshly drawn head learns
     # slowly at FFT's small learning rate; short runs give it its own.
@@ -203,6 +208,11 @@ class RunConfig(RunSettings):
             raise bad(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.head_bias not in ("default", "prior"):
             raise bad(f"head_bias must be default or prior, got {self.head_bias!r}")
+        if self.head_init not in HEAD_INIT:
+            raise bad(f"head_init must be one of {', '.join(HEAD_INIT)}, got {self.head_init!r}")
+        if self.head_init == "probe" and self.head_bias == "prior":
+            raise bad("head_bias: prior and head_init: probe both set the head's bias (the probe "
+                      "fits it); remove head_bias")
         if self.padding not in ("dynamic", "max_length"):
             raise bad(f"padding must be dynamic or max_length, got {self.padding!r}")
         if self.attention not in ("sdpa", "eager"):

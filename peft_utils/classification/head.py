@@ -84,24 +84,35 @@ def skip_virtual_tokens(model, count: int) -> None:
     model.base_model.register_forward_hook(hook, with_kwargs=True)
 
 
+def output_layers(model, n_labels: int) -> list:
+    """The head's output layer(s): its linear layers with one output per label (peft keeps a
+    frozen copy of the head beside the trained one, so there may be two)."""
+    import torch
+
+    layers = [m for m in head_module(model).modules()
+              if isinstance(m, torch.nn.Linear) and m.out_features == n_labels]
+    if not layers:
+        raise ValueError(f"{type(model).__name__}: no output layer with {n_labels} outputs "
+                         "in the classifier head")
+    return layers
+
+
+def set_output_layer(model, weight, bias) -> None:
+    """Overwrite the head's output layer(s) with `weight` [labels, inputs] (None: keep) and
+    `bias` [labels]."""
+    import torch
+
+    with torch.no_grad():
+        for layer in output_layers(model, len(bias)):
+            if weight is not None:
+                layer.weight.copy_(torch.as_tensor(weight, dtype=layer.weight.dtype))
+            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+
+
 def set_head_bias_to_prior(model, gold, multilabel: bool) -> None:
     """Start the head's output bias at the training labels' log prior (log-odds for multilabel),
     so that a short run spends its steps on the text, not on learning the base rates (Adam
     moves a bias by about one learning rate per step). `gold`: class ids or a multi-hot matrix."""
-    import numpy as np
-    import torch
+    from peft_utils.classification.imbalance import log_prior
 
-    if multilabel:
-        prior = np.clip(np.asarray(gold, dtype=np.float64).mean(axis=0), 1e-3, 1 - 1e-3)
-        bias = np.log(prior / (1 - prior))
-    else:
-        n_labels = model.config.num_labels
-        counts = np.bincount(np.asarray(gold), minlength=n_labels) + 1.0   # add-one: no -inf
-        bias = np.log(counts / counts.sum())
-    outputs = [m for m in head_module(model).modules()
-               if isinstance(m, torch.nn.Linear) and m.out_features == len(bias)]
-    if not outputs:
-        raise ValueError("head_bias: prior found no output layer in the classifier head")
-    with torch.no_grad():
-        for layer in outputs:   # peft keeps a frozen copy of the head beside the trained one
-            layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+    set_output_layer(model, None, log_prior(gold, multilabel, model.config.num_labels))

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,19 +97,13 @@ def _entry_lock(path: Path, wait: bool = True):
         yield True
 
 
-def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_factory,
-                    collate, precision: str, cache_dir: Path | None = FEATURE_CACHE,
-                    wait: bool = True) -> tuple[np.ndarray, bool] | None:
-    """(features of the tokenised `rows`, whether they came from the cache); None when `wait`
-    is off and another process is computing them. `encoder_factory()` is called only when
-    something must be computed."""
-    if not len(rows):
-        return np.zeros((0, 0), dtype=np.float32), True
-    compute = lambda: encode_features(encoder_factory(), rows, config.pooling,  # noqa: E731
-                                      config.eval_batch_size, collate, precision)
+def cached_array(key: str, compute, cache_dir: Path | None, wait: bool = True
+                 ) -> tuple[np.ndarray, bool] | None:
+    """(the array `compute()` makes, whether it came from `cache_dir/<key>.npy`); None when
+    `wait` is off and another process is computing it. Written atomically; a read-only or
+    full cache does not stop the run."""
     if cache_dir is None:
         return compute(), False
-    key = features_key(config.model, config.pooling, [r["input_ids"] for r in rows])
     path = Path(cache_dir) / f"{key}.npy"
     with _entry_lock(path, wait) as held:
         if not held:
@@ -117,20 +112,35 @@ def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_f
             return np.load(path, allow_pickle=False), True
         except (OSError, ValueError):
             pass   # missing or unreadable: recompute and replace
-        features = compute()
+        array = compute()
         buffer = io.BytesIO()
-        np.save(buffer, features, allow_pickle=False)
+        np.save(buffer, array, allow_pickle=False)
         try:
             atomic_write_bytes(path, buffer.getvalue())
         except OSError:
-            pass   # a read-only or full cache must not stop the run
-        return features, False
+            pass
+        return array, False
+
+
+def cached_features(config: RunConfig, rows: Sequence[dict[str, Any]], encoder_factory,
+                    collate, precision: str, cache_dir: Path | None = FEATURE_CACHE,
+                    wait: bool = True) -> tuple[np.ndarray, bool] | None:
+    """(features of the tokenised `rows`, whether they came from the cache); None when `wait`
+    is off and another process is computing them. `encoder_factory()` is called only when
+    something must be computed."""
+    if not len(rows):
+        return np.zeros((0, 0), dtype=np.float32), True
+    key = features_key(config.model, config.pooling, [r["input_ids"] for r in rows])
+    return cached_array(key, lambda: encode_features(
+        encoder_factory(), rows, config.pooling, config.eval_batch_size, collate, precision),
+        cache_dir, wait)
 
 
 def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], encoder_factory,
-                   collate, precision: str, cache_dir: Path | None
+                   collate, precision: str, cache_dir: Path | None, pool: bool = True
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """(pooled features of each split in `names`, the splits read from the cache). Splits
+    """(features of each split in `names`, one per example, or per row without `pool`; the
+    splits read from the cache). Splits
     whose features another grid worker is computing are taken up last, so that two cells of
     one data selection reaching the probe together each compute a part instead of one
     waiting idle for the other."""
@@ -142,7 +152,7 @@ def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], 
                                     precision, cache_dir, wait=wait)
             if found is None:
                 continue
-            features[name] = _pool(splits[name], found[0])
+            features[name] = per_example(splits[name], found[0]) if pool else found[0]
             cached += [name] if found[1] else []
             done.append(name)
         pending = [n for n in pending if n not in done]
@@ -151,50 +161,82 @@ def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], 
 
 
 # ---- the probe --------------------------------------------------------------
-def fit_predict(train_x: np.ndarray, train_gold: np.ndarray, test_x: list[np.ndarray],
-                multilabel: bool, n_labels: int, balanced: bool) -> list[np.ndarray]:
-    """Fit on standardised features; return scores for each of `test_x`: class log
-    probabilities [n, C] (single-label; classes unseen in training at -inf) or label
-    probabilities [n, C] (multilabel; a label with one value in training predicted as it)."""
+# A class absent from training (single-label) or a label with one value in training
+# (multilabel) gets this logit, with zero weights: never (or always) predicted.
+FIXED_LOGIT = 1.0e4
+
+
+@dataclass
+class LinearProbe:
+    """A fitted logistic regression as one linear map on the raw features (the standardising
+    folded in): `logits(x) = x @ weight.T + bias`, the form a classifier head's output layer
+    takes (`head_init: probe` copies it there)."""
+    weight: np.ndarray          # [labels, features]
+    bias: np.ndarray            # [labels]
+    multilabel: bool
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self.weight.T + self.bias
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Label probabilities (multilabel) or class log probabilities (single-label), as the
+        record's predictions are decided from."""
+        z = self.logits(x)
+        if self.multilabel:
+            return 1.0 / (1.0 + np.exp(-z))
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def fit_probe(train_x: np.ndarray, train_gold: np.ndarray, multilabel: bool, n_labels: int,
+              balanced: bool) -> LinearProbe:
+    """A logistic regression on standardised features (one per label for multilabel,
+    multinomial otherwise); `balanced`: class_weight="balanced", the probe's counterpart of
+    either class_weights remedy (both aim at balanced errors)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(train_x)
-    train_x = scaler.transform(train_x)
-    test_x = [scaler.transform(x) if len(x) else x for x in test_x]
+    scale = scaler.scale_
+    weight = np.zeros((n_labels, train_x.shape[1]))
+    bias = np.full(n_labels, -FIXED_LOGIT)
 
     def fit(y):
-        return LogisticRegression(max_iter=2000, class_weight="balanced" if balanced else None
-                                  ).fit(train_x, y)
+        clf = LogisticRegression(max_iter=2000, class_weight="balanced" if balanced else None
+                                 ).fit(scaler.transform(train_x), y)
+        # z = coef . (x - mean) / scale + b  ->  (coef / scale) . x + (b - coef . mean / scale)
+        coef = clf.coef_ / scale
+        return clf, coef, clf.intercept_ - coef @ scaler.mean_
 
     if multilabel:
-        outs = [np.zeros((len(x), n_labels)) for x in test_x]
         for j in range(n_labels):
             column = train_gold[:, j]
             if column.min() == column.max():
-                for out in outs:
-                    out[:, j] = float(column[0])
+                bias[j] = FIXED_LOGIT if column[0] else -FIXED_LOGIT
                 continue
-            clf = fit(column)
-            for out, x in zip(outs, test_x):
-                if len(x):
-                    out[:, j] = clf.predict_proba(x)[:, 1]
-        return outs
+            _, coef, intercept = fit(column)
+            weight[j], bias[j] = coef[0], intercept[0]
+        return LinearProbe(weight, bias, True)
     labelled = train_gold >= 0
     classes = np.unique(train_gold[labelled])
-    outs = [np.full((len(x), n_labels), -np.inf) for x in test_x]
     if len(classes) == 1:
-        for out in outs:
-            out[:, classes[0]] = 0.0
-        return outs
-    clf = fit(train_gold[labelled])
-    for out, x in zip(outs, test_x):
-        if len(x):
-            out[:, clf.classes_] = clf.predict_log_proba(x)
-    return outs
+        bias[classes[0]] = 0.0
+        return LinearProbe(weight, bias, False)
+    clf, coef, intercept = fit(train_gold[labelled])
+    if len(clf.classes_) == 2:   # one decision function: the second class's logit over the first
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept]
+    weight[clf.classes_], bias[clf.classes_] = coef, intercept
+    return LinearProbe(weight, bias, False)
 
 
-def _pool(split, features: np.ndarray) -> np.ndarray:
+def fit_predict(train_x: np.ndarray, train_gold: np.ndarray, test_x: list[np.ndarray],
+                multilabel: bool, n_labels: int, balanced: bool) -> list[np.ndarray]:
+    """Fit on `train_x` (fit_probe); return the scores of each of `test_x` (LinearProbe.scores)."""
+    probe = fit_probe(train_x, train_gold, multilabel, n_labels, balanced)
+    return [probe.scores(x) if len(x) else np.zeros((0, n_labels)) for x in test_x]
+
+
+def per_example(split, features: np.ndarray) -> np.ndarray:
     """Row features -> one vector per example (chunks averaged, as the run pools scores)."""
     from peft_utils.data import pool_chunks
 
@@ -227,13 +269,13 @@ def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.n
         # Either remedy aims at balanced errors; for a logistic regression that is its
         # class_weight="balanced".
         config.multilabel, n_labels, config.class_weights != "none")))
-    return _score(config, splits, scores, selection_mask, n_labels) | {
+    return probe_scores(config, splits, scores, selection_mask, n_labels) | {
         "pooling": config.pooling, "class_weights": config.class_weights,
         "cost": {"features_cached": cached, "features_s": features_s,
                  "wall_s": time.perf_counter() - begin}}
 
 
-def _score(config: RunConfig, splits, scores: dict[str, np.ndarray],
+def probe_scores(config: RunConfig, splits, scores: dict[str, np.ndarray],
            selection_mask: np.ndarray | None, n_labels: int) -> dict[str, Any]:
     multilabel = config.multilabel
     zero_div = M.zero_division(config.dataset, config.subtask)

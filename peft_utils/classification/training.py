@@ -16,7 +16,8 @@ import numpy as np
 
 from peft_utils.classification import metrics as M
 from peft_utils.classification.config import RunConfig, load_config
-from peft_utils.classification.head import head_parameters, set_head_bias_to_prior
+from peft_utils.classification.head import (head_parameters, set_head_bias_to_prior,
+                                            set_output_layer)
 from peft_utils.classification.imbalance import remedy_loss, remedy_values
 from peft_utils.classification.inference import collator, infer_logits
 from peft_utils.classification.models import (ADAPTER_NAME, BuiltModel, build_model,
@@ -143,10 +144,34 @@ def _prepare(config: RunConfig) -> Prepared:
     splits = {name: encode(frame, tokenizer, config, built.labels, cache)
               for name, frame in data.frames.items()}
     if config.head_bias == "prior":
-        set_head_bias_to_prior(built.model, splits["train"].gold, config.multilabel)
+        _start_bias_at_prior(config, built, splits["train"].gold)
     selection = selection_mask(config, data.frames["dev"]) if config.selection == "dev" else \
         np.zeros(len(data.frames["dev"]), dtype=bool)
     return Prepared(device, precision, data, built, tokenizer, splits, selection)
+
+
+def _start_bias_at_prior(config: RunConfig, built: BuiltModel, gold: np.ndarray) -> None:
+    """`head_bias: prior`: the model starts predicting the label prior. Under class_weights:
+    balanced the loss already adds the log prior to the logits, so that start is a zero bias
+    (a prior bias as well would count the prior twice: the adjusted logits would start at the
+    prior squared and predictions at the majority class, which a short run never leaves)."""
+    if config.class_weights == "balanced":
+        set_output_layer(built.model, None, np.zeros(len(built.labels)))
+    else:
+        set_head_bias_to_prior(built.model, gold, config.multilabel)
+
+
+def _init_head(config: RunConfig, prep: Prepared) -> dict[str, Any]:
+    """`head_init`: the head as drawn, or from the probe (LP-FT: classification.head_init)."""
+    if config.head_init != "probe":
+        return {"setting": config.head_init}
+    from peft_utils.classification.head_init import init_head_from_probe
+
+    prep.built.model.to(prep.device)   # the step-0 features are the model's, on its device
+    return init_head_from_probe(
+        config, prep.built.model, prep.splits, prep.selection if prep.selects_on_dev else None,
+        len(prep.built.labels), prep.tokenizer, prep.device, prep.precision,
+        None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
@@ -299,6 +324,8 @@ def _run(config: RunConfig, out: Path) -> RunResult:
     clock = Stopwatch()
     with clock("prepare"):
         prep = _prepare(config)
+    with clock("head_init"):
+        head_init = _init_head(config, prep)
     with clock("train"):
         fitted = _fit(config, out, prep)
     model = fitted.trainer.model
@@ -323,6 +350,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
                     "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
                     if config.multilabel else None,
                     "best_step": fitted.best.best_step, "best_dev": fitted.best.best,
+                    "head_init": head_init,
                     **evaluation, "coverage": prep.data.coverage,
                     "class_weights": _remedy_record(config, prep),
                     "learning_curve": fitted.learning_curve,

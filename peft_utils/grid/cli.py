@@ -94,7 +94,8 @@ def _run_tuned(grid, args) -> int:
         print(line)
     checked = False
     failed = 0
-    for _ in range(grid.tune.trials + 1):   # adaptive samplers: one round per batch
+    # Adaptive samplers: one round per batch; the edge rule: one round more.
+    for _ in range(grid.tune.trials + 2):
         trials = tuner.trials()
         todo = [c for t in trials for c in t.runs
                 if cell_state(grid.results_dir, c) != COMPLETE]
@@ -103,7 +104,9 @@ def _run_tuned(grid, args) -> int:
                 _check(grid, [*todo, *grid.cells])
                 checked = True
             print(f"stage 1 (tune): {len(todo)} trial run(s) to run", flush=True)
-            rc = _execute(grid, todo, args)
+            # Trials are judged on dev scores alone, which a kept kernel leaves identical: they
+            # keep their kernels (their time is the tuning budget's, not a method's cost).
+            rc = _execute(grid, todo, args, keep_kernels=True)
             if rc == 130:
                 return rc
             failed = failed or rc
@@ -133,7 +136,7 @@ def _print_notes(notes: list[tuple[str, str]]) -> None:
         print(f"note: {note} ({len(run_ids)} cell(s): {shown})")
 
 
-def _execute(grid, todo, args) -> int:
+def _execute(grid, todo, args, keep_kernels: bool = False) -> int:
     from peft_utils.grid.executors import (
         Progress,
         run_local,
@@ -154,10 +157,10 @@ def _execute(grid, todo, args) -> int:
             gpus = visible_gpus()
             print(f"local executor: {args.workers} worker(s) on "
                   + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU")
-                  + (", kernels kept from cell to cell (--keep-kernels: costs not comparable)"
-                     if args.keep_kernels else ""), flush=True)
+                  + (", kernels kept from cell to cell (costs not comparable)"
+                     if keep_kernels or args.keep_kernels else ""), flush=True)
             outcomes = run_local(grid, todo, args.workers, progress, notebook,
-                                 args.keep_kernels)
+                                 keep_kernels or args.keep_kernels)
         else:
             outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
     except KeyboardInterrupt:

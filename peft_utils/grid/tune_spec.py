@@ -10,7 +10,7 @@ from typing import Any
 
 from peft_utils.core import methods
 
-TUNE_KEYS = ("trials", "seeds", "space", "sampler", "share", "storage", "batch")
+TUNE_KEYS = ("trials", "seeds", "space", "sampler", "share", "storage", "batch", "extend")
 SAMPLERS = ("sobol", "grid", "random", "tpe")
 FIXED_SAMPLERS = ("sobol", "grid")     # positions known before anything runs
 DEFAULT_SPACE = {"learning_rate": "registry"}
@@ -34,9 +34,15 @@ class Dim:
             return low * self.scale, high * self.scale
         return self.low, self.high
 
+    @property
+    def extendable(self) -> bool:
+        """Whether `extend` may go beyond this range (log-scale floats: rates, not counts)."""
+        return self.log and not self.integer
+
     def value(self, u: float, method: str, task: str) -> float | int:
-        """The value at position `u` in [0, 1] of this method's range: rates rounded to three
-        significant digits (readable, and the same on every machine)."""
+        """The value at position `u` of this method's range ([0, 1]; beyond it for an
+        extendable dimension): rates rounded to three significant digits (readable, and the
+        same on every machine)."""
         low, high = self.bounds(method, task)
         if self.log:
             x = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
@@ -44,6 +50,8 @@ class Dim:
             x = low + u * (high - low)
         if self.integer:
             return int(min(max(round(x), low), high))
+        if not 0 <= u <= 1 and self.extendable:
+            return float(f"{x:.3g}")
         return min(max(float(f"{x:.3g}"), low), high)
 
     def distribution(self, method: str, task: str):
@@ -72,10 +80,18 @@ class TuneSpec:
     share: list[str] = field(default_factory=list)
     storage: str | None = None
     batch: int | None = None
+    extend: int = 0                 # further trials per method where a method chose an edge
 
     @property
     def fixed(self) -> bool:
         return self.sampler in FIXED_SAMPLERS
+
+    @property
+    def spacing(self) -> float:
+        """The distance between neighbouring trials along one dimension, in the unit cube
+        (the grid's step; Sobol points' typical spacing)."""
+        per_dim = round(self.trials ** (1 / len(self.space)))
+        return 1 / max(per_dim - 1, 1)
 
     def positions(self) -> list[list[float]]:
         """Where each trial lies in the unit cube of the space (fixed samplers only)."""
@@ -100,6 +116,10 @@ class TuneSpec:
         if self.share:
             lines.append(f"  one tuning shared by every {', '.join(self.share)} (trials at the "
                          "first value)")
+        if self.extend:
+            lines.append(f"  edge rule: where any method's choice lies at the edge of what it "
+                         f"tried, every method of that comparison gets {self.extend} more "
+                         "trial(s): beyond the edge, or around an interior choice")
         return lines
 
 
@@ -148,7 +168,15 @@ def parse_tune(raw: Any, run_keys: set[str], axes: dict[str, list], fixed: set[s
     storage = raw.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise bad(f"tune.storage must be an Optuna storage URL, got {storage!r}")
-    return TuneSpec(trials, seeds, space, name, seed, share, storage, batch)
+    extend = raw.get("extend", 0)
+    if not isinstance(extend, int) or isinstance(extend, bool) or extend < 0:
+        raise bad(f"tune.extend must be a whole number of further trials (0: none), got {extend!r}")
+    if extend and name not in FIXED_SAMPLERS:
+        raise bad(f"tune.extend needs a fixed sampler ({', '.join(FIXED_SAMPLERS)}): the extra "
+                  f"trials are placed beyond the edge of the fixed ones; {name} adapts by itself")
+    if extend and not any(d.extendable for d in space.values()):
+        raise bad("tune.extend goes beyond log-scale ranges (rates); tune.space has none")
+    return TuneSpec(trials, seeds, space, name, seed, share, storage, batch, extend)
 
 
 def _dim(key: str, value: Any, run_keys: set[str], bad) -> Dim:

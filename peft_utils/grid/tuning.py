@@ -12,6 +12,7 @@ tune:
   share: [scenario]             # grid axes that share one tuning (trials run at the first value)
   storage: null                 # Optuna storage URL; default sqlite:///<results>/tuning.db
   batch: null                   # trials asked per group before results are told (adaptive samplers)
+  extend: 1                     # the edge rule (fixed samplers): see below
 ```
 
 Groups: the grid's cells with the same values except the seed and the `share` axes (so one
@@ -27,6 +28,15 @@ scale where the dimension is) fix trial k's position in the space before anythin
 same trials on every rerun and with any number of workers, and every method tries the same
 relative positions of its own range. `random` and `tpe` are Optuna's samplers, asked in the
 runner (reproducible for one batch per group; TPE adapts only across batches).
+
+The edge rule (`extend: N`): a method whose best trial lies at the edge of what it tried (the
+lowest or highest value along a log-scale dimension) has not had its optimum bracketed, and
+the equal budget then favours the methods whose range happened to fit. Once every method of a
+comparison (the groups that differ only by method) has finished its trials, if any of them
+chose an edge, every one of them gets the same N further trials: beyond its edge, one grid
+step further each (a method at an edge), or halfway to its best's neighbours (a method whose
+choice is interior). So budgets stay equal, and the report says whose final choice is
+interior.
 
 Optuna's storage keeps the bookkeeping: one study per group, one trial per position (the
 user attribute `index`), told COMPLETE with the dev score or FAIL. The records stay the
@@ -148,8 +158,90 @@ class Tuner:
             return optuna.samplers.TPESampler(seed=seed)
         return optuna.samplers.RandomSampler(seed=seed)   # fixed samplers enqueue their points
 
-    def _distributions(self, group: Group) -> dict[str, Any]:
-        return {d.key: d.distribution(group.method, self.task) for d in self.spec.space.values()}
+    def _distributions(self, group: Group, values: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
+        """The group's search space, widened to hold `values` (an extension trial's)."""
+        out = {}
+        for dim in self.spec.space.values():
+            dist = dim.distribution(group.method, self.task)
+            value = (values or {}).get(dim.key)
+            if value is not None and not dist.low <= value <= dist.high:
+                dist = type(dist)(min(dist.low, value), max(dist.high, value), log=dist.log)
+            out[dim.key] = dist
+        return out
+
+    # ---- the edge rule ----------------------------------------------------------------
+    def comparison(self, group: Group) -> list[Group]:
+        """The groups compared with `group`: the same values but for the method."""
+        def key(g: Group):
+            return str(g.preset), repr(sorted(((k, v) for k, v in g.values.items()
+                                               if k != "method"), key=str))
+        return [g for g in self.groups if key(g) == key(group)]
+
+    def _base_best(self, by_index: dict[int, list]) -> int | None:
+        """The best of the fixed trials (ties: the first); None without a complete one."""
+        done = [(k, _value(ts)) for k, ts in sorted(by_index.items())
+                if k < self.spec.trials and _state(ts) == "complete"]
+        return max(done, key=lambda d: d[1])[0] if done else None
+
+    def _base_settled(self, by_index: dict[int, list]) -> bool:
+        return all(k in by_index and _state(by_index[k]) != "running"
+                   for k in range(self.spec.trials))
+
+    def edges(self, index: int) -> list[int]:
+        """Per dimension: -1 (+1) where trial `index` lies at the lowest (highest) position the
+        fixed trials tried along an extendable dimension, else 0."""
+        points = self.spec.positions()[:self.spec.trials]
+        out = []
+        for d, dim in enumerate(self.spec.space.values()):
+            axis = [p[d] for p in points]
+            u = points[index][d]
+            out.append(0 if not dim.extendable or min(axis) == max(axis) else
+                       -1 if u == min(axis) else 1 if u == max(axis) else 0)
+        return out
+
+    def extension(self, group: Group) -> list[dict[str, Any]] | None:
+        """The values of `group`'s extension trials: [] when the rule does not apply (no
+        `extend`, no method of the comparison at an edge, or no complete trial to extend
+        from); None while some trial of the comparison is still to finish."""
+        if not self.spec.extend:
+            return []
+        histories = {g.name: self._by_index(g) for g in self.comparison(group)}
+        if not all(map(self._base_settled, histories.values())):
+            return None
+        chosen = {name: self._base_best(h) for name, h in histories.items()}
+        if not any(k is not None and any(self.edges(k)) for k in chosen.values()):
+            return []
+        best = chosen[group.name]
+        if best is None:
+            return []
+        centre, step, dims = self.spec.positions()[best], self.spec.spacing, \
+            list(self.spec.space.values())
+        directions = self.edges(best)
+        out = []
+        for j in range(1, self.spec.extend + 1):
+            if any(directions):   # beyond the edge, a grid step further each time
+                point = [u + s * j * step for u, s in zip(centre, directions)]
+            else:                 # around an interior choice: halfway, then a quarter, ...
+                offset = (1 if j % 2 else -1) * step / 2 ** ((j + 1) // 2)
+                point = [u + offset if dim.extendable else u for u, dim in zip(centre, dims)]
+            out.append({dim.key: dim.value(u, group.method, self.task)
+                        for dim, u in zip(dims, point)})
+        return out
+
+    def _extension_trials(self, group: Group, by_index: dict[int, list],
+                          ask: bool) -> list[Trial]:
+        """The group's extension trials asked so far and, with `ask`, asked now where the rule
+        has decided (their values are then stored, so a rerun keeps them)."""
+        base = self.spec.trials
+        if ask and not any(k >= base for k in by_index):
+            study = self.studies[group.name]
+            for j, values in enumerate(self.extension(group) or []):
+                study.enqueue_trial(values, {"index": base + j})
+                number = study.ask(self._distributions(group, values)).number
+                by_index[base + j] = [study.trials[number]]
+        return [trial(self.grid, group, k, _params(ts)) for k, ts in sorted(by_index.items())
+                if k >= base]
 
     def _by_index(self, group: Group) -> dict[int, list]:
         study = self.studies[group.name]
@@ -188,6 +280,9 @@ class Tuner:
                         self._label(group, number, k)
                     by_index[k] = [study.trials[number]]
                 out.append(trial(self.grid, group, k, _params(by_index[k])))
+        for group in self.groups:   # after every group's fixed trials: the rule looks at all
+            by_index = self._by_index(group)
+            out += self._extension_trials(group, by_index, ask)
         return out
 
     def _label(self, group: Group, number: int, index: int) -> None:
@@ -205,8 +300,9 @@ class Tuner:
 
         study = self.studies[group.name]
         waiting = optuna.trial.TrialState.WAITING
-        while any(t.state == waiting for t in study.get_trials(deepcopy=False)):
-            study.ask(self._distributions(group))   # takes the enqueued trial, its index kept
+        while queued := [t for t in study.get_trials(deepcopy=False) if t.state == waiting]:
+            # ask takes the oldest enqueued trial, its index kept
+            study.ask(self._distributions(group, queued[0].system_attrs.get("fixed_params")))
         by_index = self._by_index(group)
         for t in study.get_trials(deepcopy=False):
             if "index" not in t.user_attrs and t.state == optuna.trial.TrialState.RUNNING:
@@ -234,15 +330,20 @@ class Tuner:
                 told += 1
             elif state == "complete":   # a failed trial whose runs were retried and finished
                 study.add_trial(optuna.trial.create_trial(
-                    params=t.values, distributions=self._distributions(t.group), value=value,
+                    params=t.values, distributions=self._distributions(t.group, t.values),
+                    value=value,
                     user_attrs={"index": t.index, "retry_of": history[-1].number}))
                 told += 1
         return told
 
     def finished(self) -> bool:
-        return all(len(by) == self.spec.trials and all(_state(ts) != "running"
-                                                       for ts in by.values())
-                   for by in map(self._by_index, self.groups))
+        for group in self.groups:
+            by = self._by_index(group)
+            extension = self.extension(group)
+            if extension is None or len(by) != self.spec.trials + len(extension) or \
+                    any(_state(ts) == "running" for ts in by.values()):
+                return False
+        return True
 
     def best(self, group: Group) -> tuple[int, dict[str, Any], float] | None:
         """(index, values, dev score) of the group's best complete trial; ties: the first."""
