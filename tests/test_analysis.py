@@ -473,3 +473,49 @@ def test_analysis_notebook_executes_on_results(trained, tmp_path):
     images = [o for c in executed["cells"] for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) >= 4
+
+
+# ---- the findings section ----------------------------------------------------------
+def test_findings_lead_with_verdicts_the_probe_check_and_where_runs_started(tmp_path):
+    """FFT and LoRA predict the gold labels, Pfeiffer at random: LoRA is comparable to FFT,
+    Pfeiffer worse and below the probe; each run's start (its head from the probe) is shown
+    beside its end; one seed per final is said next to the verdicts."""
+    rng = np.random.default_rng(0)
+    gold, langs = sib_examples(rng)
+    preds = {"fft": gold, "lora": gold, "pfeiffer": list(rng.choice(SIB200_LABELS, len(gold)))}
+    for method, pred in preds.items():
+        table = examples_table(gold, pred, langs)
+        score = 1.0 if method != "pfeiffer" else 0.2
+        write_run(tmp_path, method, 1, examples={"dev": table, "test": table}, extra_metrics={
+            "selection_dev": {"macro_f1": score, "n": 90},
+            "head_init": {"setting": "probe", "selection_dev": {"macro_f1": 0.6, "n": 90}},
+            "frozen_probe": {"selection_dev": {"macro_f1": 0.6, "n": 90}, "dev": {},
+                             "test": {"overall": {"macro_f1": 0.55, "n": 90}},
+                             "pooling": "mean", "class_weights": "none"}})
+    report = A.write_report(tmp_path, tmp_path / "tables", tmp_path / "figures", n_boot=100)
+    text = "\n".join(report.findings)
+    assert "of 2 PEFT cells, 1 comparable, 0 better, 1 worse" in text
+    assert "One seed per final" in text
+    assert "2 of 3 final cells beat the frozen-feature probe" in text
+    assert "below it: sib200 · multilingual · pfeiffer" in text
+    assert "On test, 2 of 3 beat the probe's test score" in text
+    assert "mean dev gain over that start: fft +0.400, lora +0.400, pfeiffer -0.400" in text
+    assert "**Failures**: none." in text
+    shown = report.display["findings"].set_index("method")
+    assert shown.loc["pfeiffer", "verdict"] == "worse" and shown.loc["lora", "verdict"] == \
+        "comparable"
+    assert shown.loc["fft", "Δ test vs FFT [CI]"] == "reference"
+    assert shown.loc["pfeiffer", "beats probe"] == "**no**"
+    assert shown.loc["lora", "dev start → end"] == "0.600 → 1.000"
+    assert (tmp_path / "tables" / "findings.md").is_file()
+
+
+def test_a_tuned_choice_at_the_edge_of_what_was_tried_is_named():
+    from peft_utils.classification.analysis.tuning import position
+
+    trials = pd.DataFrame({"learning_rate": [1e-4, 1e-3, 1e-2], "warmup_steps": [0, 4, 8]})
+    keys = ["learning_rate", "warmup_steps"]
+    assert position(trials, trials.iloc[0], keys) == "bottom edge of learning_rate"
+    assert position(trials, trials.iloc[2], keys) == "top edge of learning_rate"
+    assert position(trials, trials.iloc[1], keys) == "interior"
+    assert position(trials.iloc[:1], trials.iloc[0], keys) == "interior"   # one value: no edge

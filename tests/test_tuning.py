@@ -194,10 +194,14 @@ def test_tuned_grid_end_to_end_then_analysis(tuned_grid, tmp_path):
     assert len(res.trials) == 4
     chosen = tuning.chosen_table(res)
     assert sorted(chosen["method"]) == ["fft", "lora"] and (chosen["trials"] == 2).all()
+    assert set(chosen["position"]) <= {"bottom edge of learning_rate",
+                                       "top edge of learning_rate"}   # 2 trials: both edges
     report = write_report(results, tmp_path / "tables", tmp_path / "figures", n_boot=50)
     assert "2 trials per method" in report.tuning_budget and "never on test" in report.tuning_budget
     assert "sensitivity_sib200-multilingual" in report.figures
     assert report.tables["tuning_trials"]["chosen"].sum() == 2
+    assert any(line.startswith("**Tuning**: 0 of 2 tuned choices are interior")
+               for line in report.findings)
 
 
 @pytest.mark.slow

@@ -144,7 +144,7 @@ def init_head_from_probe(config, model, splits, selection, n_labels: int, tokeni
     set_output_layer(model, probe.weight, probe.bias)
     start = None
     if "dev" in inputs:
-        scored = probe_scores(config, splits, {"dev": probe.scores(inputs["dev"])}, selection, n_labels)
-        start = scored["selection_dev"]
+        start = probe_scores(config, splits, {"dev": probe.scores(inputs["dev"])}, selection,
+                             n_labels)["selection_dev"]
     return {"setting": "probe", "features": source, "selection_dev": start,
             "seconds": time.perf_counter() - begin}

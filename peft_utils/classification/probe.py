@@ -163,7 +163,7 @@ def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], 
 # ---- the probe --------------------------------------------------------------
 # A class absent from training (single-label) or a label with one value in training
 # (multilabel) gets this logit, with zero weights: never (or always) predicted.
-FIXED_LOGIT = 1.0e4
+FIXED_LOGIT = 30.0   # sigmoid(-30) ~ 1e-13; a multinomial fit's logits sum to 0, so max >= 0
 
 
 @dataclass

@@ -23,10 +23,11 @@ CONDITION = ["task", "scenario", "model", "setting"]
 # One cell of the study: a method (with its hyper-parameters) under a condition.
 CELL = [*CONDITION, "method", "variant"]
 # Config keys that change the data or the evaluation, hence the condition (not the method).
-# class_weights and selection are training settings applied alike to every method: a method
-# is compared with FFT under the same ones.
+# class_weights, selection and head_init are training settings applied alike to every method:
+# a method is compared with FFT under the same ones.
 SCOPE_KEYS = ("train_langs", "eval_langs", "max_train_samples", "max_eval_samples",
-              "max_length", "long_text", "chunk_stride", "class_weights", "selection")
+              "max_length", "long_text", "chunk_stride", "class_weights", "selection",
+              "head_init")
 _NAMING_KEYS = ("dataset", "subtask", "method", "scenario", "model", "seed", "run_id")
 # Derived fields the training adds to run_info next to the config.
 _DERIVED_KEYS = ("multilabel", "train_langs_resolved", "eval_langs_resolved", "zero_shot_langs")

@@ -9,6 +9,8 @@ import pandas as pd
 from peft_utils.classification.analysis import figures as F
 from peft_utils.classification.analysis import serving as S
 from peft_utils.classification.analysis import tuning as T
+from peft_utils.classification.analysis.findings import (findings_display, findings_table,
+                                                         findings_text)
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
                                                           verdict_counts)
 from peft_utils.classification.analysis.load import CELL, Results, load_results
@@ -46,8 +48,13 @@ CAPTIONS = {
                  "per run (each run's own figures, not comparable across runs).",
     "tuning_trials": "Every tuning trial (seeds averaged): the values tried and the dev score "
                      "on the training languages; `chosen` marks each group's best.",
-    "tuning_chosen": "Per method: the values tuning chose on dev, and what tuning cost (trial "
-                     "runs, optimiser steps and training time summed over the trials).",
+    "tuning_chosen": "Per method: the values tuning chose on dev, whether the choice is interior "
+                     "to what the method tried, and what tuning cost (trial runs, optimiser "
+                     "steps and training time summed over the trials; trials run in kept "
+                     "kernels, so their times are the tuning budget's, not a method's cost).",
+    "findings": "What the study found, per final cell: test score, method − FFT with its CI, "
+                "dev score from where the run started to where it ended, against the frozen "
+                "probe, and whether the tuned choice is interior.",
 }
 
 
@@ -59,6 +66,7 @@ class Report:
     figures: dict[str, list[Path]] = field(default_factory=dict)     # name -> [png, pdf]
     files: list[Path] = field(default_factory=list)
     tuning_budget: str = ""         # the tuning budget in one sentence ('' for untuned runs)
+    findings: list[str] = field(default_factory=list)   # the first section, Markdown bullets
 
 
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
@@ -109,11 +117,16 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     sources = provenance(results)
     add("provenance", sources, sources)
     trials = T.trial_table(results)
+    chosen = pd.DataFrame()
     if not trials.empty:
         report.tuning_budget = T.budget_statement(results, trials)
         chosen = T.chosen_table(results, trials)
         add("tuning_trials", trials, trials.round(4))
         add("tuning_chosen", chosen, T.chosen_display(chosen, T.tuned_keys(results.trials)))
+    found = findings_table(diffs, baselines, chosen)
+    add("findings", found, findings_display(found))
+    report.findings = findings_text(found, report.display["cost_ranges"], len(results.failed),
+                                    report.tuning_budget, ci)
 
     made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
             "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),

@@ -256,8 +256,9 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
     scored on the same rows: the strongest trivial one, the margin over it (mean over seeds)
     and whether every run beats it by at least CLEAR_MARGIN; and the frozen-feature probe
     (a logistic regression on the base model's features; records from before it have none),
-    and whether every run beats it (a run below it has failed). Test scores of the method and
-    the probe beside them, where test has gold."""
+    and whether every run beats it (a run below it has failed); `start`: the run's score
+    before its first step where its head started from the probe (head_init: probe). Test
+    scores of the method and the probe beside them, where test has gold."""
     results = as_results(source)
     rows = []
     for run in results.runs.itertuples(index=False):
@@ -271,6 +272,7 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         same_rows = all(values.get("n") == dev.get("n")
                         for values in metrics["baselines"].values())
         probe = metrics.get("frozen_probe") or {}
+        start = (metrics.get("head_init") or {}).get("selection_dev") or {}
         rows.append({**{k: getattr(run, k) for k in CELL}, "seed": run.seed,
                      "metric": run.main_metric, "score": dev[run.main_metric],
                      **{f"baseline_{k}": v for k, v in baselines.items()},
@@ -278,13 +280,14 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
                      "margin": dev[run.main_metric] - baselines[best_name],
                      "same_rows": same_rows,
                      "probe": (probe.get("selection_dev") or {}).get(run.main_metric, np.nan),
+                     "start": start.get(run.main_metric, np.nan),
                      "test": _overall(metrics.get("test"), run.main_metric),
                      "probe_test": _overall(probe.get("test"), run.main_metric),
                      "class_weights": getattr(run, "class_weights", "none")})
     if not rows:
-        return pd.DataFrame(columns=[*CELL, "metric", "dev_mean", "dev_std", "baseline",
-                                     "margin", "min_run_margin", "beats_all", "probe",
-                                     "beats_probe"])
+        return pd.DataFrame(columns=[*CELL, "metric", "n_seeds", "dev_mean", "dev_std",
+                                     "baseline", "margin", "min_run_margin", "beats_all",
+                                     "probe", "beats_probe", "start", "test", "probe_test"])
     runs = pd.DataFrame(rows)
     runs["probe_margin"] = runs["score"] - runs["probe"]
     named = [c for c in runs if c.startswith("baseline_")]
@@ -295,6 +298,7 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         baseline=("baseline", "mean"), margin=("margin", "mean"),
         min_run_margin=("margin", "min"), same_rows=("same_rows", "all"),
         probe=("probe", "mean"), min_probe_margin=("probe_margin", "min"),
+        start=("start", "mean"),
         test=("test", "mean"), probe_test=("probe_test", "mean"),
         class_weights=("class_weights", "first")).reset_index()
     table["beats_all"] = table["min_run_margin"] >= CLEAR_MARGIN
@@ -324,6 +328,7 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "worst run margin": table["min_run_margin"].map(lambda v: f"{v:+.{digits}f}"),
         f"every run beats it by ≥ {CLEAR_MARGIN:.2f}": table["beats_all"].map({True: "yes", False: "NO"}),
         "frozen probe": table["probe"].map(lambda v: fmt_number(v, digits)),
+        "start (head from the probe)": table["start"].map(lambda v: fmt_number(v, digits)),
         "every run beats the probe": table["beats_probe"].map(
             lambda v: DASH if v is None else ("yes" if v else "NO")),
         "test score": table["test"].map(lambda v: fmt_number(v, digits)),

@@ -47,6 +47,7 @@ def chosen_table(results: Results, table: pd.DataFrame | None = None) -> pd.Data
         rows.append({**{k: trials.iloc[0][k] for k in GROUP}, "trials": len(trials),
                      "failed": int(trials["failed"].sum()),
                      "chosen_trial": top["trial"] if top is not None else np.nan,
+                     "position": position(trials, top, keys) if top is not None else np.nan,
                      **{k: top[k] if top is not None else np.nan for k in keys},
                      "dev": top["dev"] if top is not None else np.nan,
                      "tuning_steps": trials["steps"].sum(),
@@ -54,10 +55,25 @@ def chosen_table(results: Results, table: pd.DataFrame | None = None) -> pd.Data
     return sort_cells(pd.DataFrame(rows))
 
 
+def position(trials: pd.DataFrame, chosen: pd.Series, keys: list[str]) -> str:
+    """Where the chosen trial lies among the values its group tried: `interior`, or at the
+    bottom or top edge of a numeric key (its optimum may lie beyond: tune.extend)."""
+    for key in keys:
+        values = pd.to_numeric(trials[key], errors="coerce").dropna()
+        value = pd.to_numeric(pd.Series([chosen[key]]), errors="coerce").iloc[0]
+        if values.nunique() < 2 or value != value:
+            continue
+        if value <= values.min():
+            return f"bottom edge of {key}"
+        if value >= values.max():
+            return f"top edge of {key}"
+    return "interior"
+
+
 def chosen_display(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if table.empty:
         return table
-    out = table[GROUP + ["trials", "failed", "chosen_trial"]].copy()
+    out = table[GROUP + ["trials", "failed", "chosen_trial", "position"]].copy()
     for key in keys:
         out[key] = table[key].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
     out["dev (chosen)"] = table["dev"].map(lambda v: fmt_number(v, 3))
@@ -86,7 +102,8 @@ def budget_statement(results: Results, table: pd.DataFrame | None = None) -> str
 def sensitivity_figures(results: Results, table: pd.DataFrame | None = None
                         ) -> dict[str, object]:
     """Per task and tuning scenario: dev score against the first tuned value (log scale),
-    one line per method, the chosen trial circled."""
+    one line per method, the chosen trial circled (a square where it lies at the edge of
+    what the method tried: its optimum may lie beyond)."""
     import matplotlib.pyplot as plt
 
     from peft_utils.classification.analysis.figures import safe_name
@@ -102,12 +119,16 @@ def sensitivity_figures(results: Results, table: pd.DataFrame | None = None
             rows = rows.sort_values(key)
             line, = ax.plot(rows[key], rows["dev"], marker="o", label=method)
             chosen = rows[rows["chosen"]]
+            edge = len(chosen) and position(rows, chosen.iloc[0], [key]) != "interior"
             ax.scatter(chosen[key], chosen["dev"], s=180, facecolors="none",
-                       edgecolors=line.get_color(), linewidths=2)
+                       edgecolors=line.get_color(), linewidths=2, marker="s" if edge else "o")
+            if edge:
+                line.set_label(f"{method} (chosen at an edge)")
         ax.set_xscale("log")
         ax.set_xlabel(key)
         ax.set_ylabel("dev score, training languages (main metric)")
-        ax.set_title(f"{task} · {scenario}: sensitivity (circled: chosen)")
+        ax.set_title(f"{task} · {scenario}: sensitivity (circled: chosen; square: at an edge)",
+                     fontsize=9)
         ax.legend(fontsize=8)
         fig.tight_layout()
         figures[f"sensitivity_{safe_name(task, scenario)}"] = fig
