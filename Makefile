@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
 .PHONY: help install test test-all demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
-        mt-smoke clean
+        mt-smoke clean docs
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -76,11 +76,20 @@ mt-smoke: install
 	$(PY) -m papermill notebooks/mt_analysis.ipynb reports/mt_analysis.ipynb --cwd notebooks \
 		-k python3 -p results_dir "$(abspath results-mt-smoke)"
 
+# Both cores: test files are spread over TEST_WORKERS processes (a file stays on one, so its
+# module fixtures are built once); each process has its own token and feature caches.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, a missing page or a
+# warning from the API reference fails the build. `$(PY) -m mkdocs serve` previews it while editing.
+docs: install
+	$(PY) -m pip install -q -e ".[docs]"
+	$(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) results reports tables

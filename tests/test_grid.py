@@ -110,16 +110,25 @@ def test_demo_grids_expand_as_documented(tmp_path, monkeypatch):
     demo = grid.cells
     assert len(demo) == 20 and {c.config.seed for c in demo} == {2}
     assert {c.config.pooling for c in demo} == {"mean"}
-    assert {c.config.head_learning_rate for c in demo} == {1e-2}
+    # Every head starts from the probe and goes on at one small rate (docs/demo/head-init.md).
+    assert {(c.config.head_init, c.config.head_learning_rate) for c in demo} == {("probe", 1e-4)}
     assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40),
                                                                      ("brighter", 80)}
     # Tuned first: 3 trials per method and data set, seed 1, on the multilingual scenario.
     from peft_utils.grid.tuning import planned_trials
 
     trials = planned_trials(grid)
-    assert len(trials) == 2 * 4 * 3
+    assert len(trials) == 2 * 4 * 3 and grid.tune.extend == 1
     assert {(c.config.seed, c.config.scenario) for t in trials for c in t.runs} == \
         {(1, "multilingual")}
+    # The paper's head on the same grid, tuning and budget.
+    random = load_grid(REPO / "configs" / "demo-random-head.yaml")
+    assert {(c.config.head_init, c.config.head_learning_rate) for c in random.cells} == \
+        {("random", 1e-2)}
+    assert {c.config.head_bias for c in random.cells if c.config.dataset == "brighter"} == \
+        {"prior"}
+    assert [c.values for c in random.cells] == [c.values for c in demo]
+    assert random.tune == grid.tune
     full = [c.config for c in load_grid(REPO / "configs" / "demo-full.yaml").cells]
     # The complete data for 3 epochs, evaluated per epoch: no step budget left from the demo.
     assert {(c.max_steps, c.eval_steps, c.num_epochs, c.max_train_samples)

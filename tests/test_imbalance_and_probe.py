@@ -254,7 +254,7 @@ def test_balanced_clears_the_majority_class_on_imbalanced_sib200(
     """SIB-200 skewed like the genre task (76/19/5% per language), the demo's budget and
     learning rates: with class_weights balanced every method beats the majority class by at
     least 0.10 macro-F1 on its training languages' dev rows, which without it (none) FFT and
-    LoRA do not (README, "Imbalanced labels")."""
+    LoRA do not (docs/results.md, "Imbalanced labels")."""
     config = load_config(ROOT / "configs" / "demo" / "sib200-imbalanced.yaml", {
         "method": method, "seed": 1, "class_weights": "balanced",
         "data_root": str(imbalanced_sib200), "model": str(e5_model),

@@ -9,7 +9,7 @@ Both remedies aim at the balanced error (every class counts the same):
   prior odds), predictions use the logits alone. A model that has learnt nothing yet predicts
   no class more than another, instead of the majority; what it learns is the evidence beyond
   the prior. On SIB-200 skewed like the genre task, under the demo's budget, it beat class
-  weights for FFT, LoRA and Pfeiffer in every seed (README, `make imbalanced`).
+  weights for FFT, LoRA and Pfeiffer in every seed (docs/results.md, `make imbalanced`).
 - `weighted`: class weights in the loss, so that every class carries the same total weight.
   Single-label: inverse class frequency, n / (C * n_c) (scikit-learn's class_weight="balanced";
   the weights average 1 over the training rows, so the loss keeps its scale). Multilabel: each

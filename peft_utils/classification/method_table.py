@@ -47,7 +47,7 @@ def _counts(path: str, overrides: dict[str, Any], name: str) -> dict[str, int]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table (the README's is this output)."""
+    """A Markdown table (docs/methods.md's is this output)."""
     lines = ["| method | library (config class) | trainable | method | head | FFT / trainable "
              "| merges | about |", "|---|---|---:|---:|---:|---:|---|---|"]
     for row in rows:
