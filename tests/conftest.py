@@ -12,6 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests keep their token cache to themselves (a fresh folder per session).
 os.environ.setdefault("PEFT_UTILS_CACHE", tempfile.mkdtemp(prefix="peft-utils-cache-"))
+# Under pytest-xdist (`make test`: one process per core) each process computes on one thread:
+# two processes of two threads each on two cores only contend.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from fault_helpers import interrupt_after  # noqa: E402,F401  (a fixture of the fault tests)
 from fixtures_data import (  # noqa: E402
