@@ -140,10 +140,9 @@ def split_features(config: RunConfig, splits: dict[str, Any], names: list[str], 
                    collate, precision: str, cache_dir: Path | None, pool: bool = True
                    ) -> tuple[dict[str, np.ndarray], list[str]]:
     """(features of each split in `names`, one per example, or per row without `pool`; the
-    splits read from the cache). Splits
-    whose features another grid worker is computing are taken up last, so that two cells of
-    one data selection reaching the probe together each compute a part instead of one
-    waiting idle for the other."""
+    splits read from the cache). Splits whose features another grid worker is computing are
+    taken up last, so that two cells of one data selection reaching the probe together each
+    compute a part instead of one waiting idle for the other."""
     features, cached, pending, wait = {}, [], list(names), False
     while pending:
         done = []
