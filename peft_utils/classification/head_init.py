@@ -34,8 +34,9 @@ import numpy as np
 from peft_utils.classification.head import (MEAN_POOLING_SLOT, head_module, output_layers,
                                             set_output_layer)
 from peft_utils.classification.inference import collator, sorted_batches
-from peft_utils.classification.probe import (cached_array, features_key, fit_probe, load_encoder,
-                                             per_example, probe_scores, split_features)
+from peft_utils.classification.probe import (balanced_probe, cached_array, features_key,
+                                             fit_probe, load_encoder, per_example,
+                                             probe_scores, split_features)
 
 HIDDEN_SCALE = 2.0         # standard deviations per unit of the hidden layer's tanh input
 SAMPLE_ROWS = 8            # training rows compared to decide whether the frozen features serve
@@ -62,23 +63,22 @@ def head_inputs(model, rows, batch_size: int, collate, precision: str) -> np.nda
     return features
 
 
-def set_hidden_layer_to_standardise(model, pooled: np.ndarray, n_labels: int) -> bool:
+def set_hidden_layer_to_standardise(model, pooled: np.ndarray, n_labels: int) -> None:
     """A head with a square hidden layer before its output layer (XLM-R's dense): set it to
     standardise the pooled features (`pooled`: the training rows'), scaled by HIDDEN_SCALE.
-    False for a head without one (a linear head)."""
+    A linear head has none and is left as it is."""
     import torch
 
     outputs = {id(m) for m in output_layers(model, n_labels)}
     hidden = [m for m in head_module(model).modules() if isinstance(m, torch.nn.Linear)
               and id(m) not in outputs and m.in_features == m.out_features == pooled.shape[1]]
     if not hidden:
-        return False
+        return
     mean, scale = pooled.mean(axis=0), HIDDEN_SCALE * (pooled.std(axis=0) + 1e-6)
     with torch.no_grad():
         for layer in hidden:   # peft keeps a frozen copy of the head beside the trained one
             layer.weight.copy_(torch.diag(torch.as_tensor(1 / scale, dtype=layer.weight.dtype)))
             layer.bias.copy_(torch.as_tensor(-mean / scale, dtype=layer.bias.dtype))
-    return True
 
 
 def output_layer_inputs(model, pooled: np.ndarray, n_labels: int) -> np.ndarray:
@@ -164,7 +164,7 @@ def init_head_from_probe(config, model, splits, selection, n_labels: int, tokeni
     inputs = {name: per_example(splits[name], output_layer_inputs(model, pooled[name], n_labels))
               for name in names}
     probe = fit_probe(inputs["train"], splits["train"].gold, config.multilabel, n_labels,
-                      config.class_weights != "none")
+                      balanced_probe(config))
     set_output_layer(model, probe.weight, probe.bias)
     start = None
     if "dev" in inputs:

@@ -228,6 +228,12 @@ def fit_probe(train_x: np.ndarray, train_gold: np.ndarray, multilabel: bool, n_l
     return LinearProbe(weight, bias, False)
 
 
+def balanced_probe(config: RunConfig) -> bool:
+    """Whether the run's probes weight classes: either class_weights remedy aims at balanced
+    errors, and for a logistic regression that is its class_weight="balanced"."""
+    return config.class_weights != "none"
+
+
 def fit_predict(train_x: np.ndarray, train_gold: np.ndarray, test_x: list[np.ndarray],
                 multilabel: bool, n_labels: int, balanced: bool) -> list[np.ndarray]:
     """Fit on `train_x` (fit_probe); return the scores of each of `test_x` (LinearProbe.scores)."""
@@ -265,9 +271,7 @@ def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.n
     evaluated = [n for n in names if n != "train"]
     scores = dict(zip(evaluated, fit_predict(
         features["train"], splits["train"].gold, [features[n] for n in evaluated],
-        # Either remedy aims at balanced errors; for a logistic regression that is its
-        # class_weight="balanced".
-        config.multilabel, n_labels, config.class_weights != "none")))
+        config.multilabel, n_labels, balanced_probe(config))))
     return probe_scores(config, splits, scores, selection_mask, n_labels) | {
         "pooling": config.pooling, "class_weights": config.class_weights,
         "cost": {"features_cached": cached, "features_s": features_s,
