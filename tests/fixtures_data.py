@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import yaml
 
 from peft_utils.data.labels import EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES
 from peft_utils.data.langs import to_folder, to_iso
@@ -313,3 +316,60 @@ def make_prepare_mirror(tmp_path: Path, name: str = "sib200") -> tuple[Path, dic
                 "eng_Latn/dev.tsv": "data/annotated/eng_Latn/dev.tsv",
                 "labels.txt": "data/annotated/eng_Latn/labels.txt", "SOURCE_COMMIT": None}
     return mirror, build_manifest(name, mirror, "owner/repo", upstream)
+
+
+# ---------------------------------------------------------------- your own tables
+REVIEW_CUES = {"negative": "terrified scream tears grief", "neutral": "according to officials",
+               "positive": "delighted yay wow"}
+
+
+def make_table_tree(tmp_path: Path, fmt: str = "csv", name: str = "reviews",
+                    train_langs: Sequence[str] = ("en", "de", "fr"),
+                    zero_shot: Sequence[str] = ("es",), sizes: dict[str, int] | None = None,
+                    multilabel: bool = False, seed: int = 0) -> Path:
+    """A folder of tables with its data card, the way a researcher would hand one over.
+
+    csv/tsv: train/dev/test files with columns review_id, lang, text, stars (multiclass:
+    negative/neutral/positive) and source_id, the English review a row translates (the
+    non-English rows translate English ones, so en+translations works; multilabel: the
+    emotions, joined by "|"). The zero-shot
+    languages appear in test only. jsonl (use with multilabel=True): one data.jsonl with a
+    split field, fields id, language, content, emotions (a list, possibly empty: "no
+    emotion" is an answer). Deterministic for a given seed; returns the folder."""
+    root = Path(tmp_path) / name
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = sizes or {"train": 18, "dev": 6, "test": 6}
+    rng = random.Random(seed)
+    rows = []
+    for split, n in sizes.items():
+        for i in range(n):
+            labels = (sorted(rng.sample(list(EMOTION_CUES), rng.choice((0, 1, 2))))
+                      if multilabel else [list(REVIEW_CUES)[i % 3]])
+            langs = list(train_langs) + (list(zero_shot) if split == "test" else [])
+            for lang in langs:
+                cues = " ".join((EMOTION_CUES if multilabel else REVIEW_CUES)[x] for x in labels)
+                rows.append({"split": split, "id": f"{split}-{i}-{lang}", "lang": lang,
+                             "text": f"{_filler(lang, rng)}, {cues} {i}.", "labels": labels,
+                             "source": "" if lang == "en" else f"{split}-{i}-en"})
+    if fmt == "jsonl":
+        lines = [json.dumps({"id": r["id"], "language": r["lang"], "content": r["text"],
+                             "emotions": r["labels"], "split": r["split"]}, ensure_ascii=False)
+                 for r in rows]
+        (root / "data.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        card = {"name": name, "text": "content", "labels": "emotions", "language": "language",
+                "id": "id", "split": "split", "file": "data.jsonl",
+                "label_set": list(EMOTION_CUES), "zero_shot": list(zero_shot)}
+    else:
+        sep = "\t" if fmt == "tsv" else ","
+        for split in sizes:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, delimiter=sep, lineterminator="\n")
+            writer.writerow(["review_id", "lang", "text", "stars", "source_id"])
+            writer.writerows([r["id"], r["lang"], r["text"], "|".join(r["labels"]), r["source"]]
+                             for r in rows if r["split"] == split)
+            (root / f"{split}.{fmt}").write_text(buffer.getvalue(), encoding="utf-8")
+        card = {"name": name, "text": "text", "language": "lang", "id": "review_id",
+                **({"labels": "stars", "delimiter": "|"} if multilabel else {"label": "stars"}),
+                "translation_of": "source_id", "zero_shot": list(zero_shot)}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
+    return root

@@ -14,6 +14,7 @@ from peft_utils.classification import analysis as A
 from peft_utils.classification import metrics as M
 from peft_utils.core.runs import write_record
 from peft_utils.data.labels import EMOTIONS, SIB200_LABELS
+from peft_utils.data.registry import get
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
 COSTS = {"trainable": 1000, "total": 1000, "backbone": 900, "head": 100, "method_params": 0,
@@ -40,7 +41,7 @@ def write_run(root: Path, method: str, seed: int, *, dataset: str = "sib200",
         for split, table in examples.items():
             table.assign(gold=table["gold"].fillna("")).to_csv(
                 folder / "predictions" / f"{split}-examples.csv", index=False)
-    main = M.main_metric(dataset)
+    main = get(dataset).task().metric
     metrics = metrics or {split: {"overall": {main: 0.5, "n": 30}} for split in ("dev", "test")}
     record = {
         "status": "complete", "error": None,

@@ -133,7 +133,7 @@ def test_bom_and_crlf_are_read(tmp_path, tiny_model):
     ({"train_langs": "en"}, "train_langs must be a list of strings or null"),
     ({"extra": []}, "extra must be a mapping"),
     ({"dataset": "imdb"}, "unknown dataset 'imdb'"),
-    ({"dataset": "semeval2023", "subtask": 4}, "needs subtask 1, 2 or 3"),
+    ({"dataset": "semeval2023", "subtask": 4}, "unknown semeval2023 subtask 4; use 1 (genre)"),
     ({"eval_langs": ["en", "tlh"]}, "unknown language 'tlh'"),
     ({"warmup_steps": -1}, "warmup_steps must be >= 0"),
     ({"eval_steps": 0}, "eval_steps must be a positive integer"),

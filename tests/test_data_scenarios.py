@@ -63,7 +63,7 @@ def test_sib200_translations_missing_ids_are_an_error(tmp_path):
     fr = root / "fra_Latn" / "train.tsv"
     lines = fr.read_text(encoding="utf-8").rstrip("\n").split("\n")
     fr.write_text("\n".join(lines[:-2]) + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match="2 English index_id.*no fr row") as info:
+    with pytest.raises(DataError, match="2 English id.*no fr translation") as info:
         build_scenario("sib200", root, "en+translations", langs=["fr"])
     assert "fra_Latn/train.tsv" in str(info.value)
 

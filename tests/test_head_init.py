@@ -53,7 +53,7 @@ def step0(cfg: RunConfig):
     pred = M.decide(scores, cfg.multilabel, threshold)
     n_labels = len(prep.built.labels)
     return prep, init, M.scores(dev.gold[sel], pred[sel], cfg.multilabel, n_labels,
-                                M.zero_division(cfg.dataset, None)), logits
+                                cfg.task.zero_division), logits
 
 
 @pytest.mark.parametrize("method", PAPER_METHODS)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from peft_utils.classification import metrics as M
+from peft_utils.data.registry import get
 
 
 def test_multiclass_macro_and_micro_by_hand():
@@ -31,14 +32,16 @@ def test_multilabel_micro_by_hand():
 def test_subtask3_zero_division_is_one():
     gold = np.zeros((2, 3), int)
     pred = np.zeros((2, 3), int)
-    assert M.zero_division("semeval2023", 3) == 1.0
+    assert get("semeval2023").task(3).zero_division == 1.0
     assert M.multilabel_scores(gold, pred, zero_div=1.0)["micro_f1"] == 1.0
     assert M.multilabel_scores(gold, pred, zero_div=0.0)["micro_f1"] == 0.0
 
 
 def test_main_metric_per_task():
-    assert M.main_metric("semeval2023", 1) == "macro_f1"
-    assert M.main_metric("semeval2023", 2) == M.main_metric("semeval2023", 3) == "micro_f1"
+    semeval = get("semeval2023")
+    assert semeval.task(1).metric == "macro_f1"
+    assert semeval.task(2).metric == semeval.task(3).metric == "micro_f1"
+    assert get("sib200").task().metric == get("brighter").task().metric == "macro_f1"
 
 
 def test_per_language_and_overall():

@@ -10,7 +10,7 @@ from peft_utils.classification.imbalance import REMEDIES
 from peft_utils.core import methods
 from peft_utils.core.config import (ConfigError, RunSettings, load_with_method_overrides,
                                     model_max_length, model_problem, type_problems)
-from peft_utils.data.langs import DATASETS, TRAIN_LANGS, ZERO_SHOT_LANGS, to_iso
+from peft_utils.data import registry
 
 METHODS = methods.names("classification")   # every runnable registry entry
 SCENARIOS = ("multilingual", "en", "en+translations")
@@ -29,8 +29,8 @@ class RunConfig(RunSettings):
     identity_if_set = ("class_weights", "selection", "method_config", "tuning", "head_init")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
     float_keys = ("learning_rate", "head_learning_rate", "weight_decay", "lora_dropout")
-    dataset: str = "sib200"
-    subtask: int | None = None          # SemEval-2023 Task 3 subtask 1, 2 or 3
+    dataset: str = "sib200"             # a registry entry (`python -m peft_utils data list`)
+    subtask: int | None = None          # which task of a data set with several (SemEval: 1-3)
     data_root: str = "data/sib200"
     method: str = "lora"               # a registry entry (`python -m peft_utils methods`)
     # Settings for the method's library config class, over the registry's defaults (and the
@@ -93,40 +93,59 @@ class RunConfig(RunSettings):
 
     # ---- derived -------------------------------------------------------
     @property
+    def data_set(self) -> registry.DataSet:
+        """The data set's registry entry (a table's is read from its card under data_root)."""
+        return registry.get(self.dataset, self.data_root)
+
+    @property
+    def task(self) -> registry.Task:
+        return self.data_set.task(self.subtask)
+
+    @property
+    def task_name(self) -> str:
+        return self.data_set.task_name(self.subtask)
+
+    @property
     def multilabel(self) -> bool:
-        if self.dataset == "semeval2023":
-            return self.subtask in (2, 3)
-        return self.dataset == "brighter"
+        return self.task.multilabel
 
     @property
     def resolved_train_langs(self) -> list[str]:
         if self.scenario in ("en", "en+translations"):
             return ["en"]
-        return list(self.train_langs or TRAIN_LANGS[self.dataset])
+        return list(self.train_langs or self.data_set.train_langs)
 
     @property
     def resolved_eval_langs(self) -> list[str]:
         if self.eval_langs:
             return list(self.eval_langs)
-        base = list(self.train_langs or TRAIN_LANGS[self.dataset])
-        return base + [lang for lang in ZERO_SHOT_LANGS[self.dataset] if lang not in base]
+        base = list(self.train_langs or self.data_set.train_langs)
+        return base + [lang for lang in self.data_set.zero_shot_langs if lang not in base]
 
     @property
     def zero_shot_langs(self) -> list[str]:
-        trained = set(self.train_langs or TRAIN_LANGS[self.dataset])
+        trained = set(self.train_langs or self.data_set.train_langs)
         if self.scenario == "en":
             trained = {"en"}
         return [lang for lang in self.resolved_eval_langs if lang not in trained]
 
     @property
     def run_id(self) -> str:
-        task = self.dataset + (f"-st{self.subtask}" if self.subtask else "")
         scen = self.scenario.replace("+", "_")
         trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
-        return f"{task}-{self.method}-{scen}-s{self.seed}{trial}-{self.digest()}"
+        return f"{self.task_name}-{self.method}-{scen}-s{self.seed}{trial}-{self.digest()}"
+
+    def identity(self) -> dict[str, Any]:
+        """A table data set's card enters the identity (data_root does not: two cards in two
+        folders are two data sets); a built-in set adds nothing, so its run ids stay."""
+        out = super().identity()
+        if self.data_set.identity:
+            out["data_set"] = self.data_set.identity
+        return out
 
     def run_info(self) -> dict[str, Any]:
         return {**self.to_dict(), "run_id": self.run_id, "multilabel": self.multilabel,
+                "task": self.task.info(self.task_name),
                 "train_langs_resolved": self.resolved_train_langs,
                 "eval_langs_resolved": self.resolved_eval_langs,
                 "zero_shot_langs": self.zero_shot_langs}
@@ -138,12 +157,14 @@ class RunConfig(RunSettings):
         wrong_types = type_problems(self)
         if wrong_types:   # before the value checks, which assume the types
             raise bad(wrong_types[0])
-        if self.dataset not in DATASETS:
-            raise bad(f"unknown dataset {self.dataset!r}; use one of {', '.join(DATASETS)}")
-        if self.dataset == "semeval2023" and self.subtask not in (1, 2, 3):
-            raise bad(f"semeval2023 needs subtask 1, 2 or 3, got {self.subtask!r}")
-        if self.dataset != "semeval2023" and self.subtask is not None:
-            raise bad(f"subtask applies to semeval2023 only; remove it for {self.dataset}")
+        if self.dataset not in registry.names():
+            raise bad(f"unknown dataset {self.dataset!r}; use one of "
+                      f"{', '.join(registry.names())}")
+        try:
+            entry = self.data_set
+            entry.task(self.subtask)
+        except ValueError as err:   # DataError too: a table's card or files
+            raise bad(str(err)) from None
         problem = methods.method_problem(self.method, self.method_config, "classification")
         if problem:
             raise bad(problem)
@@ -158,7 +179,7 @@ class RunConfig(RunSettings):
             if isinstance(value, str) or not value:
                 raise bad(f"{key} must be a non-empty list of language codes")
             try:
-                setattr(self, key, [to_iso(self.dataset, str(code)) for code in value])
+                setattr(self, key, [entry.to_iso(str(code)) for code in value])
             except ValueError as err:
                 raise bad(f"{key}: {err}") from None
         positive = ("learning_rate", "batch_size", "eval_batch_size", "grad_accum", "max_length",
@@ -234,10 +255,11 @@ class RunConfig(RunSettings):
         if not Path(self.data_root).is_dir():
             problems.append(f"data_root {self.data_root!r} does not exist; prepare the data "
                             "(`python -m peft_utils data prepare NAME`) or set data_root")
-        if (self.scenario == "en+translations" and self.dataset == "semeval2023"
+        if (self.scenario == "en+translations" and self.data_set.parallel == "folder"
                 and not (self.translations_dir and Path(self.translations_dir).is_dir())):
             problems.append(f"translations_dir {self.translations_dir!r} does not exist; the "
-                            "en+translations scenario of semeval2023 needs the translated articles")
+                            f"en+translations scenario of {self.dataset} needs the translated "
+                            "articles")
         limit = model_max_length(self.model)
         virtual = methods.virtual_token_count(methods.REGISTRY[self.method],
                                               self.method_config or {})

@@ -1,7 +1,8 @@
 """Scores equivalent to the official SemEval-2023 Task 3 scorers, per language and overall.
 
 Subtask 1: macro-F1 (micro reported too). Subtask 2: micro-F1. Subtask 3: micro-F1 with
-zero_division=1, as the official scorer calls scikit-learn.
+zero_division=1, as the official scorer calls scikit-learn. Which metric ranks a task and its
+zero_division are the task's registry fields (peft_utils.data.registry.Task).
 """
 from __future__ import annotations
 
@@ -12,18 +13,6 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
-
-
-def main_metric(dataset: str, subtask: int | None = None) -> str:
-    """The metric the study ranks by, as the official scorer of each task defines it."""
-    if dataset == "semeval2023":
-        return "macro_f1" if subtask == 1 else "micro_f1"
-    # SIB-200 stands in for genre (macro-F1); BRIGHTER's official metric is macro-F1 too.
-    return "macro_f1"
-
-
-def zero_division(dataset: str, subtask: int | None) -> float:
-    return 1.0 if (dataset == "semeval2023" and subtask == 3) else 0.0
 
 
 def multihot(labels: Sequence[Sequence[str]], label_names: Sequence[str]) -> np.ndarray:
@@ -75,14 +64,13 @@ def tune_threshold(gold: np.ndarray, probs: np.ndarray, zero_div: float = 0.0,
     return float(best)
 
 
-def run_threshold(setting: float | str, dataset: str, subtask: int | None, gold: np.ndarray,
-                  probs: np.ndarray) -> float:
+def run_threshold(setting: float | str, task, gold: np.ndarray, probs: np.ndarray) -> float:
     """A run's multilabel threshold: its fixed value, or ("tune") the value with the best
-    main-metric F1 on `gold` / `probs` (the selection-dev rows)."""
+    main-metric F1 of `task` (a registry Task) on `gold` / `probs` (the selection-dev rows)."""
     if setting != "tune":
         return float(setting)
-    average = main_metric(dataset, subtask).removesuffix("_f1")
-    return tune_threshold(gold, probs, zero_division(dataset, subtask), average=average)
+    return tune_threshold(gold, probs, task.zero_division,
+                          average=task.metric.removesuffix("_f1"))
 
 
 def scored_rows(langs: Sequence[str], gold: np.ndarray, pred: np.ndarray, has_gold: np.ndarray,

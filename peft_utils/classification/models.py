@@ -32,9 +32,7 @@ class BuiltModel:
 
 
 def labels_for(config: RunConfig) -> list[str]:
-    from peft_utils.data import label_names
-
-    return list(label_names(config.dataset, config.subtask))
+    return list(config.task.labels)
 
 
 def resolve_model_config(name: str, num_labels: int, multilabel: bool, shipped: bool = False):

@@ -281,11 +281,11 @@ def frozen_probe(config: RunConfig, splits: dict[str, Any], selection_mask: np.n
 def probe_scores(config: RunConfig, splits, scores: dict[str, np.ndarray],
            selection_mask: np.ndarray | None, n_labels: int) -> dict[str, Any]:
     multilabel = config.multilabel
-    zero_div = M.zero_division(config.dataset, config.subtask)
+    zero_div = config.task.zero_division
     has_selection = selection_mask is not None and selection_mask.any()
     threshold = None
     if multilabel:   # like the run: tuned on the selection rows, or its fixed value
-        threshold = M.run_threshold(config.threshold, config.dataset, config.subtask,
+        threshold = M.run_threshold(config.threshold, config.task,
                                     splits["dev"].gold[selection_mask],
                                     scores["dev"][selection_mask]) \
             if has_selection else float(config.threshold)

@@ -59,7 +59,9 @@ def subset(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     kept = pd.concat([part.sample(frac=1.0, random_state=zlib.crc32(lang.encode())).head(limit)
                       for lang, part in frame[~translated].groupby("lang", sort=False)])
     english = set(kept.loc[kept["lang"] == "en", "id"])
-    kept = pd.concat([kept, frame[translated & frame["id"].isin(english)]])
+    # A translation names its English row in translation_of (tables) or shares its id.
+    link = frame["translation_of"] if "translation_of" in frame else frame["id"]
+    kept = pd.concat([kept, frame[translated & link.isin(english)]])
     return kept.sort_index().reset_index(drop=True)
 
 

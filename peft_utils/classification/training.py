@@ -175,15 +175,15 @@ def _init_head(config: RunConfig, prep: Prepared) -> dict[str, Any]:
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
-    return M.run_threshold(config.threshold, config.dataset, config.subtask, gold, probs)
+    return M.run_threshold(config.threshold, config.task, gold, probs)
 
 
 def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
     """compute_metrics for the Trainer: the main metric on the selection rows, which reach the
     Trainer sorted by length (less padding) and are put back in order here, chunks pooled."""
     multilabel = config.multilabel
-    zero_div = M.zero_division(config.dataset, config.subtask)
-    main = M.main_metric(config.dataset, config.subtask)
+    zero_div = config.task.zero_division
+    main = config.task.metric
     order = np.argsort([len(r["input_ids"]) for r in selection.rows], kind="stable")
 
     def compute_metrics(prediction) -> dict[str, float]:
@@ -246,7 +246,7 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared,
     written for every row, labelled or not."""
     splits, labels, multilabel = prep.splits, prep.built.labels, config.multilabel
     n_labels, sel = len(labels), prep.selection
-    zero_div = M.zero_division(config.dataset, config.subtask)
+    zero_div = config.task.zero_division
     eval_scores = {name: example_scores(splits[name], p.logits, multilabel)
                    for name, p in passes.items()}
     threshold = None
@@ -346,7 +346,7 @@ def _run(config: RunConfig, out: Path) -> RunResult:
         inference = _serving(config, prep, model, passes)
     record = {
         "status": "complete", "error": None, "run_info": config.run_info(),
-        "metrics": {"main_metric": M.main_metric(config.dataset, config.subtask),
+        "metrics": {"main_metric": config.task.metric,
                     "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
                     if config.multilabel else None,
                     "best_step": fitted.best.best_step, "best_dev": fitted.best.best,
@@ -405,7 +405,7 @@ def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels:
                           # An empty gold is "no label" only where the row has gold at all.
                           "has_gold": frame["has_gold"].astype(bool)})
     atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
-    with_line = config.dataset == "semeval2023" and config.subtask == 3
+    with_line = config.task.unit == "paragraph"   # the official format names the paragraph
     columns = ["id", "line", "pred"] if with_line else ["id", "pred"]
     for lang, part in table.groupby("lang", sort=False):
         atomic_write_text(folder / f"{split}-{lang}.txt",

@@ -7,8 +7,8 @@ str) and df.attrs["summary"] describing what was read, kept and excluded.
 """
 from peft_utils.data.brighter import load_brighter
 from peft_utils.data.errors import DataError
-from peft_utils.data.labels import (EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES,
-                                    is_multilabel, label_names)
+from peft_utils.data.labels import EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES
+from peft_utils.data.registry import is_multilabel, label_names
 from peft_utils.data.long_text import encode_texts, pool_chunks
 from peft_utils.data.scenarios import SCENARIOS, build_scenario, load_split
 from peft_utils.data.semeval import load_semeval

@@ -14,7 +14,8 @@ import pandas as pd
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.labels import EMOTIONS
-from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
+from peft_utils.data import registry
+from peft_utils.data.langs import iso_and_folder
 from peft_utils.data.summary import attach, combine
 from peft_utils.data.textio import read_text
 
@@ -36,7 +37,7 @@ def load_brighter(root: str | Path, langs: Iterable[str] | None, split: str) -> 
     if not split_dir.is_dir():
         raise DataError(split_dir, "split folder not found", fix="run `python -m peft_utils data "
                         "prepare brighter` or point --root at a folder holding train/, dev/, test/")
-    table = FOLDER_TO_ISO[DATASET]
+    table = registry.get(DATASET).languages
     if langs is None:
         langs = [c for c in table if (split_dir / f"{c}.csv").is_file()]
         if not langs:
@@ -97,3 +98,12 @@ def _load_file(path: Path, lang: str) -> pd.DataFrame:
         data.append({"id": row_id, "lang": lang, "text": text, "labels": labels, "gold": gold})
     df = pd.DataFrame(data, columns=["id", "lang", "text", "labels", "gold"])
     return attach(df, source=[path])
+
+
+# ---- the registry's hooks ---------------------------------------------------------------
+def load_split(root, split, langs, subtask, strict):
+    return load_brighter(root, langs, split)
+
+
+def split_path(root: Path, split: str, folder: str, subtask) -> Path:
+    return root / split / f"{folder}.csv"

@@ -1,4 +1,5 @@
-"""Label sets of every data set, in the order the classifier heads use."""
+"""Label sets of the built-in data sets, in the order the classifier heads use (the
+registry, peft_utils.data.registry, says which task uses which)."""
 from __future__ import annotations
 
 # SemEval-2023 Task 3. Official names, as written in the release's label files.
@@ -26,38 +27,3 @@ SIB200_LABELS: tuple[str, ...] = (
 EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "sadness", "surprise")
 
 SEMEVAL_LABELS = {1: GENRES, 2: FRAMES, 3: TECHNIQUES}
-SEMEVAL_SUBTASKS = tuple(SEMEVAL_LABELS)
-
-
-def _check_subtask(subtask: int | None) -> int:
-    if subtask is None:
-        raise ValueError("semeval2023 needs a subtask: 1 (genre), 2 (framing) or 3 (persuasion)")
-    try:
-        k = int(subtask)
-    except (TypeError, ValueError):
-        k = 0
-    if k not in SEMEVAL_LABELS:
-        raise ValueError(f"unknown semeval2023 subtask {subtask!r}; use 1, 2 or 3")
-    return k
-
-
-def label_names(dataset: str, subtask: int | None = None) -> list[str]:
-    """The label vocabulary of `dataset` (and SemEval `subtask`), in head order."""
-    if dataset == "semeval2023":
-        return list(SEMEVAL_LABELS[_check_subtask(subtask)])
-    if dataset == "sib200":
-        return list(SIB200_LABELS)
-    if dataset == "brighter":
-        return list(EMOTIONS)
-    raise ValueError(f"unknown dataset {dataset!r}; use semeval2023, sib200 or brighter")
-
-
-def is_multilabel(dataset: str, subtask: int | None = None) -> bool:
-    """Genre (ST1) and SIB-200 topics are single-label; frames, techniques, emotions are not."""
-    if dataset == "semeval2023":
-        return _check_subtask(subtask) != 1
-    if dataset == "sib200":
-        return False
-    if dataset == "brighter":
-        return True
-    raise ValueError(f"unknown dataset {dataset!r}; use semeval2023, sib200 or brighter")

@@ -19,14 +19,21 @@ from pathlib import Path
 
 from peft_utils.data.errors import DataError
 
-NAMES = ("sib200", "brighter", "ntrex")
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 _CHUNK = 1 << 20
 
 
+def manifest_names() -> tuple[str, ...]:
+    """What `data prepare` can fetch: one shipped manifest per data set (the registry's
+    `prepare` names the classification sets'; ntrex is the MT study's)."""
+    folder = resources.files("peft_utils.data").joinpath("manifests")
+    return tuple(sorted(p.name.removesuffix(".json") for p in folder.iterdir()
+                        if p.name.endswith(".json")))
+
+
 def load_manifest(name: str) -> dict:
-    if name not in NAMES:
-        raise DataError(name, "unknown data set", fix=f"use one of {', '.join(NAMES)}")
+    if name not in manifest_names():
+        raise DataError(name, "unknown data set", fix=f"use one of {', '.join(manifest_names())}")
     text = resources.files("peft_utils.data").joinpath(f"manifests/{name}.json").read_text()
     return json.loads(text)
 

@@ -12,27 +12,17 @@ from typing import Iterable
 
 import pandas as pd
 
+from peft_utils.data import registry
 from peft_utils.data.errors import DataError
-from peft_utils.data.langs import FOLDER_TO_ISO, TRAIN_LANGS, to_iso
 from peft_utils.data.summary import attach, combine, excluded
 
 SCENARIOS = ("multilingual", "en", "en+translations")
-DATASETS = ("semeval2023", "sib200", "brighter")
 
 
 def load_split(dataset: str, root: str | Path, split: str, langs: Iterable[str] | None = None,
                subtask: int | None = None, strict: bool = False) -> pd.DataFrame:
     """Load one split of any data set (langs: folder or ISO codes; None: all present)."""
-    if dataset == "semeval2023":
-        from peft_utils.data.semeval import load_semeval
-        return load_semeval(root, subtask, split, langs=langs, strict=strict)
-    if dataset == "sib200":
-        from peft_utils.data.sib200 import load_sib200
-        return load_sib200(root, langs, split)
-    if dataset == "brighter":
-        from peft_utils.data.brighter import load_brighter
-        return load_brighter(root, langs, split)
-    raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    return registry.get(dataset, root).load(root, split, langs, subtask, strict)
 
 
 def build_scenario(dataset: str, root: str | Path, scenario: str,
@@ -42,17 +32,19 @@ def build_scenario(dataset: str, root: str | Path, scenario: str,
     """The rows a run of `scenario` trains on, with a column origin ("original" or
     "translation") and the summary of everything read in attrs["summary"].
 
-    `langs` are the training languages (default TRAIN_LANGS[dataset]); for en+translations
-    they are the target languages of the translations (English is always included).
+    `langs` are the training languages (default: the entry's train_langs); for
+    en+translations they are the target languages of the translations (English is always
+    included).
 
-    en+translations, per data set:
+    en+translations, by the entry's `parallel`:
 
-    - sib200: SIB-200 is a parallel corpus (human translations of the same Flores sentences),
-      so the translations are the other languages' rows of the same split, joined to English
-      by index_id. Each takes the English label; every English id must be present in each
+    - ids (SIB-200, a parallel corpus of human translations of the same Flores sentences):
+      the translations are the other languages' rows of the same split, joined to English
+      by id. Each takes the English label; every English id must be present in each
       language (DataError otherwise), and ids absent from English are left out and reported.
-    - semeval2023: ``translations_dir`` holds machine translations of the English articles in
-      the release's own layout, one folder per target language::
+    - column (a table whose card names `translation_of`): the same, joined by that column.
+    - folder (SemEval-2023): ``translations_dir`` holds machine translations of the English
+      articles in the release's own layout, one folder per target language::
 
           <translations_dir>/<lang>/<split>-articles-subtask-<k>/article<ID>.txt
           <translations_dir>/<lang>/<split>-labels-subtask-3.template   (subtask 3, optional)
@@ -61,28 +53,25 @@ def build_scenario(dataset: str, root: str | Path, scenario: str,
       subtask 3, by paragraph line number, so translations must keep the line structure).
       A label row without its translated article, or a translated article with no English
       label row, is a DataError. ``langs=None`` takes every language folder present.
-    - brighter: not parallel, so this scenario is refused (DataError).
+    - None (BRIGHTER): not parallel, so this scenario is refused (DataError).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
-    if scenario == "multilingual":
-        langs = list(langs) if langs is not None else list(TRAIN_LANGS[dataset])
-        return _origin(load_split(dataset, root, split, langs, subtask, strict), "original")
-    if scenario == "en":
-        return _origin(load_split(dataset, root, split, ["en"], subtask, strict), "original")
-    if dataset == "brighter":
+    entry = registry.get(dataset, root)
+    if scenario != "en+translations":
+        langs = ["en"] if scenario == "en" else list(
+            langs if langs is not None else entry.train_langs)
+        return _origin(entry.load(root, split, langs, subtask, strict), "original")
+    if entry.parallel is None:
         raise DataError(root, "scenario en+translations needs parallel data (translations of "
-                        "the English training set); BRIGHTER is not parallel",
-                        fix="use the multilingual or en scenario for brighter")
-    english = _origin(load_split(dataset, root, split, ["en"], subtask, strict), "original")
-    if dataset == "sib200":
-        targets = _targets(dataset, langs)
-        return combine([english] + [_sib200_translation(root, split, lang, english)
-                                    for lang in targets])
-    return combine([english] + _semeval_translations(root, subtask, split, langs,
-                                                     translations_dir, strict))
+                        f"the English training set); {dataset} is not parallel",
+                        fix=f"use the multilingual or en scenario for {dataset}")
+    english = _origin(entry.load(root, split, ["en"], subtask, strict), "original")
+    if entry.parallel == "folder":
+        return combine([english] + _folder_translations(entry, root, subtask, split, langs,
+                                                        translations_dir, strict))
+    return combine([english] + [_joined_translation(entry, root, split, lang, english, subtask)
+                                for lang in _targets(entry, langs)])
 
 
 def _origin(df: pd.DataFrame, origin: str) -> pd.DataFrame:
@@ -93,12 +82,12 @@ def _origin(df: pd.DataFrame, origin: str) -> pd.DataFrame:
     return df
 
 
-def _targets(dataset: str, langs: Iterable[str] | None) -> list[str]:
-    codes = TRAIN_LANGS[dataset] if langs is None else langs
+def _targets(entry: registry.DataSet, langs: Iterable[str] | None) -> list[str]:
+    codes = entry.train_langs if langs is None else langs
     out = []
     for code in codes:
         try:
-            iso = to_iso(dataset, code)
+            iso = entry.to_iso(code)
         except ValueError as err:
             raise DataError("langs", str(err)) from None
         if iso != "en" and iso not in out:
@@ -106,30 +95,33 @@ def _targets(dataset: str, langs: Iterable[str] | None) -> list[str]:
     return out
 
 
-def _sib200_translation(root, split: str, lang: str, english: pd.DataFrame) -> pd.DataFrame:
-    from peft_utils.data.sib200 import load_sib200
-    other = load_sib200(root, [lang], split)
+def _joined_translation(entry: registry.DataSet, root, split: str, lang: str,
+                        english: pd.DataFrame, subtask) -> pd.DataFrame:
+    """`lang`'s rows of the split that translate English rows, with the English labels.
+    They link by id (parallel: ids) or by their translation_of column (parallel: column)."""
+    other = entry.load(root, split, [lang], subtask, False)
     path = other.attrs["summary"]["source"][0]
-    missing = [i for i in english["id"] if i not in set(other["id"])]
+    key = "translation_of" if entry.parallel == "column" else "id"
+    linked = set(other[key])
+    missing = [i for i in english["id"] if i not in linked]
     if missing:
-        raise DataError(path, f"{len(missing)} English index_id(s) have no {lang} row, e.g. "
-                        f"{', '.join(missing[:5])}", fix="the translations must be the same "
-                        f"{split} split as English (SIB-200 is parallel by index_id)")
+        raise DataError(path, f"{len(missing)} English id(s) have no {lang} translation, e.g. "
+                        f"{', '.join(missing[:5])}", fix=f"the translations must cover the "
+                        f"English {split} split ({entry.name} is parallel by {key})")
     english_labels = dict(zip(english["id"], english["labels"]))
-    keep = other["id"].isin(english_labels)
-    reasons = [excluded(path, None, i, f"index_id {i} is not in the English {split} split")
-               for i in other.loc[~keep, "id"]]
+    keep = other[key].isin(english_labels)
+    reasons = [excluded(path, None, i, f"{key} {k} is not in the English {split} split")
+               for i, k in zip(other.loc[~keep, "id"], other.loc[~keep, key])]
     joined = other[keep].copy()
-    joined["labels"] = [list(english_labels[i]) for i in joined["id"]]
+    joined["labels"] = [list(english_labels[i]) for i in joined[key]]
     joined["gold"] = True
-    out = attach(joined.assign(origin="translation"), excluded_reasons=reasons, source=[path])
-    return out
+    return attach(joined.assign(origin="translation"), excluded_reasons=reasons, source=[path])
 
 
-def _semeval_translations(root, subtask, split, langs, translations_dir, strict):
+def _folder_translations(entry, root, subtask, split, langs, translations_dir, strict):
     from peft_utils.data.semeval import label_file, load_language
     if translations_dir is None:
-        raise DataError(root, "scenario en+translations for semeval2023 needs translations_dir",
+        raise DataError(root, f"scenario en+translations for {entry.name} needs translations_dir",
                         fix="pass translations_dir: machine translations of the English "
                             "articles in the release layout, <dir>/<lang>/<split>-articles-"
                             "subtask-<k>/article<ID>.txt")
@@ -137,7 +129,7 @@ def _semeval_translations(root, subtask, split, langs, translations_dir, strict)
     if not tdir.is_dir():
         raise DataError(tdir, "translations folder not found",
                         fix="create it in the release layout: <lang>/<split>-articles-subtask-<k>/")
-    table = FOLDER_TO_ISO["semeval2023"]
+    table = entry.languages
     if langs is None:
         found = [iso for folder, iso in table.items() if iso != "en"
                  and any((tdir / n).is_dir() for n in (folder, iso))]
@@ -146,7 +138,7 @@ def _semeval_translations(root, subtask, split, langs, translations_dir, strict)
                             fix="expected folders such as fr/, ge/, it/, po/, ru/")
         targets = found
     else:
-        targets = _targets("semeval2023", langs)
+        targets = _targets(entry, langs)
     labels = label_file(Path(root) / "en", split, int(subtask))
     frames = []
     for iso in targets:

@@ -17,8 +17,8 @@ from typing import Iterable
 import pandas as pd
 
 from peft_utils.data.errors import DataError
-from peft_utils.data.labels import SEMEVAL_LABELS, _check_subtask
-from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
+from peft_utils.data import registry
+from peft_utils.data.langs import iso_and_folder
 from peft_utils.data.summary import attach, combine, excluded
 from peft_utils.data.textio import delimiter_hint, numbered_lines, read_text
 
@@ -47,7 +47,7 @@ def load_semeval(root: str | Path, subtask: int, split: str,
     folder with data for this split). Columns id, lang (ISO), text, labels (+ line for
     subtask 3); df.attrs["summary"] counts rows, labelled rows and exclusions."""
     root = Path(root)
-    k = _check_subtask(subtask)
+    k = _subtask(subtask)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if not root.is_dir():
@@ -58,13 +58,36 @@ def load_semeval(root: str | Path, subtask: int, split: str,
     return combine(frames)
 
 
+def _subtask(subtask) -> int:
+    """The subtask number, checked against the registry (ValueError naming the choices)."""
+    registry.get(DATASET).task(subtask)
+    return int(subtask)
+
+
+# ---- the registry's hooks ---------------------------------------------------------------
+def load_split(root, split, langs, subtask, strict):
+    return load_semeval(root, subtask, split, langs=langs, strict=strict)
+
+
+def split_path(root: Path, split: str, folder: str, subtask) -> Path:
+    return root / folder / f"{split}-articles-subtask-{subtask}"
+
+
+def has_split(root: Path, split: str, folder: str, subtask) -> bool:
+    """A label file or template without its articles counts as present, so that the loader
+    reports it as broken, not absent. The release names folders by its own codes (ge, po,
+    gr); ISO-named ones are read too."""
+    iso = registry.get(DATASET).to_iso(folder)
+    return any(has_split_files(root / name, split, int(subtask)) for name in (folder, iso))
+
+
 def has_split_files(lang_dir: Path, split: str, k: int) -> bool:
     return (articles_dir(lang_dir, split, k).is_dir() or label_file(lang_dir, split, k).is_file()
             or (k == 3 and template_file(lang_dir, split).is_file()))
 
 
 def _language_dirs(root: Path, k: int, split: str, langs: Iterable[str] | None):
-    table = FOLDER_TO_ISO[DATASET]
+    table = registry.get(DATASET).languages
     if langs is None:
         found = []
         for folder, iso in table.items():
@@ -97,7 +120,7 @@ def load_language(lang_dir: str | Path, lang: str, subtask: int, split: str, *,
     """One language folder. `labels_from` reads the labels from another folder's label file
     (the English one, for machine-translated copies of the English articles)."""
     lang_dir = Path(lang_dir)
-    k = _check_subtask(subtask)
+    k = _subtask(subtask)
     labels_path = Path(labels_from) if labels_from else label_file(lang_dir, split, k)
     art_dir = articles_dir(lang_dir, split, k)
     articles = _list_articles(art_dir)
@@ -135,7 +158,7 @@ def _id_key(article_id: str):
 
 def _read_labels(path: Path, k: int) -> list[tuple[int, str, int | None, list[str]]]:
     """(file line, article id, paragraph line or None, labels) per label row."""
-    allowed = SEMEVAL_LABELS[k]
+    allowed = registry.get(DATASET).task(k).labels
     n_fields = (2,) if k < 3 else (2, 3)  # ST3: a trailing empty technique field may be cut
     rows, first_seen = [], {}
     lines = numbered_lines(read_text(path))

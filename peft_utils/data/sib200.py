@@ -11,7 +11,8 @@ import pandas as pd
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.labels import SIB200_LABELS
-from peft_utils.data.langs import FOLDER_TO_ISO, iso_and_folder
+from peft_utils.data import registry
+from peft_utils.data.langs import iso_and_folder
 from peft_utils.data.summary import attach, combine
 from peft_utils.data.textio import delimiter_hint, numbered_lines, read_text
 
@@ -37,7 +38,7 @@ def load_sib200(root: str | Path, langs: Iterable[str] | None, split: str) -> pd
     if not root.is_dir():
         raise DataError(root, "data root not found", fix="run `python -m peft_utils data prepare "
                         "sib200` or point --root at a folder holding eng_Latn/, fra_Latn/, ...")
-    table = FOLDER_TO_ISO[DATASET]
+    table = registry.get(DATASET).languages
     if langs is None:
         langs = [f for f in table if (root / f).is_dir()]
         if not langs:
@@ -79,3 +80,12 @@ def _load_file(path: Path, lang: str, allowed: tuple[str, ...]) -> pd.DataFrame:
         data.append({"id": idx, "lang": lang, "text": text, "labels": [category], "gold": True})
     df = pd.DataFrame(data, columns=["id", "lang", "text", "labels", "gold"])
     return attach(df, source=[path])
+
+
+# ---- the registry's hooks ---------------------------------------------------------------
+def load_split(root, split, langs, subtask, strict):
+    return load_sib200(root, langs, split)
+
+
+def split_path(root: Path, split: str, folder: str, subtask) -> Path:
+    return root / folder / f"{split}.tsv"

@@ -31,8 +31,7 @@ def plan_entries(grid: Grid) -> list[dict[str, Any]]:
 
 def _entry(cell: Cell, stage: str) -> dict[str, Any]:
     config = cell.config
-    task = getattr(config, "pair", None) or config.dataset + (
-        f"-st{config.subtask}" if getattr(config, "subtask", None) else "")
+    task = getattr(config, "pair", None) or config.task_name
     return {"stage": stage, "task": task, "scenario": getattr(config, "scenario", None),
             "method": config.method, "seed": config.seed, "run_id": cell.run_id}
 

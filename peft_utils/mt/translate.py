@@ -173,9 +173,9 @@ def translate_articles(texts: list[str], translate: Callable[[list[str]], list[s
 # ---- folders ----------------------------------------------------------------------
 def _lang_dir(root: Path, code: str) -> Path:
     """The source language folder: its ISO or release folder code (en, ge/de, ...)."""
-    from peft_utils.data.langs import FOLDER_TO_ISO
+    from peft_utils.data.registry import get
 
-    table = FOLDER_TO_ISO["semeval2023"]
+    table = get("semeval2023").languages
     names = [code] + [f for f, iso in table.items() if iso == code] + \
             [iso for f, iso in table.items() if f == code]
     for name in names:

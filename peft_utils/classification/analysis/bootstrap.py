@@ -119,13 +119,19 @@ def paired_bootstrap(score: Callable[[np.ndarray, np.ndarray], np.ndarray],
 
 
 # ---- from results folders -----------------------------------------------------
-def _label_list(dataset: str, subtask, observed: set[str]) -> list[str]:
-    from peft_utils.data.labels import label_names
+def task_of(record: dict) -> dict:
+    """The run's task as its record keeps it (labels, metric, zero_division); records written
+    before they kept it are built-in data sets, read from the registry."""
+    info = record["run_info"]
+    if "task" in info:
+        return info["task"]
+    from peft_utils.data.registry import get
 
-    try:
-        labels = list(label_names(dataset, subtask))
-    except ValueError:
-        labels = []
+    return get(info["dataset"]).task(_subtask(info.get("subtask"))).info(info["dataset"])
+
+
+def _label_list(task: dict, observed: set[str]) -> list[str]:
+    labels = list(task["labels"])
     # Labels outside the head's vocabulary cannot come from the trainer; keep them scoreable.
     return labels + sorted(observed - set(labels))
 
@@ -160,16 +166,16 @@ def _aligned(results: Results, run_ids: list[str], split: str) -> tuple[pd.DataF
     return frame, [table.loc[common, "pred"].to_numpy() for table in tables]
 
 
-def _encode(frame: pd.DataFrame, preds: list[np.ndarray], multilabel: bool, dataset: str,
-            subtask) -> tuple[np.ndarray, list[np.ndarray]]:
+def _encode(frame: pd.DataFrame, preds: list[np.ndarray], multilabel: bool,
+            task: dict) -> tuple[np.ndarray, list[np.ndarray]]:
     if multilabel:
         gold_sets = _split_labels(frame["gold"])
         pred_sets = [_split_labels(pd.Series(p)) for p in preds]
         observed = {x for rows in [gold_sets, *pred_sets] for row in rows for x in row}
-        labels = _label_list(dataset, subtask, observed)
+        labels = _label_list(task, observed)
         return M.multihot(gold_sets, labels), [M.multihot(p, labels) for p in pred_sets]
     observed = set(frame["gold"]) | {x for p in preds for x in p}
-    lookup = {label: i for i, label in enumerate(_label_list(dataset, subtask, observed))}
+    lookup = {label: i for i, label in enumerate(_label_list(task, observed))}
     return (frame["gold"].map(lookup).to_numpy(np.int64),
             [np.array([lookup[x] for x in p], dtype=np.int64) for p in preds])
 
@@ -214,10 +220,10 @@ def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_bo
     frame, preds = _aligned(results, run_ids, split)
     if frame.empty:
         return []
-    gold, encoded = _encode(frame, preds, bool(first["multilabel"]), first["dataset"],
-                            first.get("subtask"))
+    task = task_of(results.records[first["run_id"]])
+    gold, encoded = _encode(frame, preds, bool(first["multilabel"]), task)
     metric = first["main_metric"]
-    zero_div = M.zero_division(first["dataset"], _subtask(first.get("subtask")))
+    zero_div = task["zero_division"]
     paired = list(runs["seed"]) == list(reference["seed"])
     k = len(runs)
     langs = frame["lang"].to_numpy()

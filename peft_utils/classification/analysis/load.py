@@ -39,6 +39,12 @@ def task_name(dataset: str, subtask: Any = None) -> str:
                       else "")
 
 
+def _task(info: dict[str, Any]) -> str:
+    """The run's task name: as its record keeps it (a table data set's card name), else
+    spelled from the data set (records written before they kept it)."""
+    return (info.get("task") or {}).get("name") or task_name(info["dataset"], info.get("subtask"))
+
+
 def _label_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "+".join(map(str, value))
@@ -171,7 +177,7 @@ def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
 
     info, tuning = record["run_info"], record["run_info"]["tuning"]
     costs = record.get("costs") or {}
-    return {"task": task_name(info["dataset"], info.get("subtask")), "scenario": info["scenario"],
+    return {"task": _task(info), "scenario": info["scenario"],
             "method": info["method"], "group": tuning["group"], "trial": tuning["trial"],
             "seed": info["seed"], **tuning["values"], "status": record.get("status"),
             "dev": selection_score(record) if record.get("status") == "complete" else np.nan,
@@ -187,7 +193,7 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **added, **{k: v for k, v in info.items() if k not in _DERIVED_KEYS},
         "stage": (info.get("tuning") or {}).get("stage", "untuned"),
-        "task": task_name(info["dataset"], info.get("subtask")),
+        "task": _task(info),
         "main_metric": record["metrics"]["main_metric"],
         "multilabel": bool(info.get("multilabel", False)),
         "zero_shot_langs": tuple(info.get("zero_shot_langs") or ()),
