@@ -12,7 +12,7 @@ SPLITS = ("train", "dev", "test")
 def catalog(data_root: str | Path = "data", tables: Iterable[str | Path] = ()) -> list[dict]:
     """One dict per data set: the registry entry, and `present`: rows per split and language
     under <data_root>/<name> (tables: their folder), or the error that loading raised."""
-    found = [(entry, Path(data_root) / entry.name) for entry in registry.BUILTIN.values()]
+    found = [(entry, Path(data_root) / entry.name) for entry in registry.entries().values()]
     found += [(registry.get(registry.TABLE, folder), Path(folder)) for folder in tables]
     return [describe(entry, root) for entry, root in found]
 

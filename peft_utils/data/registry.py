@@ -5,15 +5,18 @@ else), which of them train and which are zero-shot, its tasks (label set, multic
 multilabel, the official main metric, the unit a row is), how `en+translations` is built
 (`parallel`), where a split lies on disk, how it is loaded, and which manifest
 `data prepare` fetches. Adding a data set is adding an entry (docs/contributing.md); a folder
-of tables with a data card needs no code at all (`table`, peft_utils.data.table).
+of tables with a data card needs no code at all (`table`, peft_utils.data.table), and another
+package can register entries through an entry point (`plugins`).
 
 Loaders are named as "module:function" and imported when used, so that reading the registry
 costs nothing and loaders may import this module.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -28,6 +31,7 @@ PARALLEL = {
     "column": "rows whose translation_of column names the id of an English row",
 }
 TABLE = "table"
+PLUGIN_GROUP = "peft_utils.datasets"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class DataSet:
     layout: str                         # "module:function"(root, split, folder, subtask) -> Path
     parallel: str | None = None         # a key of PARALLEL
     presence: str | None = None         # "module:function" like layout -> bool; None: exists()
+    # parallel "folder": "module:function"(root, subtask, split, langs, translations_dir,
+    # strict) -> the translated frames
+    translation_loader: str | None = None
     prepare: str | None = None          # the manifest `data prepare NAME` fetches
     source: str = ""                    # where the data come from (citation, URL)
     identity: dict[str, Any] = field(default_factory=dict)  # enters the run ids (tables)
@@ -108,6 +115,11 @@ class DataSet:
         """One split as a frame (id, lang, text, labels; attrs["summary"])."""
         return _resolve(self.loader)(root, split, langs, subtask, strict)
 
+    def translations(self, root, subtask, split, langs, translations_dir, strict) -> list:
+        """The translated frames of a `folder` data set (its translation_loader)."""
+        return _resolve(self.translation_loader)(root, subtask, split, langs, translations_dir,
+                                                 strict)
+
     def split_path(self, root, split: str, lang: str, subtask: int | None = None) -> Path:
         return _resolve(self.layout)(Path(root), split, self.to_folder(lang), subtask)
 
@@ -136,7 +148,8 @@ BUILTIN: dict[str, DataSet] = {entry.name: entry for entry in (
                # The official scorer of subtask 3 calls scikit-learn with zero_division=1.
                3: Task(TECHNIQUES, True, "micro_f1", "paragraph", 1.0, title="persuasion")},
         loader="peft_utils.data.semeval:load_split", layout="peft_utils.data.semeval:split_path",
-        presence="peft_utils.data.semeval:has_split", parallel="folder", source=_SEMEVAL),
+        presence="peft_utils.data.semeval:has_split", parallel="folder",
+        translation_loader="peft_utils.data.semeval:translations", source=_SEMEVAL),
     DataSet(
         name="sib200", title="SIB-200: topic of Flores-200 sentences (stands in for genre)",
         languages={"eng_Latn": "en", "fra_Latn": "fr", "deu_Latn": "de", "ita_Latn": "it",
@@ -161,9 +174,31 @@ BUILTIN: dict[str, DataSet] = {entry.name: entry for entry in (
 )}
 
 
+def entries() -> dict[str, DataSet]:
+    """The built-in entries and those other packages register."""
+    return {**BUILTIN, **plugins()}
+
+
+@functools.cache
+def plugins() -> dict[str, DataSet]:
+    """Entries registered by installed packages: an entry point in the group
+    `peft_utils.datasets` names a DataSet (or a function returning one), e.g. in the
+    package's pyproject.toml: `[project.entry-points."peft_utils.datasets"] toy =
+    "toy_data:ENTRY"`. Read once per process; the grid's kernels read them too."""
+    found = {}
+    for point in entry_points(group=PLUGIN_GROUP):
+        entry = point.load()
+        entry = entry if isinstance(entry, DataSet) else entry()
+        if entry.name in BUILTIN or entry.name == TABLE or entry.name in found:
+            raise ValueError(f"entry point {point.name} ({point.value}) registers data set "
+                             f"{entry.name!r}, which exists already; rename it")
+        found[entry.name] = entry
+    return found
+
+
 def names() -> tuple[str, ...]:
     """Every `dataset:` value a config accepts."""
-    return (*BUILTIN, TABLE)
+    return (*entries(), TABLE)
 
 
 def get(name: str, root: str | Path | None = None) -> DataSet:
@@ -174,7 +209,7 @@ def get(name: str, root: str | Path | None = None) -> DataSet:
         from peft_utils.data.table import table_entry
         return table_entry(root)
     try:
-        return BUILTIN[name]
+        return entries()[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(names())}") from None
 

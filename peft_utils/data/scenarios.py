@@ -68,8 +68,8 @@ def build_scenario(dataset: str, root: str | Path, scenario: str,
                         fix=f"use the multilingual or en scenario for {dataset}")
     english = _origin(entry.load(root, split, ["en"], subtask, strict), "original")
     if entry.parallel == "folder":
-        return combine([english] + _folder_translations(entry, root, subtask, split, langs,
-                                                        translations_dir, strict))
+        return combine([english] + entry.translations(root, subtask, split, langs,
+                                                      translations_dir, strict))
     return combine([english] + [_joined_translation(entry, root, split, lang, english, subtask)
                                 for lang in _targets(entry, langs)])
 
@@ -116,38 +116,3 @@ def _joined_translation(entry: registry.DataSet, root, split: str, lang: str,
     joined["labels"] = [list(english_labels[i]) for i in joined[key]]
     joined["gold"] = True
     return attach(joined.assign(origin="translation"), excluded_reasons=reasons, source=[path])
-
-
-def _folder_translations(entry, root, subtask, split, langs, translations_dir, strict):
-    from peft_utils.data.semeval import label_file, load_language
-    if translations_dir is None:
-        raise DataError(root, f"scenario en+translations for {entry.name} needs translations_dir",
-                        fix="pass translations_dir: machine translations of the English "
-                            "articles in the release layout, <dir>/<lang>/<split>-articles-"
-                            "subtask-<k>/article<ID>.txt")
-    tdir = Path(translations_dir)
-    if not tdir.is_dir():
-        raise DataError(tdir, "translations folder not found",
-                        fix="create it in the release layout: <lang>/<split>-articles-subtask-<k>/")
-    table = entry.languages
-    if langs is None:
-        found = [iso for folder, iso in table.items() if iso != "en"
-                 and any((tdir / n).is_dir() for n in (folder, iso))]
-        if not found:
-            raise DataError(tdir, "no language folder found",
-                            fix="expected folders such as fr/, ge/, it/, po/, ru/")
-        targets = found
-    else:
-        targets = _targets(entry, langs)
-    labels = label_file(Path(root) / "en", split, int(subtask))
-    frames = []
-    for iso in targets:
-        folder = next(f for f, i in table.items() if i == iso)
-        lang_dir = next((tdir / n for n in (folder, iso) if (tdir / n).is_dir()), tdir / folder)
-        if not lang_dir.is_dir():
-            raise DataError(lang_dir, f"no translations for {iso}",
-                            fix="add the folder or leave the language out of langs")
-        frames.append(_origin(load_language(lang_dir, iso, subtask, split, strict=strict,
-                                            labels_from=labels), "translation"))
-    return frames
-

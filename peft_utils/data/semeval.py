@@ -16,8 +16,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from peft_utils.data.errors import DataError
 from peft_utils.data import registry
+from peft_utils.data.errors import DataError
 from peft_utils.data.langs import iso_and_folder
 from peft_utils.data.summary import attach, combine, excluded
 from peft_utils.data.textio import delimiter_hint, numbered_lines, read_text
@@ -303,3 +303,43 @@ def _paragraphs(lang_dir, split, art_dir, articles, labels_path, rows, strict):
     df = pd.DataFrame(data, columns=["id", "line", "text", "labels", "gold"])
     df["line"] = df["line"].astype(int)
     return df[["id", "text", "labels", "line", "gold"]], reasons, source
+
+
+def translations(root, subtask, split, langs, translations_dir, strict) -> list[pd.DataFrame]:
+    """The registry's `translations` hook: machine translations of the English articles in
+    the release layout under `translations_dir`, labelled from the English label file (see
+    peft_utils.data.scenarios.build_scenario)."""
+    from peft_utils.data.scenarios import _origin, _targets
+
+    entry = registry.get(DATASET)
+    if translations_dir is None:
+        raise DataError(root, f"scenario en+translations for {entry.name} needs translations_dir",
+                        fix="pass translations_dir: machine translations of the English "
+                            "articles in the release layout, <dir>/<lang>/<split>-articles-"
+                            "subtask-<k>/article<ID>.txt")
+    tdir = Path(translations_dir)
+    if not tdir.is_dir():
+        raise DataError(tdir, "translations folder not found",
+                        fix="create it in the release layout: <lang>/<split>-articles-subtask-<k>/")
+    table = entry.languages
+    if langs is None:
+        found = [iso for folder, iso in table.items() if iso != "en"
+                 and any((tdir / n).is_dir() for n in (folder, iso))]
+        if not found:
+            raise DataError(tdir, "no language folder found",
+                            fix="expected folders such as fr/, ge/, it/, po/, ru/")
+        targets = found
+    else:
+        targets = _targets(entry, langs)
+    labels = label_file(Path(root) / "en", split, int(subtask))
+    frames = []
+    for iso in targets:
+        folder = next(f for f, i in table.items() if i == iso)
+        lang_dir = next((tdir / n for n in (folder, iso) if (tdir / n).is_dir()), tdir / folder)
+        if not lang_dir.is_dir():
+            raise DataError(lang_dir, f"no translations for {iso}",
+                            fix="add the folder or leave the language out of langs")
+        frames.append(_origin(load_language(lang_dir, iso, subtask, split, strict=strict,
+                                            labels_from=labels), "translation"))
+    return frames
+
