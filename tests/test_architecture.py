@@ -1,6 +1,7 @@
 """The package's imports go one way: cli -> studies (classification, mt) -> core, the grid ->
 core and the study interface; no import cycle anywhere inside peft_utils (imports inside
-functions count too)."""
+functions count too). A method's behaviour lives in its registry entry: no module outside
+core/methods.py branches on a method's name."""
 from __future__ import annotations
 
 import ast
@@ -117,3 +118,60 @@ def test_every_package_folder_is_a_regular_package():
     folders = {str(p.parent.relative_to(PACKAGE.parent)).replace("/", ".")
                for p in PACKAGE.rglob("*.py")}
     assert folders <= set(find_packages(str(PACKAGE.parent), include=["peft_utils*"]))
+
+
+# ---- method behaviour lives in the registry -------------------------------------------------
+# A method's behaviour is a field or hook of its entry in core/methods.py; elsewhere a method's
+# name is data (a default list, a plotting order), never a branch. Exceptions, each with why:
+# (module, method name).
+NAME_CHECKS_ALLOWED: set[tuple[str, str]] = set()
+
+
+def method_name_checks(path: Path, names: set[str]) -> list[tuple[str, int]]:
+    """(name, line) wherever `path` branches on a registry method's name written as
+    a string literal: a comparison (`== "fft"`, `in ("pfeiffer", "houlsby")`), pandas'
+    `.eq` / `.ne` / `.isin`, a dict keyed by names (a dispatch table), a `case "fft":`."""
+    def literals(node) -> set[str]:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value} & names
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return set().union(*map(literals, node.elts))
+        return set()
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("eq", "ne", "isin"):
+            operands = node.args
+        elif isinstance(node, ast.Dict):
+            operands = [key for key in node.keys if key is not None]
+        elif isinstance(node, ast.MatchValue):
+            operands = [node.value]
+        else:
+            continue
+        found += [(name, node.lineno) for name in sorted(set().union(*map(literals, operands)))]
+    return found
+
+
+def test_no_module_branches_on_a_method_name():
+    from peft_utils.core.methods import REGISTRY
+
+    registry = PACKAGE / "core" / "methods.py"
+    found = [(module_name(path), name, line) for path in sorted(PACKAGE.rglob("*.py"))
+             if path != registry for name, line in method_name_checks(path, set(REGISTRY))
+             if (module_name(path), name) not in NAME_CHECKS_ALLOWED]
+    assert found == [], "branch on the registry entry's fields or hooks (core/methods.py)"
+
+
+def test_the_name_check_scan_finds_name_checks(tmp_path):
+    source = tmp_path / "example.py"
+    source.write_text('if method == "fft": pass\nok = m in ("pfeiffer", "houlsby")\n'
+                      'runs[runs["method"].ne("lora")]\nf = {"bitfit": 1}[name]\n'
+                      'match method:\n    case "cross_attn": pass\n'
+                      'ORDER = ("fft", "lora")\nif knob == "lora_r": pass\n')   # data, a knob: fine
+    names = {"fft", "pfeiffer", "houlsby", "lora", "bitfit", "cross_attn"}
+    assert method_name_checks(source, names) == [
+        ("fft", 1), ("houlsby", 2), ("pfeiffer", 2), ("lora", 3), ("bitfit", 4),
+        ("cross_attn", 6)]

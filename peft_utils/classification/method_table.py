@@ -17,7 +17,7 @@ DEFAULT_CONFIG = "configs/semeval/st1.yaml"
 def method_rows(path: str, overrides: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per registry entry: name, library, config class, status, and for runnable
     methods `trainable`, `method_params`, `head` and `fft_ratio` (FFT's trainable / its)."""
-    fft = _counts(path, overrides, "fft")
+    fft = _counts(path, overrides, methods.REFERENCE)
     rows = []
     for entry in methods.REGISTRY.values():
         status = entry.status("classification")

@@ -72,17 +72,15 @@ def _base_model(config: RunConfig, labels: list[str], meta: bool, device: str = 
 
 def method_settings(config: RunConfig) -> dict[str, Any]:
     """What the method's config class receives over the registry defaults: the paper's
-    fields for the paper's methods (so their settings and run ids keep their meaning; the
-    LoRA variants share LoRA's), then the run's `method_config`."""
-    entry = methods.get(config.method)
+    fields for the methods whose entry names a `paper_setting` (so their settings and run ids
+    keep their meaning; the LoRA variants share LoRA's), then the run's `method_config`."""
+    setting = methods.get(config.method).paper_setting
     paper: dict[str, Any] = {}
-    if entry.config_class == "LoraConfig":
+    if setting == "lora_r":
         paper = dict(r=config.lora_r, lora_alpha=config.lora_alpha,
                      lora_dropout=config.lora_dropout, target_modules=config.lora_targets)
-    elif config.method in ("pfeiffer", "houlsby"):
-        paper = {"reduction_factor": config.reduction_factor}
-    elif config.method == "prefix":
-        paper = {"prefix_length": config.prefix_length}
+    elif setting is not None:   # reduction_factor, prefix_length: the library's key too
+        paper = {setting: getattr(config, setting)}
     return {**paper, **(config.method_config or {})}
 
 

@@ -7,16 +7,22 @@ a learning-rate range from the literature. A run's `method_config: {...}` goes t
 class on top of the defaults, and is checked by it before training. Adding a method is adding
 an entry here and a line to the per-method tests' table (tests/test_methods.py).
 
+Whatever a method does differently is a field or a hook of its entry (which parameters a
+project method trains, its part of the training loop, the paper setting that sizes it, whether
+it is the reference): the rest of the package reads the entry and never tests a method's name
+(tests/test_architecture.py checks that).
+
 Entries that cannot run here carry the reason (`unavailable`): `python -m peft_utils methods`
 lists them with it, so no method of either library is silently absent.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from peft_utils.core.config import ConfigError, is_type
 
@@ -62,6 +68,19 @@ class Method:
     virtual_tokens: str | None = None    # the key of the number of tokens it prepends
     changes_base: bool = False           # rewrites base weights by design (PiSSA, OLoRA)
     needs_eager: bool = False            # edits keys and values in the eager attention path
+    # The study setting (a RunConfig / MTConfig field) that sizes it as in the paper, so the
+    # paper's runs keep their settings and ids: lora_r (with LoRA's alpha, dropout and
+    # targets), reduction_factor or prefix_length; None: method_config and the defaults only.
+    paper_setting: str | None = None
+    reference: bool = False              # the baseline other methods are compared with (fft)
+    # Project methods: whether a parameter (by name) trains; None: the library decides.
+    trains: Callable[[str], bool] | None = None
+    full_copy: bool = False              # trains every base weight: serving keeps a whole copy
+    # The training loop's part (core.trainer.method_hooks): a learning-rate factor per
+    # trainable parameter, (its name, the run's settings over project_keys) -> factor; and a
+    # TrainerCallback built from the model, whose state_dict() every checkpoint keeps.
+    lr_scale: Callable[[str, dict[str, Any]], float] | None = None
+    callback: Callable[[Any], Any] | None = None
     unavailable: str | None = None       # why it cannot run here; None: it can
 
     def status(self, task: str = "classification") -> str:
@@ -86,7 +105,7 @@ class Method:
 
 def _lora(name: str, about: str, **defaults) -> Method:
     return Method(name, "peft", "LoraConfig", about, {"target_modules": WEIGHTS, **defaults},
-                  "r", (1e-4, 3e-3), merges=True)
+                  "r", (1e-4, 3e-3), merges=True, paper_setting="lora_r")
 
 
 def _peft(name: str, cls: str, about: str, knob: str | None = "r", lr=(1e-4, 1e-2),
@@ -95,22 +114,45 @@ def _peft(name: str, cls: str, about: str, knob: str | None = "r", lr=(1e-4, 1e-
                   lr, merges)
 
 
-def _bottleneck(name: str, cls: str, about: str, **defaults) -> Method:
-    return Method(name, "adapters", cls, about, defaults, "reduction_factor", (1e-4, 3e-3))
+def _bottleneck(name: str, cls: str, about: str, paper_setting: str | None = None,
+                **defaults) -> Method:
+    return Method(name, "adapters", cls, about, defaults, "reduction_factor", (1e-4, 3e-3),
+                  paper_setting=paper_setting)
 
 
 def _duplicate(name: str, library: str, cls: str, same_as: str) -> Method:
     return Method(name, library, cls, unavailable=f"same method as `{same_as}`; use that entry")
 
 
+# ---- hooks ------------------------------------------------------------------------------
+# Decoder cross-attention (and its layer norm) in bart-like | t5-like models.
+_CROSS_ATTENTION = re.compile(r"(^|\.)(encoder_attn|encoder_attn_layer_norm)\.|"
+                              r"(^|\.)decoder\.block\.\d+\.layer\.1\.")
+
+
+def _loraplus_lr(param: str, settings: dict[str, Any]) -> float:
+    """LoRA+: the B matrices learn loraplus_lr_ratio times faster. peft's
+    `create_loraplus_optimizer` is not used: it builds its own optimiser, without the task
+    head's learning rate or the Trainer's decay groups."""
+    return float(settings["loraplus_lr_ratio"]) if "lora_B" in param else 1.0
+
+
+def _adalora_budget(model):
+    # Imported here: the callback needs transformers, the registry must not.
+    from peft_utils.core.adalora import AdaLoraBudget
+
+    return AdaLoraBudget(model)
+
+
 REGISTRY: dict[str, Method] = {m.name: m for m in [
     # ---- the project's --------------------------------------------------------------
     Method("fft", "project", about="full fine-tuning: every parameter trains",
-           lr_range=(5e-6, 1e-4)),
+           lr_range=(5e-6, 1e-4), reference=True, trains=lambda param: True, full_copy=True),
     Method("bitfit", "project", about="only the bias terms train (BitFit)",
-           lr_range=(1e-4, 1e-2)),
+           lr_range=(1e-4, 1e-2), trains=lambda param: param.endswith(".bias")),
     Method("cross_attn", "project", about="only the decoder's cross-attention blocks train",
-           lr_range=(1e-5, 1e-3), tasks=("seq2seq",)),
+           lr_range=(1e-5, 1e-3), tasks=("seq2seq",),
+           trains=lambda param: bool(_CROSS_ATTENTION.search(param))),
     # ---- peft: LoRA and its variants ----------------------------------------------------
     _lora("lora", "LoRA: a low-rank update of the target weights (the paper's)"),
     _lora("dora", "DoRA: LoRA on the direction, a trained magnitude per output", use_dora=True),
@@ -124,10 +166,11 @@ REGISTRY: dict[str, Method] = {m.name: m for m in [
               init_lora_weights="olora"), changes_base=True),
     dataclasses.replace(
         _lora("loraplus", "LoRA+: LoRA whose B matrices learn loraplus_lr_ratio times faster"),
-        project_keys={"loraplus_lr_ratio": 16.0}),
+        project_keys={"loraplus_lr_ratio": 16.0}, lr_scale=_loraplus_lr),
     Method("adalora", "peft", "AdaLoraConfig",
            "AdaLoRA: SVD-shaped LoRA whose rank budget is reallocated during training",
-           {"target_modules": WEIGHTS, "total_step": 1000}, "init_r", (1e-4, 3e-3), True),
+           {"target_modules": WEIGHTS, "total_step": 1000}, "init_r", (1e-4, 3e-3), True,
+           callback=_adalora_budget),
     _peft("vera", "VeraConfig", "VeRA: frozen shared random matrices, trained scaling vectors",
           lr=(1e-3, 3e-2), r=256),
     _peft("loha", "LoHaConfig", "LoHa: a low-rank Hadamard-product update"),
@@ -188,9 +231,11 @@ REGISTRY: dict[str, Method] = {m.name: m for m in [
            (1e-4, 1e-2), virtual_tokens="num_virtual_tokens"),
     # ---- adapters -------------------------------------------------------------------
     _bottleneck("pfeiffer", "SeqBnConfig",
-                "Pfeiffer: a bottleneck adapter after each layer's FFN (adapters seq_bn)"),
+                "Pfeiffer: a bottleneck adapter after each layer's FFN (adapters seq_bn)",
+                paper_setting="reduction_factor"),
     _bottleneck("houlsby", "DoubleSeqBnConfig",
-                "Houlsby: bottleneck adapters after attention and FFN (adapters double_seq_bn)"),
+                "Houlsby: bottleneck adapters after attention and FFN (adapters double_seq_bn)",
+                paper_setting="reduction_factor"),
     _bottleneck("par_bn", "ParBnConfig", "a parallel bottleneck adapter (He et al.)"),
     _bottleneck("scaled_par_bn", "ParBnConfig", "a parallel bottleneck adapter, scaled by 4",
                 scaling=4.0),
@@ -203,7 +248,7 @@ REGISTRY: dict[str, Method] = {m.name: m for m in [
                 "Compacter++: one PHM adapter per layer"),
     Method("prefix", "adapters", "PrefixTuningConfig",
            "prefix tuning: trained keys and values in every attention layer (adapters)",
-           {}, "prefix_length", (1e-4, 1e-2), needs_eager=True),
+           {}, "prefix_length", (1e-4, 1e-2), needs_eager=True, paper_setting="prefix_length"),
     Method("prefix_flat", "adapters", "PrefixTuningConfig",
            "prefix tuning without the MLP reparameterisation", {"flat": True},
            "prefix_length", (1e-3, 3e-2), needs_eager=True),
@@ -250,6 +295,8 @@ REGISTRY: dict[str, Method] = {m.name: m for m in [
 ]}
 
 PAPER_METHODS = ("fft", "lora", "pfeiffer", "houlsby", "ia3", "bitfit", "prefix")
+# The method the analyses compare every other with (the entry marked `reference`).
+REFERENCE = next(m.name for m in REGISTRY.values() if m.reference)
 
 
 def get(name: str, task: str = "classification") -> Method:

@@ -3,7 +3,6 @@ to a base model, counting parameters one way for every method, and the trainable
 checkpoints hold."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from peft_utils.core.methods import Method
@@ -31,24 +30,17 @@ def load_pretrained(auto_class, name: str, **kwargs):
                                       **kwargs)
 
 
-# Decoder cross-attention (and its layer norm) in bart-like | t5-like models.
-_CROSS_ATTENTION = re.compile(r"(^|\.)(encoder_attn|encoder_attn_layer_norm)\.|"
-                              r"(^|\.)decoder\.block\.\d+\.layer\.1\.")
-
-
 def apply_method(model, entry: Method, library_config, adapter_name: str):
     """`model` with the registry method `entry` applied; only what it trains requires grad
-    (a task head outside peft's `modules_to_save` stays frozen: the caller decides)."""
+    (a task head outside peft's `modules_to_save` stays frozen: the caller decides). A
+    project method trains the parameters its entry's `trains` picks."""
     if entry.library == "peft":
         return add_peft(model, library_config)
     if entry.library == "adapters":
         return add_adapter(model, library_config, adapter_name)
-    trains = {"fft": lambda name: True,
-              "bitfit": lambda name: name.endswith(".bias"),
-              "cross_attn": lambda name: bool(_CROSS_ATTENTION.search(name))}[entry.name]
     matched = 0
     for name, param in model.named_parameters():
-        param.requires_grad = trains(name)
+        param.requires_grad = entry.trains(name)
         matched += param.requires_grad
     if not matched:
         raise ValueError(f"method {entry.name}: {type(model).__name__} has no parameters it "

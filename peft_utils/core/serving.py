@@ -109,14 +109,14 @@ def _unwrap_peft(model):
 
 def serving_bytes(model, entry: Method) -> dict[str, int]:
     """Bytes a served run keeps beside a shared base model (its trained parameters, the head
-    included; the full model for FFT and for methods that rewrite the base weights, which
-    cannot share it) and the full model's bytes."""
+    included; the full model for methods that train a full copy (FFT) or rewrite the base
+    weights, which cannot share it) and the full model's bytes."""
     trained = full = 0
     for _, param in unique_parameters(model):
         size = param.numel() * param.element_size()
         full += size
         trained += size if param.requires_grad else 0
-    own_copy = entry.name == "fft" or entry.changes_base
+    own_copy = entry.full_copy or entry.changes_base
     return {"serve_bytes": full if own_copy else trained, "full_model_bytes": full}
 
 

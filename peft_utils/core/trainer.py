@@ -121,48 +121,20 @@ class MethodHooks:
     state: Any = None   # has state_dict() / load_state_dict(): kept in every checkpoint
 
 
-class AdaLoraBudget(TrainerCallback):
-    """AdaLoRA reallocates its rank budget from the gradients after every optimiser step
-    (peft: `update_and_allocate` between `optimizer.step()` and `zero_grad()`, which is where
-    the Trainer calls `on_optimizer_step`), on a schedule over the run's total steps. Its
-    importance estimates are training state: checkpoints keep them, so a resumed run
-    allocates as the uninterrupted one."""
-
-    def __init__(self, model):
-        self.model = model
-
-    @property
-    def allocator(self):
-        return self.model.base_model.rankallocator
-
-    def on_train_begin(self, args, state, control, **kw):
-        self.allocator.peft_config.total_step = state.max_steps
-
-    def on_optimizer_step(self, args, state, control, **kw):
-        self.model.base_model.update_and_allocate(state.global_step)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"{kind}/{name}": value for kind in ("ipt", "exp_avg_ipt", "exp_avg_unc")
-                for name, value in getattr(self.allocator, kind).items()}
-
-    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        for key, value in tensors.items():
-            kind, name = key.split("/", 1)
-            getattr(self.allocator, kind)[name] = value
-
-
 def method_hooks(name: str, settings: dict[str, Any], model) -> MethodHooks:
-    """The loop's part of registry method `name` (core.methods): AdaLoRA's budget schedule,
-    LoRA+'s faster B matrices. peft's `create_loraplus_optimizer` is not used: it builds its
-    own optimiser, without the task head's learning rate or the Trainer's decay groups."""
-    if name == "adalora":
-        budget = AdaLoraBudget(model)
-        return MethodHooks(callbacks=[budget], state=budget)
-    if name == "loraplus":
-        ratio = float({**REGISTRY[name].project_keys, **settings}["loraplus_lr_ratio"])
-        return MethodHooks(lr_scale={id(p): ratio for n, p in model.named_parameters()
-                                     if "lora_B" in n and p.requires_grad})
-    return MethodHooks()
+    """The loop's part of registry method `name`, from its entry's hooks (core.methods):
+    `callback` (AdaLoRA's budget schedule, its state in every checkpoint) and `lr_scale`
+    (LoRA+'s faster B matrices, given `settings` over the entry's project keys)."""
+    entry = REGISTRY[name]
+    hooks = MethodHooks()
+    if entry.callback is not None:
+        callback = entry.callback(model)
+        hooks.callbacks, hooks.state = [callback], callback
+    if entry.lr_scale is not None:
+        settings = {**entry.project_keys, **settings}
+        hooks.lr_scale = {id(p): entry.lr_scale(n, settings)
+                          for n, p in model.named_parameters() if p.requires_grad}
+    return hooks
 
 
 class LogAtCheckpoints(TrainerCallback):

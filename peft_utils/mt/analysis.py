@@ -24,6 +24,7 @@ from peft_utils.core import outputs
 from peft_utils.core.cost_of_use import (K_TASKS, inference_row, pareto_figure, serving_costs,
                                          serving_display)
 from peft_utils.core.inference_bench import read_bench
+from peft_utils.core.methods import REFERENCE
 from peft_utils.core.runs import is_trial, scan_runs
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
                                    data_size_figure, model_size_figure, setting_label)
@@ -151,7 +152,7 @@ def score_display(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def budget_table_from_runs(results: MTResults) -> pd.DataFrame:
-    runs = results.runs[results.runs["method"].ne("fft")]
+    runs = results.runs[results.runs["method"].ne(REFERENCE)]
     table = runs.groupby(["model", "method", "budget"], dropna=False).agg(
         knob=("knob", "first"), size=("size", "first"), trainable=("trainable", "first"),
         base_params=("base_params", "first"), fraction=("fraction", "first"),
@@ -172,9 +173,9 @@ def budget_display(table: pd.DataFrame) -> pd.DataFrame:
 
 def vs_fft(scores: pd.DataFrame) -> pd.DataFrame:
     """Every non-FFT setting minus FFT of the same model, size and pair (seed means)."""
-    fft = scores[scores["method"] == "fft"].set_index(CONDITION)
+    fft = scores[scores["method"] == REFERENCE].set_index(CONDITION)
     rows = []
-    for row in scores[scores["method"] != "fft"].itertuples(index=False):
+    for row in scores[scores["method"] != REFERENCE].itertuples(index=False):
         key = tuple(getattr(row, k) for k in CONDITION)
         if key not in fft.index:
             continue
@@ -215,8 +216,8 @@ def model_size_table(scores: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for i, small in enumerate(sizes.index):
         for large in sizes.index[i + 1:]:
-            fft = scores[(scores["model"] == small) & (scores["method"] == "fft")]
-            peft = scores[(scores["model"] == large) & (scores["method"] != "fft")]
+            fft = scores[(scores["model"] == small) & (scores["method"] == REFERENCE)]
+            peft = scores[(scores["model"] == large) & (scores["method"] != REFERENCE)]
             for ref in fft.itertuples(index=False):
                 same = peft[(peft["pair"] == ref.pair) &
                             (peft["train_sentences"] == ref.train_sentences)]
@@ -244,7 +245,7 @@ def inference_table(results: MTResults, k_tasks: int = K_TASKS) -> pd.DataFrame:
     if "merge" not in runs:   # no run has an inference block
         return pd.DataFrame()
     return _order(serving_costs(runs[runs["merge"].notna()], CONDITION + SETTING, CONDITION,
-                                "fft", k_tasks))
+                                REFERENCE, k_tasks))
 
 
 def inference_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,8 @@ METHODS = methods.names("seq2seq")   # every registry entry that runs on seq2seq
 # Methods whose size is fixed by the architecture (no size knob in the registry): a budget
 # does not apply to them.
 FIXED_SIZE = tuple(m for m in METHODS if methods.REGISTRY[m].size_knob is None)
+# The study's own methods, in the order of the budget table (`mt budget`).
+STUDY_METHODS = ("pfeiffer", "houlsby", "lora", "prefix", "cross_attn", "fft")
 LORA_TARGETS = ("attention", "all-linear")
 SELECT_ON = ("bleu", "chrf", "loss")
 # Where or how a run executes, not what it computes: left out of the run id.

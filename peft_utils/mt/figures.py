@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from peft_utils.core.methods import REFERENCE
+from peft_utils.mt.config import FIXED_SIZE
+
 METHOD_ORDER = ("fft", "cross_attn", "pfeiffer", "houlsby", "lora", "prefix")
 NAMES = {"bleu": "BLEU", "chrf": "chrF"}
 
@@ -46,7 +49,8 @@ def _panels(n: int, width: float = 3.6, height: float = 3.0):
 
 
 def budget_figure(scores: pd.DataFrame, metric: str = "bleu"):
-    """Score vs trainable fraction (log x) per pair; one line per method, FFT dashed."""
+    """Score vs trainable fraction (log x) per pair; one line per method, the reference
+    (FFT) a dashed level, a fixed-size method (cross_attn) points only (it has one size)."""
     pairs = list(dict.fromkeys(scores["pair"]))
     fig, axes = _panels(len(pairs))
     col = f"test_{metric}_mean"
@@ -54,13 +58,12 @@ def budget_figure(scores: pd.DataFrame, metric: str = "bleu"):
         part = scores[scores["pair"] == pair]
         for method in [m for m in METHOD_ORDER if m in set(part["method"])]:
             rows = part[part["method"] == method].sort_values("fraction")
-            if method == "fft":
-                ax.axhline(rows[col].mean(), color="black", linestyle="--", label="fft")
-            elif method == "cross_attn":
-                ax.plot(rows["fraction"], rows[col], "s", label=method)
+            if method == REFERENCE:
+                ax.axhline(rows[col].mean(), color="black", linestyle="--", label=method)
             else:
-                ax.plot(rows["fraction"], rows[col], "o-", label=method)
-        _percent_log_axis(ax, part.loc[part["method"] != "fft", "fraction"])
+                ax.plot(rows["fraction"], rows[col], "s" if method in FIXED_SIZE else "o-",
+                        label=method)
+        _percent_log_axis(ax, part.loc[part["method"] != REFERENCE, "fraction"])
         ax.set_title(f"{pair} ({part['group'].iloc[0]})", fontsize=9)
         ax.set_xlabel("trainable fraction of the model")
         ax.set_ylabel(f"test {NAMES[metric]}")
@@ -90,7 +93,8 @@ def close_distant_figure(table: pd.DataFrame, metric: str = "bleu"):
 
 
 def data_size_figure(table: pd.DataFrame, metric: str = "bleu"):
-    """Score against training sentences (log x) per pair; one line per setting."""
+    """Score against training sentences (log x) per pair; one line per setting, the
+    reference (FFT) dashed."""
     pairs = list(dict.fromkeys(table["pair"]))
     fig, axes = _panels(len(pairs))
     for ax, pair in zip(axes, pairs):
@@ -99,7 +103,8 @@ def data_size_figure(table: pd.DataFrame, metric: str = "bleu"):
                                                     sort=False):
             rows = rows.sort_values("train_sentences")
             ax.plot(rows["train_sentences"], rows[f"test_{metric}_mean"],
-                    "--" if method == "fft" else "o-", label=setting_label(method, budget))
+                    "--" if method == REFERENCE else "o-",
+                    label=setting_label(method, budget))
         ax.set_xscale("log")
         ax.set_title(pair, fontsize=9)
         ax.set_xlabel("training sentences")

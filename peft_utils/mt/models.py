@@ -4,8 +4,9 @@ counted one way.
 Every method starts from the same `AutoModelForSeq2SeqLM` built after seeding. The study's
 own methods keep their settings: pfeiffer / houlsby (size: the bottleneck dimension), lora
 (the rank; attention projections or all linear layers), prefix (the prefix length; flat by
-default), cross_attn (only the decoder's cross-attention blocks train) and fft. Every other
-registry method runs at its registry defaults plus `method_config`, sized by its knob.
+default), cross_attn (only the decoder's cross-attention blocks train) and fft. Which
+settings those are is the registry entry's `paper_setting`. Every other registry method runs
+at its registry defaults plus `method_config`, sized by its knob.
 
 The adapters library supports bart, mbart, t5 and mt5 among seq2seq models, not m2m100
 (NLLB) or marian: its methods stop with a clear error there.
@@ -25,7 +26,7 @@ from typing import Any
 from peft_utils.core import methods
 from peft_utils.core.modeling import apply_method as apply_registry_method
 from peft_utils.core.modeling import count_parameters, load_pretrained
-from peft_utils.mt.config import FIXED_SIZE, MTConfig
+from peft_utils.mt.config import FIXED_SIZE, STUDY_METHODS, MTConfig
 
 ADAPTER_NAME = "mt"
 ADAPTER_TYPES = ("bart", "mbart", "t5", "mt5", "plbart")
@@ -85,25 +86,24 @@ def hidden_size(model) -> int:
 def size_knob(method: str) -> str | None:
     """The setting a budget sizes `method` by: the bottleneck dimension for bottleneck
     adapters (their registry knob, the reduction factor, shrinks them), the study's lora_r
-    for the LoRA family, the registry's knob otherwise; None for fixed sizes."""
+    for the LoRA family (its entries' `paper_setting`), the registry's knob otherwise; None
+    for fixed sizes."""
     entry = methods.REGISTRY[method]
     if entry.size_knob == "reduction_factor":
         return "adapter_dim"
-    if entry.config_class == "LoraConfig":
+    if entry.paper_setting == "lora_r":
         return "lora_r"
     return entry.size_knob
 
 
 def default_size(config: MTConfig, hidden: int) -> dict[str, Any]:
-    """The method's size from the explicit settings (no budget); empty: the registry's."""
-    name = size_knob(config.method)
-    if name == "adapter_dim":
+    """The method's size from the explicit settings (no budget): the bottleneck from
+    reduction_factor, else the study field its entry's `paper_setting` names (lora_r,
+    prefix_length); empty: the registry's."""
+    if size_knob(config.method) == "adapter_dim":
         return {"adapter_dim": max(1, hidden // config.reduction_factor)}
-    if name == "lora_r":
-        return {"lora_r": config.lora_r}
-    if config.method == "prefix":
-        return {"prefix_length": config.prefix_length}
-    return {}
+    setting = methods.REGISTRY[config.method].paper_setting
+    return {setting: getattr(config, setting)} if setting else {}
 
 
 def _lora_targets(config: MTConfig, model_type: str):
@@ -114,7 +114,8 @@ def _lora_targets(config: MTConfig, model_type: str):
 
 def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, Any]:
     """What the method's library config receives over the registry defaults: the size in
-    the library's terms (and the study's LoRA and prefix settings), then `method_config`."""
+    the library's terms (and the study's LoRA settings; prefix_flat for the entry the study's
+    prefix_length sizes), then `method_config`."""
     settings = dict(size)
     if "lora_r" in size:
         r = int(settings.pop("lora_r"))
@@ -125,7 +126,7 @@ def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, 
         # adapters sizes the bottleneck as int(hidden // reduction_factor): a factor of
         # hidden / (dim + 0.5) gives exactly `dim` without float floor surprises.
         settings["reduction_factor"] = hidden_size(model) / (int(settings.pop("adapter_dim")) + 0.5)
-    if config.method == "prefix":
+    if methods.REGISTRY[config.method].paper_setting == "prefix_length":
         settings["flat"] = config.prefix_flat
     return {**settings, **(config.method_config or {})}
 
@@ -285,9 +286,10 @@ def fit_budget(config: MTConfig, budget: float | None = None,
 
 def budget_table(config: MTConfig, budgets: list[float],
                  methods: list[str] | None = None) -> list[dict[str, Any]]:
-    """fit_budget for every method × budget; unreachable budgets are rows with `error`."""
+    """fit_budget for every method × budget (default: the study's methods); unreachable
+    budgets are rows with `error`."""
     rows = []
-    for method in methods or ["pfeiffer", "houlsby", "lora", "prefix", "cross_attn", "fft"]:
+    for method in methods or STUDY_METHODS:
         cfg = config.replace(method=method, budget=None)
         targets = [None] if method in FIXED_SIZE else budgets
         for target in targets:

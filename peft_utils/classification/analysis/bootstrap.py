@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification import metrics as M
-from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
-                                                     as_results, sort_cells)
+from peft_utils.classification.analysis.load import (CELL, CONDITION, Results, as_results,
+                                                     sort_cells)
 from peft_utils.classification.analysis.tables import reference_variants
+from peft_utils.core.methods import REFERENCE
 
 KEY = ["lang", "id", "line"]   # how examples align across runs of one split
 _BLOCK_CELLS = 4_000_000       # replicate rows × examples held in memory at once

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.load import CELL, REFERENCE, sort_cells
+from peft_utils.classification.analysis.load import CELL, sort_cells
 from peft_utils.classification.analysis.tables import display_keys
+from peft_utils.core.methods import REFERENCE
 from peft_utils.core.outputs import fmt_number, fmt_signed
 
 

@@ -17,7 +17,6 @@ import pandas as pd
 from peft_utils.classification.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
 from peft_utils.core.runs import is_trial, scan_runs
 
-REFERENCE = "fft"
 # What a comparison is made within: the experimental condition every method shares.
 CONDITION = ["task", "scenario", "model", "setting"]
 # One cell of the study: a method (with its hyper-parameters) under a condition.

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
-                                                     as_results, cell_std, sort_cells)
+from peft_utils.classification.analysis.load import (CELL, CONDITION, Results, as_results,
+                                                     cell_std, sort_cells)
+from peft_utils.core.methods import REFERENCE
 from peft_utils.core.outputs import DASH, fmt_number, fmt_signed
 
 ZERO_SHOT_MARK = "*"   # language without training data in the scenario
