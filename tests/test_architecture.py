@@ -175,3 +175,19 @@ def test_the_name_check_scan_finds_name_checks(tmp_path):
     assert method_name_checks(source, names) == [
         ("fft", 1), ("houlsby", 2), ("pfeiffer", 2), ("lora", 3), ("bitfit", 4),
         ("cross_attn", 6)]
+
+
+# ---- data set knowledge lives in the data set registry ---------------------------------------
+# A data set's languages, tasks, metric, layout and parallelism are fields of its entry in
+# data/registry.py; its own loader module may name it (its DATASET constant). Elsewhere a
+# data set's name is never a branch.
+DATA_SET_MODULES = {"data/registry.py", "data/semeval.py", "data/sib200.py", "data/brighter.py"}
+
+
+def test_no_module_branches_on_a_data_set_name():
+    from peft_utils.data.registry import BUILTIN
+
+    found = [(module_name(path), name, line) for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).as_posix() not in DATA_SET_MODULES
+             for name, line in method_name_checks(path, set(BUILTIN))]
+    assert found == [], "read the data set's registry entry (data/registry.py) instead"

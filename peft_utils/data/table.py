@@ -36,7 +36,7 @@ import pandas as pd
 import yaml
 
 from peft_utils.data.errors import DataError
-from peft_utils.data.registry import TABLE, UNITS, DataSet, Task
+from peft_utils.data.entry import UNITS, DataSet, Task
 from peft_utils.data.summary import attach, combine
 from peft_utils.data.textio import read_text
 
@@ -315,7 +315,7 @@ def _entry(root_str: str, card_mtime: int, stamp: tuple) -> DataSet:
     languages = _languages(root, card, train)
     multilabel = "labels" in card
     return DataSet(
-        name=TABLE, title=str(card.get("title") or card["name"]),
+        name="table", title=str(card.get("title") or card["name"]),
         languages={code: code for code in languages},
         train_langs=tuple(lang for lang in dict.fromkeys(train["lang"])
                           if lang not in _zero_shot(card)),
