@@ -15,7 +15,7 @@ COMMANDS = {
     "methods": "peft_utils.classification.method_table",
     "train": "peft_utils.classification.training",
     "grid": "peft_utils.grid",
-    "model": "peft_utils.classification.e5_convert",
+    "model": "peft_utils.modelprep.e5_convert",
     "rerun": "peft_utils.core.rerun",
     "bench-inference": "peft_utils.core.inference_bench",
     "translate": "peft_utils.mt.translate",

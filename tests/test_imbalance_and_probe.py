@@ -234,7 +234,7 @@ def imbalanced_sib200(tmp_path_factory):
 def e5_model(tmp_path_factory):
     import shutil
 
-    from peft_utils.classification.e5_convert import prepare_e5_small
+    from peft_utils.modelprep.e5_convert import prepare_e5_small
 
     prepared = ROOT / "models" / "multilingual-e5-small"
     if (prepared / "config.json").is_file():

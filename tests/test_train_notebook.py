@@ -126,7 +126,7 @@ def test_preset_parameters_and_paths(tmp_path, monkeypatch, tiny_model):
     # preset, the parameters alone, and model None: the offline default.
     with pytest.raises(ConfigError, match="config_file '../configs/demo/missing.yaml' not found"):
         build_config("../configs/demo/missing.yaml", dict(method=None, seed=None))
-    monkeypatch.setattr("peft_utils.classification.e5_convert.default_model_name",
+    monkeypatch.setattr("peft_utils.modelprep.e5_convert.default_model_name",
                         lambda: str(tiny_model))
     config = build_config(None, dict(method=None, seed=None),
                           dict(dataset="sib200", data_root="../data/sib200",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.classification.config import RunConfig, load_config
-from peft_utils.classification.e5_convert import DEFAULT_OUT
+from peft_utils.modelprep.e5_convert import DEFAULT_OUT
 from peft_utils.classification.study import STUDY
 from peft_utils.core.config import load_raw, path_like
 from peft_utils.core.notebook import load_from_notebook, notebook_inputs, resolve_paths
@@ -43,7 +43,7 @@ def _anchor_model(value: Any, root: Path) -> Any:
 
 
 def _default_model(root: Path) -> str:
-    from peft_utils.classification.e5_convert import default_model_name
+    from peft_utils.modelprep.e5_convert import default_model_name
 
     # The offline model is built under models/ of the project, not of the notebook folder.
     with contextlib.chdir(root):
@@ -52,7 +52,7 @@ def _default_model(root: Path) -> str:
 
 
 def _prepare_offline_model(root: Path) -> None:
-    from peft_utils.classification.e5_convert import prepare_e5_small
+    from peft_utils.modelprep.e5_convert import prepare_e5_small
 
     prepare_e5_small(root / DEFAULT_OUT)   # returns at once when the folder is complete
 

@@ -1,23 +1,30 @@
 """The interface between a study (classification, machine translation) and what runs it: the
-grid, the cell runner, the CLI. A study is one `Study` value in the module named in
-`STUDIES`; nothing outside the study knows more of it than this.
+grid, the cell runner, the CLI. A study is one `Study` value, registered under its name as an
+entry point of the `peft_utils.studies` group (this project's are in its pyproject.toml);
+nothing outside the study knows more of it than this.
 
 Adding a study = a config class (a `HashedConfig`: run id, validation, path checks, record
 schema), a training notebook that takes `notebook_parameters` and calls the study's
 `train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), the dev score
 tuning selects on (`selection_score`), how a finished run's model is loaded for serving
-measurements (`serving_subject`), and an entry here.
+measurements (`serving_subject`), and the entry point, in this package or in another one.
 """
 from __future__ import annotations
 
-import importlib
+import tomllib
 from dataclasses import dataclass, fields
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Callable
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-# study name -> module that defines STUDY (imported only when the study is used)
-STUDIES = {"classification": "peft_utils.classification.study", "mt": "peft_utils.mt.study"}
+PACKAGE = Path(__file__).resolve().parents[1]
+# The notebooks this project's studies execute. A wheel holds them in the package; in a
+# checkout peft_utils/notebooks links to notebooks/, the one copy, where users open them.
+# Resolved so that a checkout's cells run in notebooks/, as there.
+NOTEBOOKS = (PACKAGE / "notebooks").resolve()
+# Entry points of this group name the studies: name -> "module:attribute" of its Study.
+GROUP = "peft_utils.studies"
 DEFAULT = "classification"
 
 
@@ -50,15 +57,39 @@ class Study:
 
 
 def study(name: str | None) -> Study:
-    """The study called `name` (None: classification)."""
+    """The study called `name` (None: classification); its module is imported now."""
     from peft_utils.core.config import ConfigError
 
     name = name or DEFAULT
-    if name not in STUDIES:
-        raise ConfigError(f"unknown study kind {name!r}; use one of {', '.join(STUDIES)}")
-    return importlib.import_module(STUDIES[name]).STUDY
+    studies = registered()
+    if name not in studies:
+        raise ConfigError(f"unknown study kind {name!r}; use one of {', '.join(sorted(studies))}")
+    found = studies[name].load()
+    if not isinstance(found, Study) or found.name != name:
+        raise TypeError(f"entry point {name} = {studies[name].value} of {GROUP} is not the "
+                        f"Study called {name!r}")
+    return found
 
 
 def study_of_config(values: dict[str, Any]) -> Study:
     """The study a config's values belong to: its `kind` field (MT configs carry one)."""
     return study(values.get("kind"))
+
+
+@cache
+def registered() -> dict[str, EntryPoint]:
+    """Study name -> its entry point: those of the installed packages, and those of the
+    checkout's pyproject.toml when this runs from one (they win: an editable install's
+    metadata keeps the entry points of when it was installed)."""
+    return {**{ep.name: ep for ep in entry_points(group=GROUP)}, **_declared_in_checkout()}
+
+
+def _declared_in_checkout() -> dict[str, EntryPoint]:
+    pyproject = PACKAGE.parent / "pyproject.toml"
+    if not pyproject.is_file():   # installed: the package's metadata holds its entry points
+        return {}
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    if project.get("name") != "peft-utils":
+        return {}
+    declared = project.get("entry-points", {}).get(GROUP, {})
+    return {name: EntryPoint(name, value, GROUP) for name, value in declared.items()}

@@ -354,7 +354,7 @@ def prepare_e5_small(out_dir: str | Path = DEFAULT_OUT, force: bool = False,
             "tokenizer: Unigram vocabulary and scores, and the per-code-point normalisation map, "
             "from the source file",
         ],
-        "converter": "peft_utils.classification.e5_convert",
+        "converter": "peft_utils.modelprep.e5_convert",
         "written_with": {"transformers": _package_version("transformers"),
                          "tokenizers": _package_version("tokenizers")},
     }
