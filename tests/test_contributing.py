@@ -10,6 +10,33 @@ import pytest
 
 from test_tuning import cli, records, write_yaml
 
+# ---- Add a method: one registry entry, with the helpers ----------------------------------
+def test_recipe_add_a_method_is_one_registry_entry(monkeypatch, tmp_path, sib_root, tiny_model,
+                                                   capsys):
+    from peft_utils.classification.training import train_and_evaluate
+    from peft_utils.cli import main
+    from peft_utils.core import methods
+    from test_methods import tiny
+
+    # 1-2. The entry, written with a helper: peft's LoRA at rank 2 on the paper's targets,
+    # without a paper setting (`_lora` would size it by the run's lora_r).
+    entry = methods._peft("lora_r2", "LoraConfig", "LoRA at rank 2 (a recipe test)", r=2)
+    monkeypatch.setitem(methods.REGISTRY, "lora_r2", entry)
+    # 5. Its row in `methods`, counted like the others.
+    assert main(["methods", "--json", "--config", "configs/demo/sib200.yaml",
+                 "--set", f"model={tiny_model}"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["lora_r2"]["status"] == "ok"
+    assert rows["lora_r2"]["method_params"] * 4 == rows["lora"]["method_params"]   # r 2 vs 8
+    # 4. A run: the library receives the entry's defaults, the record says so.
+    config = tiny(tmp_path, sib_root, tiny_model, "lora_r2", "results").replace(max_steps=4,
+                                                                                 eval_steps=2)
+    record = train_and_evaluate(config).record
+    assert record["meta"]["method"]["settings"]["r"] == 2
+    assert record["run_info"]["run_id"].startswith("sib200-lora_r2-multilingual-")
+    assert record["costs"]["method_params"] == rows["lora_r2"]["method_params"]
+
+
 # ---- Add a data set: a loader, a layout, an entry, an entry point ----------------------------
 TOY_MODULE = '''
 """A toy data set in its own layout: <root>/<lang>/<split>.txt, lines "label<TAB>text"."""
