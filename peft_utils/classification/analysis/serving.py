@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.figures import safe_name
+from peft_utils.core.outputs import safe_name
 from peft_utils.classification.analysis.load import (CELL, CONDITION, REFERENCE, Results,
                                                      sort_cells)
 from peft_utils.classification.analysis.tables import display_keys
