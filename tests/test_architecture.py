@@ -193,3 +193,48 @@ def test_no_module_branches_on_a_data_set_name():
              if path.relative_to(PACKAGE).as_posix() not in DATA_SET_MODULES
              for name, line in method_name_checks(path, set(BUILTIN))]
     assert found == [], "read the data set's registry entry (data/registry.py) instead"
+
+
+# ---- one run pipeline -----------------------------------------------------------------
+STUDIES = ("classification", "mt")
+# What a run does around the study's steps (timed phases, the record, the kept weights,
+# serving, pruning): core.pipeline's, never a study's own.
+PIPELINE_PARTS = {"peft_utils.core.timing", "peft_utils.core.checkpoints",
+                  "peft_utils.core.serving.measure_serving", "peft_utils.core.runs.execute_run",
+                  "peft_utils.core.runs.write_run_record"}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every `module.name` that `path` imports with `from module import name`."""
+    return {f"{node.module}.{alias.name}"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names}
+
+
+def test_no_study_writes_the_run_pipeline_again():
+    """The run's frame is written once, in core.pipeline: a study that times its phases,
+    writes its record or checkpoint, measures serving or guards its folder itself has a
+    second pipeline."""
+    wrong = sorted(f"{path.relative_to(PACKAGE)} imports {name}"
+                   for study in STUDIES for path in (PACKAGE / study).rglob("*.py")
+                   for name in imported_names(path)
+                   if any(name == part or name.startswith(part + ".") for part in PIPELINE_PARTS))
+    assert wrong == []
+
+
+def test_both_studies_train_through_the_core_pipeline(tmp_path, monkeypatch):
+    """Each study's train_and_evaluate runs core.pipeline.run with that study's steps."""
+    from peft_utils.classification import training as classification
+    from peft_utils.classification.config import RunConfig
+    from peft_utils.core import pipeline
+    from peft_utils.mt import training as mt
+    from peft_utils.mt.config import MTConfig
+
+    ran = []
+    monkeypatch.setattr(pipeline, "execute_run", lambda config, root, body: body(tmp_path))
+    monkeypatch.setattr(pipeline, "run", lambda config, out, steps: ran.append(steps))
+    classification.train_and_evaluate(RunConfig(), tmp_path)
+    mt.train_and_evaluate(MTConfig(), tmp_path)
+    assert ran == [classification.STEPS, mt.STEPS]
+    assert all(isinstance(steps, pipeline.Steps) for steps in ran)

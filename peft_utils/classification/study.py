@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from peft_utils.classification.config import RunConfig, load_config
-from peft_utils.core.study import NOTEBOOKS, Study
+from peft_utils.core.study import NOTEBOOKS, Study, imported_when_called
 
 # The notebook's named parameters; every other RunConfig key goes through `overrides`.
 NAMED = ("dataset", "subtask", "method", "scenario", "model", "seed")
@@ -31,19 +31,9 @@ def preflight(config: RunConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
     return [(key, lambda: load_run_data(config).notes())]
 
 
-
-def train(config, results_root=None):
-    """train_and_evaluate, imported when a run starts (not when a grid is planned)."""
-    from peft_utils.classification.training import train_and_evaluate
-
-    return train_and_evaluate(config, results_root)
-
-
-def serving_subject(directory):
-    """A finished run's model for `bench-inference`, imported when it is measured."""
-    from peft_utils.classification.training import load_serving_subject
-
-    return load_serving_subject(directory)
+train = imported_when_called("peft_utils.classification.training", "train_and_evaluate")
+serving_subject = imported_when_called("peft_utils.classification.training",
+                                       "load_serving_subject")
 
 
 def selection_score(record: dict[str, Any]) -> float | None:

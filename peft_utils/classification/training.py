@@ -2,12 +2,13 @@
 
 Every method goes through the same steps: seed, build, tokenise, train with the HF Trainer
 (the adapters trainer for adapter methods), keep the best dev state, evaluate per language.
+The run itself is every study's (peft_utils.core.pipeline); this module plugs in the
+classification steps (`STEPS`): the data and head, the dev metric, per-language scores and
+predictions, the head from the probe before training and the frozen probe after evaluation.
 """
 from __future__ import annotations
 
-import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,15 +27,13 @@ from peft_utils.classification.probe import FEATURE_CACHE, frozen_probe
 from peft_utils.classification.run_data import (RunData, load_frames, load_run_data,
                                                 selection_mask)
 from peft_utils.classification.token_cache import DEFAULT_DIR as DEFAULT_CACHE
-from peft_utils.core import methods
-from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
+from peft_utils.core import methods, pipeline
 from peft_utils.core.config import parse_overrides
 from peft_utils.core.devices import prepare_device
-from peft_utils.core.modeling import load_trainable_state, seed_everything, trainable_state
-from peft_utils.core.runs import (RunResult, atomic_write_text, environment, execute_run,
-                                  write_run_record)
-from peft_utils.core.serving import Subject, measure_serving
-from peft_utils.core.timing import Stopwatch
+from peft_utils.core.modeling import seed_everything
+from peft_utils.core.pipeline import Outcome, Pass, RecordParts, Steps
+from peft_utils.core.runs import RunResult, atomic_write_text
+from peft_utils.core.serving import Subject
 
 if TYPE_CHECKING:   # imported where training starts: it loads transformers
     from peft_utils.core.trainer import Fitted
@@ -113,7 +112,7 @@ def train_and_evaluate(config: RunConfig, results_root: str | Path | None = None
     """Run `config` end to end and write `results/<run_id>/` (record, predictions, checkpoint),
     with the guarantees of `peft_utils.core.runs.execute_run`: checked first, one writer, a
     failure record. An interrupted run of the same id resumes from its last checkpoint."""
-    return execute_run(config, results_root, lambda out: _run(config, out))
+    return pipeline.train_and_evaluate(config, results_root, STEPS)
 
 
 @dataclass
@@ -198,45 +197,27 @@ def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
 
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
-    from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for, training_arguments
+    from peft_utils.core.trainer import training_arguments
 
     model, labels = prep.built.model, prep.built.labels
     train = prep.splits["train"]
     eval_rows, compute_metrics = _dev_metric(
         config, prep.splits["dev"].subset(prep.selection), len(labels))
-    resume = resumable(out, config)
-    best = BestDevState(config.early_stopping_patience)
-    trainer = trainer_for(methods.get(config.method).library == "adapters")(
-        model=model, args=training_arguments(config, out, prep.device, prep.precision,
-                                             prep.selects_on_dev, len(train.rows)),
+    return pipeline.fit(
+        config, out, model, "classification", method_settings(config),
+        args=training_arguments(config, out, prep.device, prep.precision,
+                                prep.selects_on_dev, len(train.rows)),
         train_dataset=train.rows, eval_dataset=eval_rows if prep.selects_on_dev else None,
         compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
-        run_id=config.run_id, best=best, resume=resume, head_lr=config.head_learning_rate,
-        head_params=head_parameters(model),
-        hooks=method_hooks(config.method, method_settings(config), model))
-    return trainer.fit()
+        head_lr=config.head_learning_rate, head_params=head_parameters(model))
 
 
-@dataclass
-class Pass:
-    """One evaluation pass over a split: its row logits and how long they took."""
-    logits: np.ndarray
-    seconds: float
-
-
-def _predict(config: RunConfig, prep: Prepared, model) -> dict[str, Pass]:
-    """The kept state's logits on every scored split that has rows, each pass timed (the
-    run's inference throughput as trained: core.serving)."""
-    passes = {}
-    for name, split in prep.splits.items():
-        if name in _scored_splits(config) and len(split.frame):
-            start = time.perf_counter()
-            logits = predict_logits(model, split, prep.tokenizer, config.eval_batch_size,
-                                    config, prep.precision)
-            passes[name] = Pass(logits, time.perf_counter() - start)
-    return passes
+def _predict(config: RunConfig, prep: Prepared, model, split: str) -> np.ndarray:
+    """The kept state's logits on `split`, every row."""
+    return predict_logits(model, prep.splits[split], prep.tokenizer, config.eval_batch_size,
+                          config, prep.precision)
 
 
 def _evaluate(config: RunConfig, out: Path, prep: Prepared,
@@ -247,7 +228,7 @@ def _evaluate(config: RunConfig, out: Path, prep: Prepared,
     splits, labels, multilabel = prep.splits, prep.built.labels, config.multilabel
     n_labels, sel = len(labels), prep.selection
     zero_div = config.task.zero_division
-    eval_scores = {name: example_scores(splits[name], p.logits, multilabel)
+    eval_scores = {name: example_scores(splits[name], p.outputs, multilabel)
                    for name, p in passes.items()}
     threshold = None
     if multilabel:
@@ -292,81 +273,38 @@ def serving_subject(config: RunConfig, model, tokenizer, rows: list[dict],
                    lambda a, b: float(np.abs(a - b).max()), rows, config.eval_batch_size)
 
 
-def _serving(config: RunConfig, prep: Prepared, model,
-             passes: dict[str, Pass]) -> dict[str, Any] | None:
-    """What using the model costs, from the evaluation pass over test (else dev); none for a
-    trial, whose model is thrown away."""
-    name = next((n for n in ("test", "dev") if n in passes), None)
-    if config.is_trial or name is None:
-        return None
-    rows = prep.splits[name].rows
-    return measure_serving(serving_subject(config, model, prep.tokenizer, rows, prep.precision),
-                           passes[name].logits, len(rows) / passes[name].seconds)
+def _run_serving_subject(config: RunConfig, prep: Prepared, model, split: str) -> Subject:
+    return serving_subject(config, model, prep.tokenizer, prep.splits[split].rows,
+                           prep.precision)
 
 
-def _scored_splits(config: RunConfig) -> tuple[str, ...]:
-    """A tuning trial is scored on dev alone: test is never read for selection, by
-    construction, and a trial costs no test predictions."""
-    return ("dev",) if config.is_trial else ("dev", "test")
-
-
-def _costs(prep: Prepared, fitted: Fitted, checkpoint: Path | None) -> dict:
+def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float) -> dict:
     rows = prep.splits["train"].rows
     report = prep.built.report
     return {**{k: report[k] for k in ("trainable", "total", "backbone", "head",
                                       "method_params", "percent_trainable")},
             **fitted.costs(len(rows), sum(len(r["input_ids"]) for r in rows), prep.device),
             "train_rows": len(rows), "train_examples": len(prep.data.frames["train"]),
-            "checkpoint_mb": checkpoint.stat().st_size / 2**20 if checkpoint else 0.0}
+            "checkpoint_mb": checkpoint_mb}
 
 
-def _run(config: RunConfig, out: Path) -> RunResult:
-    clock = Stopwatch()
-    with clock("prepare"):
-        prep = _prepare(config)
-    with clock("head_init"):
-        head_init = _init_head(config, prep)
-    with clock("train"):
-        fitted = _fit(config, out, prep)
-    model = fitted.trainer.model
-    if not fitted.trainer.is_world_process_zero():
-        return RunResult(config.run_id, out, {}, model, prep.tokenizer)  # rank 0 writes
-    with clock("evaluate"):
-        passes = _predict(config, prep, model)
-        evaluation = _evaluate(config, out, prep, passes)
-    with clock("probe"):
-        evaluation["frozen_probe"] = _probe(config, prep)
-    probe_cost = evaluation["frozen_probe"].pop("cost") if evaluation["frozen_probe"] else None
-    checkpoint = None   # a trial's weights are not kept: its final run trains them again
-    with clock("save"):
-        if not config.is_trial:
-            checkpoint = out / FINAL   # the trainable parameters, enough to restore the run
-            save_tensors(checkpoint, trainable_state(model))
-    with clock("inference"):
-        inference = _serving(config, prep, model, passes)
-    record = {
-        "status": "complete", "error": None, "run_info": config.run_info(),
-        "metrics": {"main_metric": config.task.metric,
-                    "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
-                    if config.multilabel else None,
-                    "best_step": fitted.best.best_step, "best_dev": fitted.best.best,
-                    "head_init": head_init,
-                    **evaluation, "coverage": prep.data.coverage,
-                    "class_weights": _remedy_record(config, prep),
-                    "learning_curve": fitted.learning_curve,
-                    "dev_curve": fitted.best.curve},
-        "costs": {**_costs(prep, fitted, checkpoint), "frozen_probe": probe_cost,
-                  "phases": clock.as_dict()},
-        "inference": inference,
-        "meta": {**environment(prep.device), "seed": config.seed, "precision": prep.precision,
-                 "method": prep.built.method,
-                 "resumed_from_step": fitted.resumed_from,
-                 "data_summary": {name: _summary(frame)
-                                  for name, frame in prep.data.frames.items()}},
-    }
-    write_run_record(out, config, record)
-    prune(out)   # the record is complete: intermediate checkpoints are no longer needed
-    return RunResult(config.run_id, out, record, model, prep.tokenizer)
+def _record(run: Outcome) -> RecordParts:
+    """The classification entries of the record: scores per language beside the baselines
+    and the frozen probe (whose cost goes with the costs), what the data held, the
+    class-weight remedy and the head's start."""
+    config, prep = run.config, run.prep
+    probe = run.phases["probe"]
+    probe_cost = probe.pop("cost") if probe else None
+    return RecordParts(
+        scoring={"main_metric": config.task.metric,
+                 "threshold_mode": ("tune" if config.threshold == "tune" else "fixed")
+                 if config.multilabel else None},
+        metrics={"head_init": run.phases["head_init"], **run.evaluation,
+                 "frozen_probe": probe, "coverage": prep.data.coverage,
+                 "class_weights": _remedy_record(config, prep)},
+        costs={**_costs(prep, run.fitted, run.checkpoint_mb), "frozen_probe": probe_cost},
+        meta={"data_summary": {name: _summary(frame)
+                               for name, frame in prep.data.frames.items()}})
 
 
 def _remedy_record(config: RunConfig, prep: Prepared) -> dict[str, Any]:
@@ -415,22 +353,13 @@ def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels:
 # ---- reload ---------------------------------------------------------------
 def load_run(directory: str | Path) -> tuple[RunConfig, BuiltModel, Any]:
     """A finished run's model rebuilt from its config and checkpoint, with its tokenizer."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    raw = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    config = RunConfig.from_dict(raw, source=str(directory / "config.json"))
-    seed_everything(config.seed)
-    built = build_model(config)
-    load_trainable_state(built.model, load_file(str(directory / FINAL)))
+    config, built = pipeline.load_trained(directory, RunConfig, build_model)
     return config, built, load_tokenizer(config.model)
 
 
 def load_serving_subject(directory: str | Path) -> Subject:
     """A finished run's model for core.serving (`bench-inference`), on its test rows (else
     dev)."""
-    from peft_utils.core.devices import prepare_device
-
     config, built, tokenizer = load_run(directory)
     device, precision = prepare_device(config)
     built.model.to(device)
@@ -438,6 +367,12 @@ def load_serving_subject(directory: str | Path) -> Subject:
     frame = frames["test"] if len(frames["test"]) else frames["dev"]
     rows = encode(frame, tokenizer, config, built.labels).rows
     return serving_subject(config, built.model, tokenizer, rows, precision)
+
+
+STEPS = Steps(prepare=_prepare, fit=_fit, predict=_predict, score=_evaluate,
+              serving_subject=_run_serving_subject, record=_record,
+              before_training=(("head_init", _init_head),), after_evaluation=(("probe", _probe),),
+              has_rows=lambda prep, split: len(prep.splits[split].frame) > 0)
 
 
 # ---- CLI ------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""How every study's report writes its tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)."""
+"""How every study's report writes its tables (CSV, Markdown, LaTeX) and figures (PNG, PDF),
+and the formatting their cells share."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from peft_utils.core.runs import atomic_write_text
@@ -18,6 +20,22 @@ def fmt_signed(value: float | None, digits: int = 1, suffix: str = "") -> str:
     if value is None or value != value:
         return DASH
     return f"{value:+,.{digits}f}{suffix}"
+
+
+def fmt_mean_sd(mean: float | None, sd: float | None, digits: int) -> str:
+    """`mean ± sd` over seeds; a single seed has no spread ("–"), no mean shows nothing."""
+    import pandas as pd
+
+    if mean is None or pd.isna(mean):
+        return ""
+    spread = DASH if sd is None or pd.isna(sd) else f"{sd:.{digits}f}"
+    return f"{mean:.{digits}f} ± {spread}"
+
+
+def safe_name(*parts) -> str:
+    """A file stem from `parts` (empty ones left out): anything but letters, digits, `_` and
+    `.` becomes `_`, joined by `-`."""
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_") for p in parts if p)
 
 # pdflatex-safe spellings of the symbols the formatted tables use.
 _LATEX = {"±": r"$\pm$", "×": r"$\times$", "–": "--", "†": r"$^\dagger$", "Δ": r"$\Delta$",

@@ -56,6 +56,16 @@ class Study:
         return {f.name for f in fields(self.config_class)}
 
 
+def imported_when_called(module: str, name: str) -> Callable[..., Any]:
+    """`module.name`, imported at its first call: a grid is planned, and its cells described,
+    without loading what training needs (transformers, torch)."""
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__, call.__doc__ = name, f"`{module}.{name}`, imported when called."
+    return call
+
+
 def study(name: str | None) -> Study:
     """The study called `name` (None: classification); its module is imported now."""
     from peft_utils.core.config import ConfigError

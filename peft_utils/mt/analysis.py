@@ -14,22 +14,20 @@ Differences to FFT compare runs of the same model, pair and training size.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from peft_utils.core import outputs
 from peft_utils.core.cost_of_use import (K_TASKS, inference_row, pareto_figure, serving_costs,
                                          serving_display)
 from peft_utils.core.inference_bench import read_bench
 from peft_utils.core.methods import REFERENCE
-from peft_utils.core.runs import is_trial, scan_runs
+from peft_utils.core.outputs import DASH, fmt_mean_sd, safe_name
+from peft_utils.core.report import Report, Results, read_run_folders
+from peft_utils.mt.config import MTConfig
 from peft_utils.mt.figures import (METHOD_ORDER, budget_figure, close_distant_figure,
                                    data_size_figure, model_size_figure, setting_label)
 
-DASH = "–"
 METRICS = ("bleu", "chrf")
 CONDITION = ["model", "train_sentences", "pair"]
 SETTING = ["method", "budget"]
@@ -50,20 +48,8 @@ CAPTIONS = {
 }
 
 
-@dataclass
-class MTResults:
-    root: Path
-    runs: pd.DataFrame          # one row per complete run
-    failed: pd.DataFrame        # run_id, status, reason
-
-
-@dataclass
-class MTReport:
-    results: MTResults
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    display: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict[str, list[Path]] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
+# The MT study's results and report hold nothing beyond every study's (core.report).
+MTResults, MTReport = Results, Report
 
 
 # ---- loading ---------------------------------------------------------------------------
@@ -72,47 +58,39 @@ def _model_name(model: str) -> str:
 
 
 def load_mt_results(root: str | Path) -> MTResults:
+    """The complete MT runs under `root`, one row each, with their inference figures (from
+    `bench-inference` where it ran); the rest listed in `failed`. Tuning trials are left out:
+    their final runs are compared (core.report.read_run_folders)."""
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"MT results folder {root} does not exist; run an MT grid first "
-                                "(`python -m peft_utils grid run configs/mt/<grid>.yaml`)")
-    rows, failed = [], []
+    folders = read_run_folders(
+        root, MTConfig.record_kind, "MT results folder",
+        "run an MT grid first (`python -m peft_utils grid run configs/mt/<grid>.yaml`)")
     bench = read_bench(root).get("runs", {})
-    for run in scan_runs(root):
-        record = run.record
-        if record is not None and record.get("kind") != "mt":
-            continue   # a classification run in the same folder
-        if is_trial(record):
-            continue   # a tuning trial: its final run is compared, not the trial
-        if run.status != "complete":
-            failed.append({"run_id": run.run_id, "status": run.status, "reason": run.reason})
-            continue
-        info = record["run_info"]
-        budget, costs, metrics = record["budget"], record["costs"], record["metrics"]
-        row = {"run_id": info["run_id"], "model": _model_name(info["model"]),
-               "base_params": budget["base"], "pair": info["pair"], "tgt": info["tgt_lang"],
-               "group": info["group"], "method": info["method"], "budget": info["budget"],
-               "knob": budget["knob"], "size": budget["value"], "fraction": budget["fraction"],
-               "relative_error": budget["relative_error"], "seed": info["seed"],
-               "train_sentences": costs["train_sentences"], "trainable": costs["trainable"],
-               "train_wall_s": costs["train_wall_s"], "peak_memory_mb": costs["peak_memory_mb"]}
-        for split in ("dev", "test"):
-            for metric in METRICS:
-                row[f"{split}_{metric}"] = metrics[split]["overall"][metric]
-        rows.append({**row, **(inference_row(info["run_id"], record, bench) or {})})
-    runs = pd.DataFrame(rows)
+    runs = pd.DataFrame([_run_row(run.record, bench) for run in folders.complete])
     if not runs.empty:
         runs["budget"] = runs["budget"].astype(float)
-    return MTResults(root, runs, pd.DataFrame(failed, columns=["run_id", "status", "reason"]))
+    return MTResults(root, runs, pd.DataFrame(folders.failed,
+                                              columns=["run_id", "status", "reason"]))
+
+
+def _run_row(record: dict, bench: dict) -> dict:
+    """One complete run: its setting, budget, costs, dev and test scores, inference."""
+    info = record["run_info"]
+    budget, costs, metrics = record["budget"], record["costs"], record["metrics"]
+    row = {"run_id": info["run_id"], "model": _model_name(info["model"]),
+           "base_params": budget["base"], "pair": info["pair"], "tgt": info["tgt_lang"],
+           "group": info["group"], "method": info["method"], "budget": info["budget"],
+           "knob": budget["knob"], "size": budget["value"], "fraction": budget["fraction"],
+           "relative_error": budget["relative_error"], "seed": info["seed"],
+           "train_sentences": costs["train_sentences"], "trainable": costs["trainable"],
+           "train_wall_s": costs["train_wall_s"], "peak_memory_mb": costs["peak_memory_mb"]}
+    for split in ("dev", "test"):
+        for metric in METRICS:
+            row[f"{split}_{metric}"] = metrics[split]["overall"][metric]
+    return {**row, **(inference_row(info["run_id"], record, bench) or {})}
 
 
 # ---- formatting ----------------------------------------------------------------------------
-def fmt_mean_sd(mean: float, sd: float, digits: int = 1) -> str:
-    if pd.isna(mean):
-        return ""
-    return f"{mean:.{digits}f} ± {DASH if pd.isna(sd) else f'{sd:.{digits}f}'}"
-
-
 def _order(frame: pd.DataFrame) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     return frame.assign(_m=frame["method"].map(rank).fillna(99),
@@ -143,10 +121,10 @@ def score_display(scores: pd.DataFrame) -> pd.DataFrame:
         "pair": scores["pair"], "setting": [setting_label(m, b) for m, b in
                                             zip(scores["method"], scores["budget"])],
         "trained": [f"{f:.3%}" for f in scores["fraction"]],
-        "BLEU": [fmt_mean_sd(m, s) for m, s in zip(scores["test_bleu_mean"],
-                                                   scores["test_bleu_std"])],
-        "chrF": [fmt_mean_sd(m, s) for m, s in zip(scores["test_chrf_mean"],
-                                                   scores["test_chrf_std"])],
+        "BLEU": [fmt_mean_sd(m, s, 1) for m, s in zip(scores["test_bleu_mean"],
+                                                      scores["test_bleu_std"])],
+        "chrF": [fmt_mean_sd(m, s, 1) for m, s in zip(scores["test_chrf_mean"],
+                                                      scores["test_chrf_std"])],
         "seeds": scores["n_seeds"]})
     return out
 
@@ -275,7 +253,7 @@ def pareto_figures(scores: pd.DataFrame, serving: pd.DataFrame) -> dict[str, obj
         points = points[points["pairs"] == pairs]
         points["setting"] = [setting_label(m, b) for m, b in
                              zip(points["method"], points["budget"])]
-        figures[_stem("mt_pareto", model, f"n{n}")] = pareto_figure(
+        figures[safe_name("mt_pareto", model, f"n{n}")] = pareto_figure(
             points, "bleu", "setting", f"test BLEU (mean of {pairs} pair(s))",
             f"{model} · {n} sentences")
     return figures
@@ -294,33 +272,14 @@ def _rounded(frame: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 # ---- the report --------------------------------------------------------------------------
-def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
-                directory: str | Path, caption: str | None = None) -> list[Path]:
-    return outputs.write_table(name, numeric, display, directory,
-                               caption or CAPTIONS.get(name, name))
-
-
-def _stem(*parts: Any) -> str:
-    import re
-
-    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_") for p in parts)
-
-
 def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt",
                     figures_dir: str | Path = "figures/mt", k_tasks: int = K_TASKS) -> MTReport:
     """Analyse the MT results folder; write tables (csv, md, tex) and figures (png, pdf).
     `k_tasks`: the pairs served from one base model in the inference table's storage."""
     results = load_mt_results(results_dir)
-    report = MTReport(results)
-
-    def add(name: str, numeric: pd.DataFrame, display: pd.DataFrame) -> None:
-        report.tables[name], report.display[name] = numeric, display
-        report.files.extend(write_table(name, numeric, display, tables_dir))
-
-    add("mt_failed_runs", results.failed, results.failed)
-    if results.runs.empty:
-        raise ValueError(f"{results_dir}: no complete MT run records ({len(results.failed)} "
-                         f"failed or unfinished, listed in {Path(tables_dir)}/mt_failed_runs.csv)")
+    report = MTReport(results, tables_dir=tables_dir, figures_dir=figures_dir, captions=CAPTIONS)
+    add = report.add
+    report.add_failed("mt_failed_runs", results.failed, "MT run records")
     scores = score_table(results)
     add("mt_scores", scores, score_display(scores))
     budgets = budget_table_from_runs(results)
@@ -339,16 +298,14 @@ def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt
     figures = {}
     for (model, n), part in scores.groupby(["model", "train_sentences"], sort=False):
         for metric in METRICS:
-            figures[_stem("mt_budget", metric, model, f"n{n}")] = budget_figure(part, metric)
+            figures[safe_name("mt_budget", metric, model, f"n{n}")] = budget_figure(part, metric)
     for (model, n), part in groups.groupby(["model", "train_sentences"], sort=False):
-        figures[_stem("mt_close_vs_distant", model, f"n{n}")] = close_distant_figure(part)
+        figures[safe_name("mt_close_vs_distant", model, f"n{n}")] = close_distant_figure(part)
     for model, part in sizes.groupby("model", sort=False):
         if part["train_sentences"].nunique() > 1:
-            figures[_stem("mt_data_size", model)] = data_size_figure(part)
+            figures[safe_name("mt_data_size", model)] = data_size_figure(part)
     if not models.empty:
         figures["mt_model_size"] = model_size_figure(models)
     figures.update(pareto_figures(scores, serving))
-    for name, fig in figures.items():
-        report.figures[name] = outputs.save_figure(fig, figures_dir, name)
-        report.files.extend(report.figures[name])
+    report.add_figures(figures)
     return report

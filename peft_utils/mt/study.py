@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from peft_utils.core.study import NOTEBOOKS, Study
+from peft_utils.core.study import NOTEBOOKS, Study, imported_when_called
 from peft_utils.mt.config import MTConfig, load_mt_config
 
 
@@ -37,19 +37,8 @@ def preflight(c: MTConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
     return [(("data", *data), split), (("budget", *budget), fit)]
 
 
-
-def train(config, results_root=None):
-    """train_and_evaluate, imported when a run starts (not when a grid is planned)."""
-    from peft_utils.mt.training import train_and_evaluate
-
-    return train_and_evaluate(config, results_root)
-
-
-def serving_subject(directory):
-    """A finished run's model for `bench-inference`, imported when it is measured."""
-    from peft_utils.mt.training import load_serving_subject
-
-    return load_serving_subject(directory)
+train = imported_when_called("peft_utils.mt.training", "train_and_evaluate")
+serving_subject = imported_when_called("peft_utils.mt.training", "load_serving_subject")
 
 
 def selection_score(record: dict[str, Any]) -> float | None:

@@ -8,10 +8,13 @@ epoch) and scored with sacrebleu; the state with the best dev score (`select_on`
 and restored, checkpoints allow resuming a killed run to the same metrics, and the run folder
 has the guarantees of peft_utils.core.runs.execute_run. Dev and test are then translated
 with the kept state and scored (BLEU and chrF).
+
+The run itself is every study's (peft_utils.core.pipeline); this module plugs in the MT steps
+(`STEPS`): the pair's splits, the budgeted model and its tokenisation scheme, the dev score,
+translation and scoring, and the record's budget.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from peft_utils.core.checkpoints import FINAL, prune, resumable, save_tensors
+from peft_utils.core import pipeline
 from peft_utils.core.config import parse_overrides
 from peft_utils.core.devices import prepare_device
-from peft_utils.core.modeling import seed_everything, trainable_state
-from peft_utils.core.runs import (RECORD, RunResult, atomic_write_text, environment, execute_run,
-                                  read_record, write_run_record)
-from peft_utils.core.serving import Subject, measure_serving
-from peft_utils.core.timing import Stopwatch
+from peft_utils.core.modeling import seed_everything
+from peft_utils.core.pipeline import Outcome, Pass, RecordParts, Steps
+from peft_utils.core.runs import RECORD, RunResult, atomic_write_text, read_record
+from peft_utils.core.serving import Subject
 from peft_utils.mt.config import MTConfig, load_mt_config
 from peft_utils.mt.langs import sacrebleu_tokenizer
 
@@ -53,7 +55,7 @@ def train_and_evaluate(config: MTConfig, results_root: str | Path | None = None)
     interrupted run of the same id resumes from its last checkpoint."""
     if results_root is not None:
         config = config.replace(results_dir=str(results_root))
-    return execute_run(config, None, lambda out: _run(config, out))
+    return pipeline.train_and_evaluate(config, None, STEPS)
 
 
 @dataclass
@@ -126,13 +128,10 @@ def _dev_metric(config: MTConfig, prep: Prepared):
 def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     from transformers import DataCollatorForSeq2Seq
 
-    from peft_utils.core import methods
-    from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for, training_arguments
+    from peft_utils.core.trainer import training_arguments
 
     model = prep.built.model
     compute_metrics, dev_score = _dev_metric(config, prep)
-    resume = resumable(out, config)
-    best = BestDevState(config.early_stopping_patience, dev_score)
     args = training_arguments(
         config, out, prep.device, prep.precision, True, len(prep.train_rows), seq2seq=True,
         predict_with_generate=config.select_on != "loss",
@@ -141,39 +140,34 @@ def _fit(config: MTConfig, out: Path, prep: Prepared) -> Fitted:
     # model: the collator builds decoder inputs from the labels, which the label smoother
     # takes out of the batch before the forward pass.
     collator = DataCollatorForSeq2Seq(prep.tokenizer, model=model, label_pad_token_id=-100)
-    trainer = trainer_for(methods.get(config.method, "seq2seq").library == "adapters",
-                          seq2seq=True)(
-        model=model, args=args, train_dataset=prep.train_rows, eval_dataset=prep.dev_rows,
-        data_collator=collator, compute_metrics=compute_metrics, run_id=config.run_id, best=best,
-        resume=resume, hooks=method_hooks(config.method, config.method_config or {}, model))
-    return trainer.fit()
+    return pipeline.fit(config, out, model, "seq2seq", config.method_config or {}, dev_score,
+                        args=args, train_dataset=prep.train_rows, eval_dataset=prep.dev_rows,
+                        data_collator=collator, compute_metrics=compute_metrics)
 
 
-def _evaluate(config: MTConfig, out: Path, prep: Prepared, model) -> tuple[dict, dict, dict]:
-    """Dev and test translated by the kept state and scored, translations written; (the
-    metrics, the seconds each split's translation took, the translations)."""
-    import time
-
+def _translate(config: MTConfig, prep: Prepared, model, split: str) -> list[str]:
+    """The kept state's translations of `split`'s sources."""
     from peft_utils.mt.tokenize import translate_texts
 
-    metrics: dict[str, Any] = {}
-    seconds: dict[str, float] = {}
-    translations: dict[str, list[str]] = {}
-    metrics["test"] = {}
-    # A tuning trial is scored on dev alone: test is never read for selection.
-    for name in ("dev",) if config.is_trial else ("dev", "test"):
+    return translate_texts(model, prep.tokenizer, prep.scheme, list(prep.splits[split]["src"]),
+                           config.src_lang, config.tgt_lang, config.eval_batch_size,
+                           config.num_beams, config.max_source_length,
+                           config.max_target_length, prep.precision)
+
+
+def _evaluate(config: MTConfig, out: Path, prep: Prepared,
+              passes: dict[str, Pass]) -> dict[str, Any]:
+    """The translations of each split scored (BLEU, chrF, their signatures) and written
+    beside their sources and references; `test` stays empty for a trial (dev alone)."""
+    metrics: dict[str, Any] = {"test": {}}
+    for name, translated in passes.items():
         frame = prep.splits[name]
-        start = time.perf_counter()
-        hyps = translate_texts(model, prep.tokenizer, prep.scheme, list(frame["src"]),
-                               config.src_lang, config.tgt_lang, config.eval_batch_size,
-                               config.num_beams, config.max_source_length,
-                               config.max_target_length, prep.precision)
-        seconds[name], translations[name] = time.perf_counter() - start, hyps
-        values, signatures = score(hyps, list(frame["tgt"]), config.tgt_lang)
+        values, signatures = score(translated.outputs, list(frame["tgt"]), config.tgt_lang)
         metrics[name] = {config.tgt_lang: values, "overall": values}
         metrics["signatures"] = signatures
-        _write_translations(out / "predictions" / f"{name}-{config.pair}.tsv", frame, hyps)
-    return metrics, seconds, translations
+        _write_translations(out / "predictions" / f"{name}-{config.pair}.tsv", frame,
+                            translated.outputs)
+    return metrics
 
 
 def _costs(prep: Prepared, fitted: Fitted, checkpoint_mb: float,
@@ -209,45 +203,30 @@ def serving_subject(config: MTConfig, model, tokenizer, scheme, sources: list[st
                    config.eval_batch_size)
 
 
-def _run(config: MTConfig, out: Path) -> RunResult:
+def _run_serving_subject(config: MTConfig, prep: Prepared, model, split: str) -> Subject:
+    return serving_subject(config, model, prep.tokenizer, prep.scheme,
+                           list(prep.splits[split]["src"]), prep.precision)
+
+
+def _record(run: Outcome) -> RecordParts:
+    """The MT entries of the record: the parameter budget, BLEU and chrF, the translation
+    times, the tokenisation scheme and the data's documents and source."""
     from peft_utils.mt.data import split_summary
 
-    clock = Stopwatch()
-    with clock("prepare"):
-        prep = _prepare(config)
-    with clock("train"):
-        fitted = _fit(config, out, prep)
-    model = fitted.trainer.model
-    with clock("evaluate"):
-        scores, translate_s, translations = _evaluate(config, out, prep, model)
-    metrics = {"main_metric": "bleu", "select_on": config.select_on,
-               "best_step": fitted.best.best_step, "best_dev": fitted.best.best, **scores,
-               "learning_curve": fitted.learning_curve,
-               "dev_curve": fitted.best.curve}
-    checkpoint_mb = 0.0
-    with clock("save"):
-        if config.save_checkpoint and not config.is_trial:   # a trial's final run retrains
-            save_tensors(out / FINAL, trainable_state(model))
-            checkpoint_mb = (out / FINAL).stat().st_size / 2**20
-    with clock("inference"):   # from the test translation pass; a trial's model is discarded
-        inference = None if config.is_trial else measure_serving(
-            serving_subject(config, model, prep.tokenizer, prep.scheme,
-                            list(prep.splits["test"]["src"]), prep.precision),
-            translations["test"], len(translations["test"]) / translate_s["test"])
-    record = {"status": "complete", "error": None, "run_info": config.run_info(),
-              "budget": prep.budget.as_dict(), "metrics": metrics,
-              "costs": {**_costs(prep, fitted, checkpoint_mb, translate_s),
-                        "phases": clock.as_dict()},
-              "inference": inference,
-              "meta": {**environment(prep.device), "seed": config.seed,
-                       "method": prep.built.method,
-                       "precision": prep.precision, "scheme": prep.scheme.name,
-                       "resumed_from_step": fitted.resumed_from,
-                       "data": split_summary(prep.splits),
-                       "data_source": prep.splits["train"].attrs.get("source", [])}}
-    write_run_record(out, config, record)
-    prune(out)   # the record is complete: intermediate checkpoints are no longer needed
-    return RunResult(config.run_id, out, record, model, prep.tokenizer)
+    config, prep = run.config, run.prep
+    translate_s = {name: translated.seconds for name, translated in run.passes.items()}
+    return RecordParts(
+        sections={"budget": prep.budget.as_dict()},
+        scoring={"main_metric": "bleu", "select_on": config.select_on},
+        metrics=run.evaluation,
+        costs=_costs(prep, run.fitted, run.checkpoint_mb, translate_s),
+        meta={"scheme": prep.scheme.name, "data": split_summary(prep.splits),
+              "data_source": prep.splits["train"].attrs.get("source", [])})
+
+
+STEPS = Steps(prepare=_prepare, fit=_fit, predict=_translate, score=_evaluate,
+              serving_subject=_run_serving_subject, record=_record,
+              keeps_weights=lambda config: config.save_checkpoint)
 
 
 def _write_translations(path: Path, frame, hypotheses: list[str]) -> None:
@@ -258,21 +237,17 @@ def _write_translations(path: Path, frame, hypotheses: list[str]) -> None:
 
 # ---- reload -----------------------------------------------------------------------------
 def load_mt_run(directory: str | Path):
-    """(config, model, tokenizer) of a finished MT run, rebuilt from its checkpoint."""
-    from safetensors.torch import load_file
-
-    from peft_utils.core.modeling import load_trainable_state, seed_everything
+    """(config, model, tokenizer) of a finished MT run, rebuilt from its checkpoint at the
+    size its budget reached."""
     from peft_utils.mt.models import build_seq2seq
     from peft_utils.mt.tokenize import load_tokenizer
 
-    directory = Path(directory)
-    config = MTConfig.from_dict(json.loads((directory / "config.json").read_text("utf-8")),
-                                source=str(directory / "config.json"))
-    record = read_record(directory)
-    seed_everything(config.seed)
-    knob, value = record["budget"]["knob"], record["budget"]["value"]
-    built = build_seq2seq(config, size={knob: value} if knob else {})
-    load_trainable_state(built.model, load_file(str(directory / FINAL)))
+    def build(config: MTConfig):
+        budget = read_record(directory)["budget"]
+        return build_seq2seq(config, size={budget["knob"]: budget["value"]}
+                             if budget["knob"] else {})
+
+    config, built = pipeline.load_trained(directory, MTConfig, build)
     return config, built.model, load_tokenizer(config.model)
 
 
@@ -294,6 +269,8 @@ def load_serving_subject(directory: str | Path) -> Subject:
 def train_command(args) -> int:
     config = load_mt_config(args.config, parse_overrides(args.set))
     result = train_and_evaluate(config, args.results)
+    if not result.record:
+        return 0  # not rank 0 under `accelerate launch`: rank 0 reports
     for split in ("dev", "test"):
         values = result.record["metrics"][split]["overall"]
         print(f"{split:>4} {config.pair}: BLEU {values['bleu']:.2f}  chrF {values['chrf']:.2f} "

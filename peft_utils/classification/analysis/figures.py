@@ -2,7 +2,6 @@
 as PNG (for the HTML report) and PDF (for the paper)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 
 from peft_utils.classification.analysis.load import CELL, CONDITION, Results, sort_cells
 from peft_utils.classification.analysis.tables import DEV_MARK, ZERO_SHOT_MARK, cost_table, f1_table
+from peft_utils.core.outputs import safe_name
 
 _SINGLE_PANEL = (6.4, 4.0)
 
@@ -34,10 +34,6 @@ def condition_label(frame: pd.DataFrame) -> pd.Series:
     if frame["setting"].astype(bool).any():
         label = label + np.where(frame["setting"] != "", " · " + frame["setting"], "")
     return label
-
-
-def safe_name(*parts: str) -> str:
-    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_") for p in parts if p)
 
 
 def _per_run_scores(results: Results) -> pd.DataFrame:

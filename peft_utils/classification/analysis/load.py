@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from peft_utils.classification.config import METHODS, NON_IDENTITY, SCENARIOS, RunConfig
-from peft_utils.core.runs import is_trial, scan_runs
+from peft_utils.core import report as core_report
+from peft_utils.core.runs import scan_runs
 
 # What a comparison is made within: the experimental condition every method shares.
 CONDITION = ["task", "scenario", "model", "setting"]
@@ -67,13 +68,11 @@ def _varying_label(frame: pd.DataFrame, keys: list[str], by: list[str]) -> pd.Se
 
 
 @dataclass
-class Results:
-    """The complete runs under a results folder and the records that could not be used."""
+class Results(core_report.Results):
+    """The complete runs under a results folder (`runs`: config, cell keys, costs), their
+    records and the runs that could not be used (`failed`: run_id, folder, status, reason)."""
 
-    root: Path
-    runs: pd.DataFrame            # one row per complete run (config, cell keys, costs)
-    records: dict[str, dict[str, Any]]
-    failed: pd.DataFrame          # run_id, folder, status, reason
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Tuning trials (stage 1 of a tuned grid), complete or failed: never compared, only
     # read for what tuning chose and cost (analysis.tuning).
     trials: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -132,43 +131,30 @@ class Results:
                                            "zero_shot", "state"])
 
 
-def _failure(run_id: str, folder: Path, status: str, reason: str) -> dict[str, str]:
-    return {"run_id": run_id, "folder": str(folder), "status": status, "reason": reason}
-
-
 def load_results(root: str | Path) -> Results:
     """Read every run folder under `root`; failed, partial and unreadable ones are listed in
-    `Results.failed` instead of raising, so one broken cell never hides the rest."""
+    `Results.failed` instead of raising, so one broken cell never hides the rest
+    (core.report.read_run_folders)."""
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"results folder {root} does not exist; train runs first "
-                                "(`python -m peft_utils train ...` or `make demo`)")
-    rows, records, failed, trials = [], {}, [], []
-    for run in scan_runs(root):
-        if is_trial(run.record):
-            trials.append(_trial_row(run.record))
-        elif run.status != "complete":
-            failed.append(_failure(run.run_id, run.folder, run.status, run.reason))
-        elif not run.record.get("metrics") or not run.record.get("costs"):
-            failed.append(_failure(run.run_id, run.folder, "incomplete",
-                                   "record without metrics/costs"))
-        else:
-            records[run.run_id] = run.record
-            rows.append(_run_row(run.record))
-    runs = pd.DataFrame(rows)
+    folders = core_report.read_run_folders(
+        root, RunConfig.record_kind, "results folder",
+        "train runs first (`python -m peft_utils train ...` or `make demo`)")
+    records = {run.run_id: run.record for run in folders.complete}
+    runs, failed = pd.DataFrame([_run_row(record) for record in records.values()]), folders.failed
     if not runs.empty and (runs["stage"] == "final").any():
         # Methods are compared on tuned final runs only: an untuned run beside them (an older
         # grid in the same folder) had a different tuning budget.
         for run_id in runs.loc[runs["stage"] != "final", "run_id"]:
-            failed.append(_failure(run_id, root / run_id, "untuned",
-                                   "an untuned run beside tuned final runs: not compared"))
+            failed.append({"run_id": run_id, "folder": str(root / run_id), "status": "untuned",
+                           "reason": "an untuned run beside tuned final runs: not compared"})
         runs = runs[runs["stage"] == "final"].reset_index(drop=True)
     if not runs.empty:
         runs = _with_cell_labels(runs)
         runs = runs.sort_values(["task", "scenario", "model", "setting", "method", "variant",
                                  "seed"], key=_order_key).reset_index(drop=True)
-    return Results(root, runs, records, pd.DataFrame(
-        failed, columns=["run_id", "folder", "status", "reason"]), pd.DataFrame(trials))
+    return Results(root, runs, pd.DataFrame(failed, columns=core_report.FAILED_COLUMNS),
+                   records=records,
+                   trials=pd.DataFrame([_trial_row(run.record) for run in folders.trials]))
 
 
 def _trial_row(record: dict[str, Any]) -> dict[str, Any]:

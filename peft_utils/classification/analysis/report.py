@@ -20,6 +20,7 @@ from peft_utils.classification.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK,
                                                        coverage_display, coverage_table, f1_table,
                                                        f1_wide, failed_display, provenance)
 from peft_utils.core import outputs
+from peft_utils.core import report as core_report
 
 CAPTIONS = {
     "f1_by_language": f"Main metric per language, mean ± sd over seeds; {ZERO_SHOT_MARK} "
@@ -59,12 +60,8 @@ CAPTIONS = {
 
 
 @dataclass
-class Report:
-    results: Results
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)    # numeric, as in the CSVs
-    display: dict[str, pd.DataFrame] = field(default_factory=dict)   # formatted, as in md/tex
-    figures: dict[str, list[Path]] = field(default_factory=dict)     # name -> [png, pdf]
-    files: list[Path] = field(default_factory=list)
+class Report(core_report.Report):
+    """The classification report (core.report.Report), with what the findings say."""
     tuning_budget: str = ""         # the tuning budget in one sentence ('' for untuned runs)
     findings: list[str] = field(default_factory=list)   # the first section, Markdown bullets
 
@@ -84,17 +81,9 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     `by_language` adds per-language rows to the bootstrap table (the verdicts stay overall);
     `k_tasks`: the tasks served from one base model in the inference table's storage."""
     results = load_results(results_dir)
-    report = Report(results)
-
-    def add(name: str, numeric: pd.DataFrame, display: pd.DataFrame) -> None:
-        report.tables[name], report.display[name] = numeric, display
-        report.files += write_table(name, numeric, display, tables_dir)
-
-    add("failed_runs", results.failed, failed_display(results))
-    if results.runs.empty:
-        raise ValueError(f"{results_dir}: no complete run records "
-                         f"({len(results.failed)} failed or unfinished, listed in "
-                         f"{Path(tables_dir) / 'failed_runs.csv'}); train runs first")
+    report = Report(results, tables_dir=tables_dir, figures_dir=figures_dir, captions=CAPTIONS)
+    add = report.add
+    report.add_failed("failed_runs", failed_display(results), "run records", "; train runs first")
     runs = results.runs[["run_id", *CELL, "seed", "main_metric"]]
     add("runs", runs, runs)
     f1 = f1_table(results)
@@ -128,10 +117,8 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     report.findings = findings_text(found, report.display["cost_ranges"], len(results.failed),
                                     report.tuning_budget, ci)
 
-    made = {**F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
-            "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
-            **T.sensitivity_figures(results, trials), **S.pareto_figures(f1, costs, serving)}
-    for name, fig in made.items():
-        report.figures[name] = outputs.save_figure(fig, figures_dir, name)
-        report.files += report.figures[name]
+    report.add_figures({
+        **F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
+        "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
+        **T.sensitivity_figures(results, trials), **S.pareto_figures(f1, costs, serving)})
     return report

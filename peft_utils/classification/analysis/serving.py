@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.figures import safe_name
 from peft_utils.classification.analysis.load import CELL, CONDITION, Results, sort_cells
+from peft_utils.core.outputs import safe_name
 from peft_utils.classification.analysis.tables import display_keys
 from peft_utils.core.cost_of_use import (K_TASKS, inference_row, pareto_figure, serving_costs,
                                          serving_display)

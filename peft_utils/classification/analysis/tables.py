@@ -13,7 +13,7 @@ import pandas as pd
 from peft_utils.classification.analysis.load import (CELL, CONDITION, Results, as_results,
                                                      cell_std, sort_cells)
 from peft_utils.core.methods import REFERENCE
-from peft_utils.core.outputs import DASH, fmt_number, fmt_signed
+from peft_utils.core.outputs import DASH, fmt_mean_sd, fmt_number, fmt_signed
 
 ZERO_SHOT_MARK = "*"   # language without training data in the scenario
 DEV_MARK = "†"         # no gold on test: the dev score stands in
@@ -26,10 +26,8 @@ COSTS = {"cost_trainable": "trainable", "cost_total": "total",
 
 # ---- formatting -------------------------------------------------------------
 def fmt_mean_std(mean: float, std: float, digits: int = 3) -> str:
-    if mean is None or pd.isna(mean):
-        return ""
-    spread = DASH if std is None or pd.isna(std) else f"{std:.{digits}f}"
-    return f"{mean:.{digits}f} ± {spread}"
+    """`mean ± std` (core.outputs.fmt_mean_sd), three digits unless told."""
+    return fmt_mean_sd(mean, std, digits)
 
 
 def display_keys(frame: pd.DataFrame) -> list[str]:

@@ -106,7 +106,7 @@ def sensitivity_figures(results: Results, table: pd.DataFrame | None = None
     what the method tried: its optimum may lie beyond)."""
     import matplotlib.pyplot as plt
 
-    from peft_utils.classification.analysis.figures import safe_name
+    from peft_utils.core.outputs import safe_name
 
     table = trial_table(results) if table is None else table
     if table.empty:
