@@ -11,6 +11,7 @@ measurements (`serving_subject`), and the entry point, in this package or in ano
 """
 from __future__ import annotations
 
+import importlib
 import tomllib
 from dataclasses import dataclass, fields
 from functools import cache
