@@ -81,6 +81,16 @@ def test_delimited_labels_and_an_unlabelled_test_split(tmp_path):
     assert summary["unlabelled"] == summary["rows"] == 24 and summary["labelled"] == 0
 
 
+def test_a_language_without_labels_in_a_labelled_split_is_unlabelled(tmp_path):
+    root = make_table_tree(tmp_path)   # test labels released for some languages only
+    test = pd.read_csv(root / "test.csv", dtype=str, keep_default_na=False)
+    test.loc[test["lang"] == "es", "stars"] = ""
+    test.to_csv(root / "test.csv", index=False)
+    by_lang = load_split("table", root, "test").attrs["summary"]["by_lang"]
+    assert by_lang["es"] == {"rows": 6, "labelled": 0, "unlabelled": 6}
+    assert by_lang["de"] == {"rows": 6, "labelled": 6, "unlabelled": 0}
+
+
 def test_en_translations_links_rows_by_their_translation_of_column(tmp_path):
     root = make_table_tree(tmp_path)
     rows = build_scenario("table", root, "en+translations")

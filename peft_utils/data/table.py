@@ -255,8 +255,7 @@ def frame_of(path: Path, rows: list, card: dict, labels: tuple[str, ...] | None)
     text_col, lang_col = _column(card, "text", "text"), _column(card, "language", "lang")
     label_col = _column(card, "label") or _column(card, "labels")
     id_col, link_col = _column(card, "id"), _column(card, "translation_of")
-    gold = label_col in (rows[0][1] if rows else {}) and any(
-        _labels_of(row[label_col], card, path, ln) for ln, row in rows)
+    gold = _labelled_languages(path, rows, card, label_col, lang_col)
     data, first_seen = [], {}
     for ln, row in rows:
         p, line, where = _where(path, ln)
@@ -271,15 +270,26 @@ def frame_of(path: Path, rows: list, card: dict, labels: tuple[str, ...] | None)
                             f"on {first_seen[row_id]})", line=line, fix="keep one row per id")
         first_seen[row_id] = f"line {ln}" if line else f"row {ln}"
         found = []
-        if gold:
+        if lang in gold:
             found = _labels_of(row[label_col], card, path, ln)
             _check_labels(found, labels, card, (p, line, where), label_col)
-        item = {"id": row_id, "lang": lang, "text": text, "labels": found, "gold": gold}
+        item = {"id": row_id, "lang": lang, "text": text, "labels": found, "gold": lang in gold}
         if link_col:
             item["translation_of"] = _cell(row[link_col])
         data.append(item)
     columns = ["id", "lang", "text", "labels", "gold"] + (["translation_of"] if link_col else [])
     return pd.DataFrame(data, columns=columns)
+
+
+def _labelled_languages(path: Path, rows: list, card: dict, label_col: str,
+                        lang_col: str) -> set[str]:
+    """The languages whose rows carry labels. A language whose label cells are all empty (or
+    a file without the label column) is unlabelled, as when test labels are released for
+    some languages only; within a labelled language, every row is read as labelled."""
+    if not rows or label_col not in rows[0][1]:
+        return set()
+    return {_cell(row[lang_col]) for ln, row in rows
+            if _labels_of(row[label_col], card, path, ln)}
 
 
 def _check_labels(found: list[str], labels, card: dict, where, column: str) -> None:
