@@ -56,7 +56,7 @@ def read_card(root: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(path, "no data card", fix="write dataset.yaml beside the tables, naming "
                         "at least `name:` and the `label:` (or `labels:`) column; see "
-                        "docs/datasets.md")
+                        "docs/data.md")
     try:
         card = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as err:
