@@ -6,6 +6,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_tuning import cli, records, write_yaml
@@ -488,3 +489,60 @@ def test_recipe_add_a_study_runs_a_grid_of_its_own_kind(tmp_path, sib_root, tiny
     assert bench.returncode == 0, bench.stdout + bench.stderr
     timed = json.loads((tmp_path / "results" / "inference-bench.json").read_text())["runs"]
     assert sorted(e["method"] for e in timed.values()) == ["fft", "lora"]
+
+
+# ---- Add a report table: computed from `load_results`, registered in TABLES, captioned -----
+def dev_test_gap(results):
+    """1. Test minus dev on the main metric (all languages), mean over seeds, per task,
+    scenario and method; the display version formatted beside it."""
+    import pandas as pd
+
+    rows = []
+    for run in results.runs.itertuples():
+        metrics = results.records[run.run_id]["metrics"]
+        main = metrics["main_metric"]
+        rows.append({"task": run.task, "scenario": run.scenario, "method": run.method,
+                     "gap": metrics["test"]["overall"][main] - metrics["dev"]["overall"][main]})
+    numeric = pd.DataFrame(rows).groupby(["task", "scenario", "method"], sort=False,
+                                         as_index=False)["gap"].mean()
+    return numeric, numeric.assign(gap=numeric["gap"].map("{:+.3f}".format))
+
+
+def test_recipe_add_a_report_table_is_written_three_ways_and_kept(monkeypatch, tmp_path):
+    from peft_utils.classification.analysis import load_results
+    from peft_utils.classification.analysis import report as R
+    from peft_utils.data.labels import SIB200_LABELS
+    from test_analysis import examples_table, sib_examples, write_run
+
+    # Fixture records (scored from their predictions, as training does): every run right on
+    # dev; on test fft is right again, LoRA always wrong.
+    gold, langs = sib_examples(np.random.default_rng(0), n_per_lang=10)
+    wrong = [SIB200_LABELS[(SIB200_LABELS.index(g) + 1) % len(SIB200_LABELS)] for g in gold]
+    for method, test in (("fft", gold), ("lora", wrong)):
+        for seed in (1, 2):
+            write_run(tmp_path / "results", method, seed, examples={
+                "dev": examples_table(gold, gold, langs),
+                "test": examples_table(gold, test, langs)})
+    numeric, display = dev_test_gap(load_results(tmp_path / "results"))
+    assert numeric.set_index("method")["gap"].to_dict() == {"fft": 0.0, "lora": -1.0}
+
+    # 2-3. Registered in TABLES, with a caption in CAPTIONS: write_report adds it.
+    monkeypatch.setitem(R.TABLES, "dev_test_gap", dev_test_gap)
+    caption = "Test minus dev on the main metric, mean over seeds."
+    monkeypatch.setitem(R.CAPTIONS, "dev_test_gap", caption)
+    report = R.write_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures",
+                            n_boot=20)
+    assert report.tables["dev_test_gap"].equals(numeric)
+    assert report.display["dev_test_gap"].equals(display)
+    tables = tmp_path / "tables"
+    assert {p for p in report.files if p.stem == "dev_test_gap"} == {
+        tables / f"dev_test_gap.{ext}" for ext in ("csv", "md", "tex")}
+    import pandas as pd
+
+    written = pd.read_csv(tables / "dev_test_gap.csv")   # numeric
+    assert written["gap"].tolist() == [0.0, -1.0]
+    for ext in ("md", "tex"):                            # formatted, captioned
+        text = (tables / f"dev_test_gap.{ext}").read_text()
+        assert caption in text and "+0.000" in text and "-1.000" in text
+    # 4. What the analysis notebook's display(report.display["dev_test_gap"]) renders.
+    assert "-1.000" in report.display["dev_test_gap"].to_html()
