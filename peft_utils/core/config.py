@@ -38,7 +38,9 @@ class HashedConfig:
     identity_if_set: tuple[str, ...] = ()
 
     float_keys: tuple[str, ...] = ()   # numbers that YAML may hand over as strings ("1e-4")
-    record_schema = "record"           # the study's record schema, peft_utils/schemas/<name>.json
+    # The study's record schema: a name of peft_utils/schemas/<name>.json, or the path of a
+    # .json file (a study in another package ships its own).
+    record_schema = "record"
     record_kind: str | None = None     # written as the record's `kind` (classification: none)
 
     @classmethod

@@ -58,12 +58,21 @@ def write_table(name: str, numeric, display, directory: str | Path, caption: str
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
     atomic_write_text(paths[0], numeric.to_csv(index=False))
-    atomic_write_text(paths[1], f"{caption}\n\n" + (display.to_markdown(index=False)
+    atomic_write_text(paths[1], f"{caption}\n\n" + (to_markdown(display)
                                                     if not display.empty else "(no rows)") + "\n")
     atomic_write_text(paths[2], to_latex(display if not display.empty else
                                          pd.DataFrame({"": ["(no rows)"]}), caption,
                                          f"tab:{name}"))
     return paths
+
+
+def to_markdown(display) -> str:
+    """`display` as a Markdown table, its text cells as formatted: tabulate would read a
+    number into "0.500" or "+0.050" and print 0.5 and 0.05. Numeric columns stay numbers."""
+    from pandas.api.types import is_numeric_dtype
+
+    text = [i for i, dtype in enumerate(display.dtypes) if not is_numeric_dtype(dtype)]
+    return display.to_markdown(index=False, disable_numparse=text or False)
 
 
 def save_figure(fig, directory: str | Path, stem: str) -> list[Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from peft_utils.core import outputs
 from peft_utils.core.runs import FoundRun, is_trial, scan_runs
@@ -81,6 +81,12 @@ class Report:
         self.tables[name], self.display[name] = numeric, display
         self.files += outputs.write_table(name, numeric, display, self.tables_dir,
                                           self.captions.get(name, name))
+
+    def add_tables(self, builders: dict[str, Callable[[Any], tuple[Any, Any]]]) -> None:
+        """`add` each table of `builders` (name -> builder(results) -> (numeric, display)),
+        in order: a study's tables computed from its results alone (its `TABLES`)."""
+        for name, build in builders.items():
+            self.add(name, *build(self.results))
 
     def add_failed(self, name: str, display, what: str, fix: str = "") -> None:
         """The runs left out of every table, first; without a complete run the report stops

@@ -185,19 +185,23 @@ def is_locked(folder: str | Path, name: str = ".lock") -> bool:
         return False
 
 
-def schema(name: str = "record") -> dict[str, Any]:
+def schema(name: str | Path = "record") -> dict[str, Any]:
+    """A record schema: `peft_utils/schemas/<name>.json`, or the JSON file `name` names when it
+    ends in .json (a study in another package ships its own schema)."""
+    if str(name).endswith(".json"):
+        return json.loads(Path(name).read_text(encoding="utf-8"))
     return json.loads(resources.files("peft_utils").joinpath(f"schemas/{name}.json").read_text())
 
 
-def validate_record(record: dict[str, Any], schema_name: str = "record") -> None:
+def validate_record(record: dict[str, Any], schema_name: str | Path = "record") -> None:
     import jsonschema
 
     jsonschema.validate(record, schema(schema_name))
 
 
-def write_record(directory: str | Path, record: dict[str, Any], schema_name: str = "record",
-                 kind: str | None = None) -> Path:
-    """Validate `record` against `schemas/<schema_name>.json` and write it atomically; `kind`
+def write_record(directory: str | Path, record: dict[str, Any],
+                 schema_name: str | Path = "record", kind: str | None = None) -> Path:
+    """Validate `record` against its schema (`schema(schema_name)`) and write it atomically; `kind`
     (e.g. "mt") tells a study's records apart from classification's."""
     record = {"schema_version": SCHEMA_VERSION, **({"kind": kind} if kind else {}), **record}
     validate_record(record, schema_name)

@@ -51,6 +51,9 @@ class Study:
     leading_keys: tuple[str, ...] = ("method", "seed")
     # Config keys holding paths (relative to where a grid runs; absolute in every cell).
     path_keys: tuple[str, ...] = ("data_root", "results_dir")
+    # The registry task its methods run as (core.methods.TASKS): which methods a config may
+    # name, and the learning-rate ranges tuning searches (`range: registry`).
+    task: str = "classification"
 
     @property
     def keys(self) -> set[str]:

@@ -373,7 +373,7 @@ def final_cell(grid, group: Group, cell, index: int, values: dict[str, Any], sco
 
 def _task(grid) -> str:
     """The registry task of the grid's study (its methods and their rate ranges)."""
-    return "classification" if grid.kind == "classification" else "seq2seq"
+    return grid.study.task
 
 
 def _state(history: list) -> str:

@@ -15,6 +15,7 @@ Differences to FFT compare runs of the same model, pair and training size.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -46,6 +47,10 @@ CAPTIONS = {
                     "base model against K full models.",
     "mt_failed_runs": "MT runs left out of every table: failed, unreadable or unfinished.",
 }
+
+# Tables computed from the results alone, written after the built-in ones: name ->
+# builder(results) -> (numeric, display); captions in CAPTIONS (docs/contributing.md).
+TABLES: dict[str, Callable[[Results], tuple[pd.DataFrame, pd.DataFrame]]] = {}
 
 
 # The MT study's results and report hold nothing beyond every study's (core.report).
@@ -294,6 +299,7 @@ def write_mt_report(results_dir: str | Path, tables_dir: str | Path = "tables/mt
     add("mt_model_size", models, _rounded(models))
     serving = inference_table(results, k_tasks)
     add("mt_inference", serving, inference_display(serving))
+    report.add_tables(TABLES)
 
     figures = {}
     for (model, n), part in scores.groupby(["model", "train_sentences"], sort=False):

@@ -49,4 +49,5 @@ def selection_score(record: dict[str, Any]) -> float | None:
 
 STUDY = Study("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb",
               notebook_parameters, preflight, train, selection_score, serving_subject,
-              leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"))
+              leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"),
+              task="seq2seq")

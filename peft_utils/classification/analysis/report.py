@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -57,6 +58,10 @@ CAPTIONS = {
                 "dev score from where the run started to where it ended, against the frozen "
                 "probe, and whether the tuned choice is interior.",
 }
+
+# Tables computed from the results alone, written after the built-in ones: name ->
+# builder(results) -> (numeric, display); captions in CAPTIONS (docs/contributing.md).
+TABLES: dict[str, Callable[[Results], tuple[pd.DataFrame, pd.DataFrame]]] = {}
 
 
 @dataclass
@@ -116,6 +121,7 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("findings", found, findings_display(found))
     report.findings = findings_text(found, report.display["cost_ranges"], len(results.failed),
                                     report.tuning_budget, ci)
+    report.add_tables(TABLES)
 
     report.add_figures({
         **F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
