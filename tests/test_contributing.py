@@ -465,6 +465,9 @@ def test_recipe_add_a_study_runs_a_grid_of_its_own_kind(tmp_path, sib_root, tiny
         "kind": "toy", "presets": ["toy.yaml"], "grid": {"method": ["fft", "lora"], "seed": [1]},
         "tune": {"trials": 2, "seeds": [1],
                  "space": {"learning_rate": {"range": "registry", "scale": 30}}}})
+    plan = cli("grid", "run", str(grid), "--dry-run", "--json", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert {cell["task"] for cell in json.loads(plan.stdout)} == {"toy"}
     out = cli("grid", "run", str(grid), "--workers", "2", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     done = records(tmp_path / "results")

@@ -31,7 +31,9 @@ def plan_entries(grid: Grid) -> list[dict[str, Any]]:
 
 def _entry(cell: Cell, stage: str) -> dict[str, Any]:
     config = cell.config
-    task = getattr(config, "pair", None) or config.task_name
+    # What the cell's task is called: a data set's task, an MT pair, else the study's kind.
+    task = getattr(config, "task_name", None) or getattr(config, "pair", None) \
+        or config.record_kind
     return {"stage": stage, "task": task, "scenario": getattr(config, "scenario", None),
             "method": config.method, "seed": config.seed, "run_id": cell.run_id}
 
