@@ -36,7 +36,7 @@ def sib_run(tmp_path_factory, sib_root, tiny_model):
         dataset="sib200", data_root=str(sib_root), model=str(tiny_model), method="lora",
         train_langs=["en", "fr"], eval_langs=["en", "fr"], max_length=64, batch_size=8,
         eval_batch_size=16, learning_rate=1e-2, warmup_steps=0, max_steps=4, eval_steps=2,
-        seed=3, pooling="mean", results_dir=str(root / "results")))
+        head_learning_rate=0.1, seed=3, pooling="mean", results_dir=str(root / "results")))
 
 
 @pytest.fixture(scope="module")
