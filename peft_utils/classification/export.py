@@ -255,7 +255,3 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "merged",
         write_metadata(tmp, meta)
     return meta
 
-
-def read_settings(meta: dict[str, Any]) -> Settings:
-    return Settings(**meta["settings"])
-
