@@ -18,6 +18,8 @@ COMMANDS = {
     "model": "peft_utils.modelprep.e5_convert",
     "rerun": "peft_utils.core.rerun",
     "bench-inference": "peft_utils.core.inference_bench",
+    "export": "peft_utils.core.export",
+    "predict": "peft_utils.classification.predict",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",
 }

@@ -50,3 +50,19 @@ def infer_logits(model, rows: Sequence[dict[str, Any]], batch_size: int, collate
             out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
         out[idx] = logits
     return out
+
+
+def onnx_logits(session, rows: Sequence[dict[str, Any]], batch_size: int,
+                collate) -> np.ndarray:
+    """`infer_logits` for an ONNX Runtime session of an exported classifier (inputs
+    input_ids and attention_mask, output the logits)."""
+    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable")
+    out = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = collate([{k: rows[i][k] for k in MODEL_INPUTS} for i in idx])
+        logits = session.run(None, {k: batch[k].numpy() for k in MODEL_INPUTS})[0]
+        if out is None:
+            out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
+        out[idx] = logits
+    return out

@@ -52,15 +52,22 @@ def resolve_model_config(name: str, num_labels: int, multilabel: bool, shipped: 
     return AutoConfig.from_pretrained(name, trust_remote_code=False, **extra)
 
 
+def labelled_config(config: RunConfig, labels: list[str], shipped: bool = False):
+    """The transformers config of `config`'s model with the task's labels (id2label,
+    label2id) and problem type, as the run's model has it."""
+    hf_config = resolve_model_config(config.model, len(labels), config.multilabel, shipped)
+    hf_config.id2label = dict(enumerate(labels))
+    hf_config.label2id = {label: i for i, label in enumerate(labels)}
+    return hf_config
+
+
 def _base_model(config: RunConfig, labels: list[str], meta: bool, device: str = "meta"):
     import torch
     from transformers import AutoModelForSequenceClassification
 
     # Weights are loaded with their own config: a shipped one could name another architecture
     # (the hub's multilingual-e5-small is a BERT checkpoint, the shipped config XLM-R's).
-    hf_config = resolve_model_config(config.model, len(labels), config.multilabel, shipped=meta)
-    hf_config.id2label = dict(enumerate(labels))
-    hf_config.label2id = {label: i for i, label in enumerate(labels)}
+    hf_config = labelled_config(config, labels, shipped=meta)
     if meta:
         with torch.device(device):
             return AutoModelForSequenceClassification.from_config(hf_config)

@@ -36,6 +36,13 @@ serving_subject = imported_when_called("peft_utils.classification.training",
                                        "load_serving_subject")
 
 
+def export(directory, out, fmt: str, force: bool) -> dict[str, Any]:
+    """`python -m peft_utils export` of a finished run, imported when it is exported."""
+    from peft_utils.classification.export import export_run
+
+    return export_run(directory, out, fmt, force)
+
+
 def selection_score(record: dict[str, Any]) -> float | None:
     """The main metric on the training languages' dev rows, where runs are selected."""
     metrics = record.get("metrics") or {}
@@ -45,4 +52,4 @@ def selection_score(record: dict[str, Any]) -> float | None:
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
               notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
-              path_keys=("data_root", "translations_dir", "results_dir"))
+              path_keys=("data_root", "translations_dir", "results_dir"), export=export)
