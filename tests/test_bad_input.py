@@ -406,12 +406,21 @@ def test_no_remote_code_and_no_unpickling_in_the_package():
             assert "weights_only=True" in call, (path, call)
         # Both studies' load paths: configs and tokenizers without remote code; weights only
         # through core.modeling.load_pretrained (safetensors, no remote code).
-        for call in re.findall(r"\w+\.from_pretrained\(\s*[^)]*\)", text, flags=re.S):
+        for call in _from_pretrained_calls(text):
             if call.startswith(("AutoTokenizer", "AutoConfig", "auto_class")):
                 assert "trust_remote_code=False" in call, (path, call)
             assert not call.startswith("AutoModel"), (path, call)
             if call.startswith("auto_class"):
                 assert "use_safetensors=True" in call, (path, call)
+
+
+def _from_pretrained_calls(text: str) -> list[str]:
+    """The source of every `X.from_pretrained(...)` call (calls, not strings that show one)."""
+    import ast
+
+    return [ast.get_source_segment(text, node) for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "from_pretrained"]
 
 
 class _Payload:
