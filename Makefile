@@ -6,13 +6,14 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
+.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
         mt-smoke clean docs
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
 	@echo "make test       set up and run the fast test suite"
 	@echo "make test-all   include slow tests"
+	@echo "make test-slow  only the slow tier (CI runs it after make test)"
 	@echo "make report     render the analysis report from results/"
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
@@ -84,6 +85,11 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The slow tier alone (end-to-end grids, every method on seq2seq models, SIGKILL and resume
+# across processes): .ci/run runs it after `make test` and the docs.
+test-slow: install
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
 
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, a missing page or a
 # warning from the API reference fails the build. `$(PY) -m mkdocs serve` previews it while editing.
