@@ -82,13 +82,11 @@ def method_settings(config: RunConfig) -> dict[str, Any]:
     fields for the methods whose entry names a `paper_setting` (so their settings and run ids
     keep their meaning; the LoRA variants share LoRA's), then the run's `method_config`."""
     setting = methods.get(config.method).paper_setting
-    paper: dict[str, Any] = {}
-    if setting == "lora_r":
-        paper = dict(r=config.lora_r, lora_alpha=config.lora_alpha,
-                     lora_dropout=config.lora_dropout, target_modules=config.lora_targets)
-    elif setting is not None:   # reduction_factor, prefix_length: the library's key too
-        paper = {setting: getattr(config, setting)}
-    return {**paper, **(config.method_config or {})}
+    lora = (config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets) \
+        if setting == "lora_r" else None
+    # reduction_factor, prefix_length: the study's field is the library's key too.
+    sized = {setting: getattr(config, setting)} if setting not in (None, "lora_r") else {}
+    return methods.run_settings(sized, lora, config.method_config)
 
 
 def build_model(config: RunConfig, meta: bool = False, device: str = "meta") -> BuiltModel:

@@ -402,6 +402,19 @@ def target_modules(value, model_type: str):
     return family[value]
 
 
+def run_settings(sized: dict[str, Any], lora: tuple | None,
+                 method_config: dict[str, Any] | None) -> dict[str, Any]:
+    """What a method's config class receives over the registry defaults, in both studies:
+    the study's sizing of it (`sized`, in the library's keys), LoRA's study settings when the
+    entry is sized by `lora_r` (`lora`: rank, alpha, dropout, target modules), then the
+    run's `method_config`, which wins."""
+    if lora is not None:
+        r, alpha, dropout, targets = lora
+        sized = {**sized, "r": r, "lora_alpha": alpha, "lora_dropout": dropout,
+                 "target_modules": targets}
+    return {**sized, **(method_config or {})}
+
+
 def resolved_settings(entry: Method, settings: dict[str, Any], model_type: str) -> dict[str, Any]:
     """The entry's defaults, then `settings`, with placeholders resolved: what the library's
     config class receives (project keys left out)."""

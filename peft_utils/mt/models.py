@@ -116,19 +116,18 @@ def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, 
     """What the method's library config receives over the registry defaults: the size in
     the library's terms (and the study's LoRA settings; prefix_flat for the entry the study's
     prefix_length sizes), then `method_config`."""
-    settings = dict(size)
+    settings, lora = dict(size), None
     if "lora_r" in size:
         r = int(settings.pop("lora_r"))
-        settings.update(r=r, lora_alpha=config.lora_alpha or 2 * r,
-                        lora_dropout=config.lora_dropout,
-                        target_modules=_lora_targets(config, model.config.model_type))
+        lora = (r, config.lora_alpha or 2 * r, config.lora_dropout,
+                _lora_targets(config, model.config.model_type))
     if "adapter_dim" in size:
         # adapters sizes the bottleneck as int(hidden // reduction_factor): a factor of
         # hidden / (dim + 0.5) gives exactly `dim` without float floor surprises.
         settings["reduction_factor"] = hidden_size(model) / (int(settings.pop("adapter_dim")) + 0.5)
     if methods.REGISTRY[config.method].paper_setting == "prefix_length":
         settings["flat"] = config.prefix_flat
-    return {**settings, **(config.method_config or {})}
+    return methods.run_settings(settings, lora, config.method_config)
 
 
 def apply_method(model, config: MTConfig, settings: dict[str, Any]):
