@@ -135,6 +135,21 @@ def save_adapter(model, entry: Method, adapter_name: str, folder: Path) -> None:
         model.save_adapter(str(folder), adapter_name, with_head=True, use_safetensors=True)
 
 
+def load_adapter(base, entry: Method, folder: str | Path):
+    """`save_adapter`'s folder loaded onto `base` (the base model with the run's labels) by
+    the method's library: peft's `PeftModel.from_pretrained`, the adapters library's
+    `load_adapter` (safetensors, the head with it, set active). The model to predict with."""
+    if entry.library == "peft":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(folder))
+    import adapters
+
+    adapters.init(base)
+    base.load_adapter(str(folder), set_active=True, use_safetensors=True)
+    return base
+
+
 # ---- ONNX ---------------------------------------------------------------------------------
 def write_onnx(module, inputs: dict[str, Any], path: Path, output: str,
                dynamic: dict[str, dict[int, str]]) -> None:
