@@ -55,6 +55,14 @@ def format_problem(entry: Method, fmt: str) -> str | None:
     return None
 
 
+def best_format(entry: Method) -> str | None:
+    """The format to export `entry`'s runs in: `merged` (a plain model, no adapter library to
+    load) where the method merges or changes the base weights itself (the reference, FFT,
+    among them), else `adapter`; None when neither fits."""
+    return next((fmt for fmt in ("merged", "adapter") if format_problem(entry, fmt) is None),
+                None)
+
+
 def finished_run(run_dir: str | Path) -> dict[str, Any]:
     """The record of the complete run in `run_dir`, its weights kept; a ConfigError saying
     what is missing otherwise."""
