@@ -129,7 +129,7 @@ def predict(predictor: Predictor, texts: list[str]) -> tuple[list[str], np.ndarr
     from types import SimpleNamespace
 
     from peft_utils.classification import metrics as M
-    from peft_utils.classification.training import example_scores
+    from peft_utils.classification.training import example_scores, label_names
 
     settings = predictor.settings
     rows, index = settings.rows(texts, predictor.tokenizer)
@@ -138,11 +138,11 @@ def predict(predictor: Predictor, texts: list[str]) -> tuple[list[str], np.ndarr
                             predictor.logits(rows), settings.multilabel)
     picked = M.decide(scores, settings.multilabel,
                       settings.threshold if settings.multilabel else 0.5)
-    labels = settings.labels
+    names = label_names(picked, settings.labels, settings.multilabel)   # as the run writes
     if settings.multilabel:
-        return [",".join(labels[j] for j in np.flatnonzero(row)) for row in picked], scores
+        return names, scores
     probs = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return [labels[int(i)] for i in picked], probs / probs.sum(axis=1, keepdims=True)
+    return names, probs / probs.sum(axis=1, keepdims=True)
 
 
 # ---- input and output -----------------------------------------------------------------------
