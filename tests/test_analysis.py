@@ -303,6 +303,38 @@ def test_write_report_without_fft_and_with_one_seed(tmp_path):
     assert all(path.is_file() for paths in report.figures.values() for path in paths)
 
 
+def test_exports_table_links_each_final_run_to_its_export_command(tmp_path):
+    """Final runs only (an untuned run beside them is not compared); merged for a method that
+    merges (LoRA) or is the reference (FFT), adapter for one that cannot merge (Pfeiffer);
+    each command is one the CLI accepts. Registered in TABLES: the report writes it."""
+    import shlex
+
+    from peft_utils.classification.analysis.exports import export_table
+    from peft_utils.cli import build_parser
+
+    gold, langs = sib_examples(np.random.default_rng(0), n_per_lang=10)
+    examples = {"test": examples_table(gold, gold, langs)}
+    final = {"tuning": {"stage": "final"}}
+    for method in ("fft", "lora", "pfeiffer"):
+        write_run(tmp_path / "results", method, 1, run_info=final, examples=examples)
+    write_run(tmp_path / "results", "lora", 2, examples=examples)   # untuned
+    numeric, display = export_table(A.load_results(tmp_path / "results"))
+    assert numeric.set_index("method")["format"].to_dict() == \
+        {"fft": "merged", "lora": "merged", "pfeiffer": "adapter"}
+    assert display.equals(numeric) and set(numeric["seed"]) == {1}
+    for run in numeric.itertuples():
+        argv = shlex.split(run.command)
+        assert argv[:4] == ["python", "-m", "peft_utils", "export"]
+        args = build_parser("export").parse_args(argv[3:])
+        assert Path(args.run_dir) == tmp_path / "results" / run.run_id
+        assert (Path(args.out), args.format) == (Path("exports") / run.run_id, run.format)
+    report = A.write_report(tmp_path / "results", tmp_path / "tables", tmp_path / "figures",
+                            n_boot=20)
+    assert report.display["exports"].equals(display)
+    written = (tmp_path / "tables" / "exports.md").read_text()
+    assert "--format adapter" in written and "Each compared run's export command" in written
+
+
 def test_write_report_refuses_a_folder_without_complete_runs(tmp_path):
     (tmp_path / "results" / "killed").mkdir(parents=True)
     (tmp_path / "results" / "killed" / "config.json").write_text("{}")

@@ -1,6 +1,8 @@
-"""`python -m peft_utils predict`: a run folder, or a merged or onnx export of it, predicts on a
-table or on stdin lines what the run predicted (its max_length, long-text strategy and tuned
-threshold), the input's columns kept; bad input gets one-line errors with exit status 2."""
+"""`python -m peft_utils predict`: a run folder, or a merged, adapter or onnx export of it,
+predicts on a table or on stdin lines what the run predicted (its max_length, long-text
+strategy and tuned threshold), the input's columns kept; on a SemEval release folder (or one
+language folder) it writes the official submission files the run itself wrote; bad input gets
+one-line errors with exit status 2."""
 from __future__ import annotations
 
 import io
@@ -16,7 +18,7 @@ from peft_utils.classification.export import export_run
 from peft_utils.classification.run_data import load_frames
 from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
-from peft_utils.core.export import ONNX_TOLERANCE
+from peft_utils.core.export import METADATA, ONNX_TOLERANCE
 
 
 def finished(config: RunConfig):
@@ -101,12 +103,29 @@ def test_multilabel_chunks_and_the_tuned_threshold_as_in_the_run(multilabel_run,
         [p for p, c in zip(out["pred"], clear) if c]
 
 
-@pytest.mark.parametrize("fmt", ["merged", "onnx"])
-def test_an_export_predicts_what_its_run_does(fmt, sib_run, tmp_path):
-    """Mean pooling included: predict puts the head's hook back on a merged model."""
-    write_input(sib_run, tmp_path / "in.csv")
-    export_run(sib_run, tmp_path / "export", fmt)
-    from_run = predicted(sib_run, tmp_path / "in.csv", tmp_path / "run.csv")
+@pytest.fixture(scope="module")
+def pfeiffer_run(tmp_path_factory, sib_root, tiny_model):
+    """A tiny bottleneck-adapter run (the adapters library): it exports as an adapter only."""
+    from test_methods import TINY
+
+    root = tmp_path_factory.mktemp("predict")
+    return finished(RunConfig(
+        dataset="sib200", data_root=str(sib_root), model=str(tiny_model), method="pfeiffer",
+        method_config=TINY.get("pfeiffer"), train_langs=["en", "fr"], eval_langs=["en", "fr"],
+        max_length=64, batch_size=8, eval_batch_size=16, learning_rate=1e-2, warmup_steps=0,
+        max_steps=4, eval_steps=2, head_learning_rate=0.1, seed=3,
+        results_dir=str(root / "results")))
+
+
+@pytest.mark.parametrize("fmt, run", [("merged", "sib_run"), ("onnx", "sib_run"),
+                                      ("adapter", "sib_run"), ("adapter", "pfeiffer_run")])
+def test_an_export_predicts_what_its_run_does(fmt, run, request, tmp_path):
+    """Every format, mean pooling included: predict puts the head's hook back on a merged
+    model and on an adapter's base model (peft: LoRA; the adapters library: Pfeiffer)."""
+    run = request.getfixturevalue(run)
+    write_input(run, tmp_path / "in.csv")
+    export_run(run, tmp_path / "export", fmt)
+    from_run = predicted(run, tmp_path / "in.csv", tmp_path / "run.csv")
     from_export = predicted(tmp_path / "export", tmp_path / "in.csv", tmp_path / "export.csv")
     assert from_export["pred"].tolist() == from_run["pred"].tolist()
     np.testing.assert_allclose(scores(from_export), scores(from_run), atol=ONNX_TOLERANCE)
@@ -149,5 +168,98 @@ def test_bad_sources_and_outputs_get_one_line(sib_run, tmp_path, capsys):
     assert main(["predict", str(tmp_path), "--input", str(tmp_path / "in.csv")]) == 2
     assert "no record.json" in capsys.readouterr().err
     export_run(sib_run, tmp_path / "adapter", "adapter")
+    meta_path = tmp_path / "adapter" / METADATA
+    meta = json.loads(meta_path.read_text())
+    meta["settings"]["base_model"] = str(tmp_path / "gone")
+    meta_path.write_text(json.dumps(meta))
     assert main(["predict", str(tmp_path / "adapter"), "--input", str(tmp_path / "in.csv")]) == 2
-    assert "not an adapter export" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its base model" in err and "gone" in err
+
+
+# ---- a SemEval release folder: the official submission files ---------------------------------
+def semeval_run(root, semeval_root, tiny_model, subtask: int):
+    return finished(RunConfig(
+        dataset="semeval2023", subtask=subtask, data_root=str(semeval_root),
+        model=str(tiny_model), method="lora", train_langs=["en", "de"],
+        eval_langs=["en", "de", "es"], max_length=64, batch_size=8, eval_batch_size=16,
+        learning_rate=1e-2, warmup_steps=0, max_steps=4, eval_steps=2, head_learning_rate=0.1,
+        seed=3, results_dir=str(root / "results")))
+
+
+@pytest.fixture(scope="module")
+def semeval_runs(tmp_path_factory, semeval_root, tiny_model):
+    """subtask -> a tiny run of it (1: an article's genre; 3: a paragraph's techniques)."""
+    root = tmp_path_factory.mktemp("predict")
+    return {k: semeval_run(root, semeval_root, tiny_model, k) for k in (1, 3)}
+
+
+def official(path, subtask: int) -> dict:
+    """A prediction file read by the package's strict reader of the official format (the
+    release's label files: id<TAB>label[s], subtask 3 id<TAB>line<TAB>techniques; labels of
+    the task only, one row per id or (id, line)): (id, line or None) -> labels."""
+    from peft_utils.data.semeval import _read_labels
+
+    rows = _read_labels(path, subtask)
+    fields = 3 if subtask == 3 else 2
+    assert all(len(line.split("\t")) == fields
+               for line in path.read_text().splitlines()), path
+    return {(article, line): labels for _, article, line, labels in rows}
+
+
+def input_units(lang_dir, subtask: int) -> set:
+    """Every article (subtask 3: every paragraph the release's template lists) of the test
+    split in `lang_dir`."""
+    if subtask == 3:
+        lines = (lang_dir / "test-labels-subtask-3.template").read_text().splitlines()
+        return {(row.split("\t")[0], int(row.split("\t")[1])) for row in lines if row.strip()}
+    return {(p.stem[len("article"):], None)
+            for p in (lang_dir / f"test-articles-subtask-{subtask}").glob("article*.txt")}
+
+
+@pytest.mark.parametrize("subtask", [1, 3])
+def test_a_semeval_release_gets_the_official_files_the_run_wrote(subtask, semeval_runs,
+                                                                 semeval_root, tmp_path, capsys):
+    run = semeval_runs[subtask]
+    out = tmp_path / "submission"
+    assert main(["predict", str(run), "--input", str(semeval_root), "--out", str(out)]) == 0
+    assert "3 prediction files" in capsys.readouterr().err
+    folders = {"en": "en", "de": "ge", "es": "es"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"test-{iso}.txt" for iso in folders)
+    for iso, folder in folders.items():
+        got = official(out / f"test-{iso}.txt", subtask)
+        assert set(got) == input_units(semeval_root / folder, subtask)   # each once
+        assert got == official(run / "predictions" / f"test-{iso}.txt", subtask)
+    if subtask == 1:   # one language folder: its file alone, the same predictions
+        assert main(["predict", str(run), "--input", str(semeval_root / "ge"),
+                     "--out", str(tmp_path / "ge")]) == 0
+        assert [p.name for p in (tmp_path / "ge").iterdir()] == ["test-de.txt"]
+        assert (tmp_path / "ge" / "test-de.txt").read_text() == \
+            (out / "test-de.txt").read_text()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]   # no temporary files
+
+
+def test_bad_semeval_folders_get_one_line(semeval_runs, semeval_root, sib_run, tmp_path,
+                                          capsys):
+    import shutil
+
+    def fails(source, folder, message, *extra):
+        args = ["predict", str(source), "--input", str(folder), *extra]
+        assert main([*args, "--out", str(tmp_path / "out")] if not extra else args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "out").exists()
+
+    run = semeval_runs[1]
+    empty = tmp_path / "release" / "en" / "test-articles-subtask-1"
+    empty.mkdir(parents=True)
+    fails(run, tmp_path / "release", "no article<ID>.txt files found")
+    fails(run, tmp_path / "release" / "en", "no article<ID>.txt files found")
+    (tmp_path / "nothing").mkdir()
+    fails(run, tmp_path / "nothing", "no test data of semeval2023-st1")
+    shutil.copytree(semeval_root / "en", tmp_path / "other" / "zz")   # not a language of it
+    fails(run, tmp_path / "other" / "zz", "neither one of its language folders (en, fr, ge")
+    fails(sib_run, semeval_root, "no test data of sib200: neither one of its language folders "
+          "(eng_Latn")
+    fails(sib_run, semeval_root, "it holds semeval2023-st1, semeval2023-st2, semeval2023-st3")
+    fails(run, semeval_root, "give --out", "--split", "test")

@@ -21,7 +21,7 @@ import numpy as np
 from peft_utils.classification.config import RunConfig
 from peft_utils.classification.head import pool_by_mean
 from peft_utils.classification.inference import collator, infer_logits, onnx_logits
-from peft_utils.classification.models import ADAPTER_NAME, labelled_config
+from peft_utils.classification.models import ADAPTER_NAME, labelled_config, method_settings
 from peft_utils.classification.run_data import load_frames
 from peft_utils.core import methods
 from peft_utils.core.config import ConfigError
@@ -52,13 +52,21 @@ class Settings:
     padding: str                 # dynamic | max_length
     eval_batch_size: int
     base_model: str
+    # The run's data (exports written before these fields have none): what reading a folder
+    # in the data set's own layout needs, and the unit a row is (the official file format).
+    dataset: str | None = None
+    subtask: int | None = None
+    unit: str = "text"
+    virtual_tokens: int = 0      # the soft prompt's tokens the head reads past
 
     @classmethod
     def of_run(cls, config: RunConfig, record: dict[str, Any]) -> "Settings":
+        entry = methods.get(config.method)
         return cls(list(config.task.labels), config.multilabel,
                    record["metrics"].get("threshold"), config.max_length, config.long_text,
                    config.chunk_stride, config.pooling, config.padding, config.eval_batch_size,
-                   config.model)
+                   config.model, config.dataset, config.subtask, config.task.unit,
+                   methods.virtual_token_count(entry, method_settings(config)))
 
     def rows(self, texts: list[str], tokenizer) -> tuple[list[dict], np.ndarray]:
         """The model inputs of `texts` as the run made them (max_length, long_text), and the

@@ -9,8 +9,14 @@ as the run made its own predictions: its max_length, long_text strategy (chunks 
 tuned threshold. It is written atomically to `--out` (its format from the suffix) or printed
 to stdout (CSV).
 
-RUN_DIR is a finished run's folder; EXPORT_DIR a `merged` or `onnx` export of one (the
-run's head hooks, such as mean pooling, are put back on a merged model).
+The input may also be a folder in the layout of the run's data set (a SemEval release root,
+or one language folder of it): its `--split` (default test, which needs no labels) is read by
+the data set's loader for the run's task, and the predictions are written to the folder
+`--out` in the official submission format, one file per language, as training writes its own.
+
+RUN_DIR is a finished run's folder; EXPORT_DIR a `merged`, `adapter` or `onnx` export of one
+(the run's head hooks, such as mean pooling, are put back on a merged or adapter model; an
+adapter export loads its base model from where its metadata says).
 """
 from __future__ import annotations
 
@@ -23,11 +29,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from peft_utils.classification.config import RunConfig
 from peft_utils.classification.export import Settings, load
-from peft_utils.classification.head import pool_by_mean
+from peft_utils.classification.head import pool_by_mean, skip_virtual_tokens
 from peft_utils.classification.inference import collator, infer_logits, onnx_logits
 from peft_utils.core.config import ConfigError
-from peft_utils.core.export import ONNX_FILE, finished_run, onnx_session, read_metadata
+from peft_utils.core import methods
+from peft_utils.core.export import (METADATA, ONNX_FILE, finished_run, load_adapter,
+                                    onnx_session, read_metadata)
 from peft_utils.core.runs import atomic_write_bytes, json_default
 from peft_utils.data.errors import DataError
 from peft_utils.data.table import FORMATS, read_rows
@@ -44,16 +53,13 @@ class Predictor:
 
 
 def load_predictor(source: str | Path) -> Predictor:
-    """The predictor of a run folder or of a merged / onnx export folder."""
+    """The predictor of a run folder or of a merged, adapter or onnx export folder."""
     folder = Path(source)
     meta = read_metadata(folder)
     if meta is None:
         run = load(folder, finished_run(folder))
         return _torch_predictor(run.settings, run.tokenizer, run.model)
     settings = Settings(**meta["settings"])
-    if meta["format"] == "adapter":
-        raise ConfigError(f"{folder}: predict reads a run folder or a merged or onnx export, "
-                          "not an adapter export; give the run folder")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
@@ -62,14 +68,54 @@ def load_predictor(source: str | Path) -> Predictor:
         collate = collator(tokenizer, settings)
         return Predictor(settings, tokenizer, lambda rows: onnx_logits(
             session, rows, settings.eval_batch_size, collate))
+    model = _adapter_model(folder, meta, settings) if meta["format"] == "adapter" else \
+        with_head_hooks(_load_model(str(folder)), settings)
+    return _torch_predictor(settings, tokenizer, model.eval())
+
+
+def source_settings(source: str | Path) -> Settings:
+    """The settings of a run folder or an export, without loading the model."""
+    folder = Path(source)
+    meta = read_metadata(folder)
+    if meta is not None:
+        return Settings(**meta["settings"])
+    record = finished_run(folder)
+    return Settings.of_run(RunConfig.from_dict(json.loads(
+        (folder / "config.json").read_text(encoding="utf-8"))), record)
+
+
+def _load_model(name: str, **kwargs):
     from transformers import AutoModelForSequenceClassification
 
     from peft_utils.core.modeling import load_pretrained
 
-    model = load_pretrained(AutoModelForSequenceClassification, str(folder))
-    if settings.pooling == "mean":   # the head's hook is not in the saved weights
+    return load_pretrained(AutoModelForSequenceClassification, name, **kwargs)
+
+
+def with_head_hooks(model, settings: Settings):
+    """The run's head hooks (not in any saved weights) put back on a plain model: reading past
+    a soft prompt's virtual tokens, mean pooling; in the order the run's model has them."""
+    skip_virtual_tokens(model, settings.virtual_tokens)
+    if settings.pooling == "mean":
         pool_by_mean(model)
-    return _torch_predictor(settings, tokenizer, model.eval())
+    return model
+
+
+def _adapter_model(folder: Path, meta: dict[str, Any], settings: Settings):
+    """An adapter export on its base model (by name or path, from the metadata) with the run's
+    labels and head hooks, loaded by the method's library."""
+    entry = methods.get(meta["method"])
+    id2label = {int(k): v for k, v in meta["id2label"].items()}
+    try:
+        base = _load_model(settings.base_model, id2label=id2label,
+                           label2id={v: k for k, v in id2label.items()},
+                           problem_type=meta["problem_type"],
+                           **({"attn_implementation": "eager"} if entry.needs_eager else {}))
+    except (OSError, ValueError) as err:   # not found; not a folder nor a hub name
+        raise ConfigError(f"{folder}: its base model {settings.base_model} does not load "
+                          f"({str(err).splitlines()[0]}); put it where settings.base_model in "
+                          f"{METADATA} says, or edit that path") from None
+    return load_adapter(with_head_hooks(base, settings), entry, folder)
 
 
 def _torch_predictor(settings: Settings, tokenizer, model) -> Predictor:
@@ -83,7 +129,7 @@ def predict(predictor: Predictor, texts: list[str]) -> tuple[list[str], np.ndarr
     from types import SimpleNamespace
 
     from peft_utils.classification import metrics as M
-    from peft_utils.classification.training import example_scores
+    from peft_utils.classification.training import example_scores, label_names
 
     settings = predictor.settings
     rows, index = settings.rows(texts, predictor.tokenizer)
@@ -92,11 +138,11 @@ def predict(predictor: Predictor, texts: list[str]) -> tuple[list[str], np.ndarr
                             predictor.logits(rows), settings.multilabel)
     picked = M.decide(scores, settings.multilabel,
                       settings.threshold if settings.multilabel else 0.5)
-    labels = settings.labels
+    names = label_names(picked, settings.labels, settings.multilabel)   # as the run writes
     if settings.multilabel:
-        return [",".join(labels[j] for j in np.flatnonzero(row)) for row in picked], scores
+        return names, scores
     probs = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return [labels[int(i)] for i in picked], probs / probs.sum(axis=1, keepdims=True)
+    return names, probs / probs.sum(axis=1, keepdims=True)
 
 
 # ---- input and output -----------------------------------------------------------------------
@@ -156,20 +202,68 @@ def output_kind(out: str | None) -> str:
     return kind
 
 
+# ---- a folder in the data set's layout -------------------------------------------------------
+def read_folder(folder: str | Path, settings: Settings, split: str):
+    """The `split` rows of `folder`, a root or one language folder in the layout of the data
+    set the run was trained on, read by that data set's loader for the run's task."""
+    from peft_utils.data import registry
+    from peft_utils.data.folders import load_folder
+
+    if settings.dataset is None:
+        raise ConfigError(f"--input {folder}: the export does not name its run's data set "
+                          "(written before exports did); export the run again")
+    entry = registry.get(settings.dataset, folder)
+    return load_folder(entry, folder, split, settings.subtask)
+
+
+def output_folder(out: str | None, source: str) -> Path:
+    if out is None:
+        raise ConfigError(f"--input {source} is a folder: its predictions are one file per "
+                          "language; give --out, the folder to write them into")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the prediction files")
+    return Path(out)
+
+
+def predict_folder(source: str | Path, folder: str | Path, out: str | Path,
+                   split: str = "test") -> list[Path]:
+    """Predictions for every row of `folder` (read_folder) in the official submission format,
+    one file per language in `out`, named and written as the run's own (training's
+    `write_official`: `<split>-<lang>.txt`); the files written."""
+    from peft_utils.classification.training import prediction_table, write_official
+
+    settings = source_settings(source)
+    frame = read_folder(folder, settings, split)   # bad data fails before the model loads
+    preds, _ = predict(load_predictor(source), list(frame["text"]))
+    return write_official(Path(out), split, prediction_table(frame, preds), settings.unit)
+
+
 # ---- CLI ------------------------------------------------------------------------------------
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict", help="a trained classifier's predictions on new texts",
         description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="a finished run's folder, or a merged or onnx export")
+    parser.add_argument("source", help="a finished run's folder, or an export of one")
     parser.add_argument("--input", required=True,
-                        help="a CSV, TSV, JSONL or Parquet table, or - (lines on stdin)")
-    parser.add_argument("--out", default=None, help="the table to write (default: stdout)")
+                        help="a CSV, TSV, JSONL or Parquet table, - (lines on stdin), or a "
+                             "folder in the layout of the run's data set (SemEval: a release "
+                             "root or one language folder)")
+    parser.add_argument("--out", default=None,
+                        help="the table to write (default: stdout); with a folder as --input, "
+                             "the folder to write one prediction file per language into")
     parser.add_argument("--text-column", default="text")
+    parser.add_argument("--split", default="test",
+                        help="with a data folder as --input: the split to read (default test)")
     parser.set_defaults(func=_predict_command)
 
 
 def _predict_command(args) -> int:
+    if Path(args.input).is_dir():
+        out = output_folder(args.out, args.input)
+        written = predict_folder(args.source, args.input, out, args.split)
+        print(f"{len(written)} prediction files: {', '.join(map(str, written))}",
+              file=sys.stderr)
+        return 0
     kind = output_kind(args.out)   # before any work: a wrong suffix fails at once
     frame, texts = read_input(args.input, args.text_column)
     predictor = load_predictor(args.source)

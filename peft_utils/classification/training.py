@@ -329,25 +329,44 @@ def _summary(frame) -> dict[str, Any]:
 
 def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels: list[str],
                       config: RunConfig) -> None:
-    """One file per language in the official submission format (SemEval) or id<TAB>labels,
-    and `<split>-examples.csv` (id, line, lang, pred, gold, has_gold) for paired bootstrap
-    tests."""
+    """The official files (`write_official`) and `<split>-examples.csv` (id, line, lang,
+    pred, gold, has_gold) for paired bootstrap tests."""
+    names = label_names(pred, labels, config.multilabel)
+    table = prediction_table(frame, names).assign(
+        gold=[",".join(x) for x in frame["labels"]],
+        # An empty gold is "no label" only where the row has gold at all.
+        has_gold=frame["has_gold"].astype(bool).to_numpy())
+    atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
+    write_official(folder, split, table, config.task.unit)
+
+
+def label_names(pred: np.ndarray, labels: list[str], multilabel: bool) -> list[str]:
+    """Decisions (class ids, or multi-hot rows) as label names (multilabel: comma-separated)."""
+    if multilabel:
+        return [",".join(labels[j] for j in np.flatnonzero(row)) for row in pred]
+    return [labels[int(row)] for row in pred]
+
+
+def prediction_table(frame, names: list[str]):
+    """id, line ("" unless the rows are paragraphs), lang and pred of every row of `frame`."""
     import pandas as pd
 
-    names = [",".join(labels[j] for j in np.flatnonzero(row)) if config.multilabel
-             else labels[int(row)] for row in pred]
-    table = pd.DataFrame({"id": frame["id"].astype(str),
-                          "line": frame["line"] if "line" in frame else "",
-                          "lang": frame["lang"], "pred": names,
-                          "gold": [",".join(x) for x in frame["labels"]],
-                          # An empty gold is "no label" only where the row has gold at all.
-                          "has_gold": frame["has_gold"].astype(bool)})
-    atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
-    with_line = config.task.unit == "paragraph"   # the official format names the paragraph
-    columns = ["id", "line", "pred"] if with_line else ["id", "pred"]
+    return pd.DataFrame({"id": frame["id"].astype(str).to_numpy(),
+                         "line": frame["line"].to_numpy() if "line" in frame else "",
+                         "lang": frame["lang"].to_numpy(), "pred": names})
+
+
+def write_official(folder: Path, split: str, table, unit: str) -> list[Path]:
+    """`<split>-<lang>.txt` per language of `table` (prediction_table) in the official
+    submission format: id<TAB>labels, or id<TAB>line<TAB>labels where a row is a paragraph
+    (SemEval subtask 3); each file written atomically. The paths written."""
+    columns = ["id", "line", "pred"] if unit == "paragraph" else ["id", "pred"]
+    written = []
     for lang, part in table.groupby("lang", sort=False):
-        atomic_write_text(folder / f"{split}-{lang}.txt",
-                          part[columns].to_csv(sep="\t", header=False, index=False))
+        path = Path(folder) / f"{split}-{lang}.txt"
+        atomic_write_text(path, part[columns].to_csv(sep="\t", header=False, index=False))
+        written.append(path)
+    return written
 
 
 # ---- reload ---------------------------------------------------------------

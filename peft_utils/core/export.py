@@ -55,6 +55,14 @@ def format_problem(entry: Method, fmt: str) -> str | None:
     return None
 
 
+def best_format(entry: Method) -> str | None:
+    """The format to export `entry`'s runs in: `merged` (a plain model, no adapter library to
+    load) where the method merges or changes the base weights itself (the reference, FFT,
+    among them), else `adapter`; None when neither fits."""
+    return next((fmt for fmt in ("merged", "adapter") if format_problem(entry, fmt) is None),
+                None)
+
+
 def finished_run(run_dir: str | Path) -> dict[str, Any]:
     """The record of the complete run in `run_dir`, its weights kept; a ConfigError saying
     what is missing otherwise."""
@@ -133,6 +141,21 @@ def save_adapter(model, entry: Method, adapter_name: str, folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True)
     else:
         model.save_adapter(str(folder), adapter_name, with_head=True, use_safetensors=True)
+
+
+def load_adapter(base, entry: Method, folder: str | Path):
+    """`save_adapter`'s folder loaded onto `base` (the base model with the run's labels) by
+    the method's library: peft's `PeftModel.from_pretrained`, the adapters library's
+    `load_adapter` (safetensors, the head with it, set active). The model to predict with."""
+    if entry.library == "peft":
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(folder))
+    import adapters
+
+    adapters.init(base)
+    base.load_adapter(str(folder), set_active=True, use_safetensors=True)
+    return base
 
 
 # ---- ONNX ---------------------------------------------------------------------------------

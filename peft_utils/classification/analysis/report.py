@@ -14,6 +14,7 @@ from peft_utils.classification.analysis.findings import (findings_display, findi
                                                          findings_text)
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
                                                           verdict_counts)
+from peft_utils.classification.analysis.exports import export_table
 from peft_utils.classification.analysis.load import CELL, Results, load_results
 from peft_utils.classification.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
                                                        baseline_table, cost_display, cost_ranges,
@@ -57,11 +58,16 @@ CAPTIONS = {
     "findings": "What the study found, per final cell: test score, method − FFT with its CI, "
                 "dev score from where the run started to where it ended, against the frozen "
                 "probe, and whether the tuned choice is interior.",
+    "exports": "Each compared run's export command, in the format that fits its method "
+               "(merged where it merges into the base weights or is full fine-tuning, else "
+               "adapter); `python -m peft_utils predict` reads either.",
 }
 
 # Tables computed from the results alone, written after the built-in ones: name ->
 # builder(results) -> (numeric, display); captions in CAPTIONS (docs/contributing.md).
-TABLES: dict[str, Callable[[Results], tuple[pd.DataFrame, pd.DataFrame]]] = {}
+TABLES: dict[str, Callable[[Results], tuple[pd.DataFrame, pd.DataFrame]]] = {
+    "exports": export_table,
+}
 
 
 @dataclass
