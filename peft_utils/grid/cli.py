@@ -93,7 +93,7 @@ def _run_tuned(grid, args) -> int:
     for line in grid.tune.describe():
         print(line)
     checked = False
-    failed = 0
+    failed, asked = 0, None
     # Adaptive samplers: one round per batch; the edge rule: one round more.
     for _ in range(grid.tune.trials + 2):
         trials = tuner.trials()
@@ -111,8 +111,15 @@ def _run_tuned(grid, args) -> int:
                 return rc
             failed = failed or rc
         told = tuner.tell(trials)
-        if tuner.finished() or not (todo or told):
+        # Nothing ran, nothing told and nothing new asked: nothing left to do here. (Another
+        # runner may have told between this runner's asking and telling: ask once more.)
+        if tuner.finished() or not (todo or told or len(trials) != asked):
             break
+        asked = len(trials)
+    if not tuner.finished():
+        print("error: tuning has not finished (trials still running elsewhere, or failing); "
+              "run the same command again once they have ended", file=sys.stderr)
+        return failed or 1
     finals, untuned = tuner.finals()
     for name in untuned:
         print(f"error: no trial of {name} completed; its final cells cannot run (see the "
