@@ -32,18 +32,28 @@ if TYPE_CHECKING:
 KERNEL = "python3"   # `python -m ipykernel install --sys-prefix --name python3` in the venv
 SPEC = "grid-cell.json"
 CELL_LOCK = ".cell.lock"   # held by the worker; train_and_evaluate (in its kernel) holds .lock
+ELSEWHERE = "elsewhere"    # an Outcome's status: another runner was running the cell
 
 
 @dataclass
 class Outcome:
     run_id: str
-    status: str            # complete | failed
+    status: str            # complete | failed | elsewhere
     error: str | None
     wall_s: float
 
     @property
     def ok(self) -> bool:
         return self.status == "complete"
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def running_elsewhere(cell) -> bool:
+    """Whether another process (a second runner of the grid) is running `cell` now."""
+    return is_locked(run_dir(cell.config.results_dir, cell.run_id), CELL_LOCK)
 
 
 def write_spec(config, grid: Path | None = None, notebook: Path | None = None) -> Path:

@@ -93,7 +93,7 @@ def _run_tuned(grid, args) -> int:
     for line in grid.tune.describe():
         print(line)
     checked = False
-    failed = 0
+    failed, asked = 0, None
     # Adaptive samplers: one round per batch; the edge rule: one round more.
     for _ in range(grid.tune.trials + 2):
         trials = tuner.trials()
@@ -111,8 +111,15 @@ def _run_tuned(grid, args) -> int:
                 return rc
             failed = failed or rc
         told = tuner.tell(trials)
-        if tuner.finished() or not (todo or told):
+        # Nothing ran, nothing told and nothing new asked: nothing left to do here. (Another
+        # runner may have told between this runner's asking and telling: ask once more.)
+        if tuner.finished() or not (todo or told or len(trials) != asked):
             break
+        asked = len(trials)
+    if not tuner.finished():
+        print("error: tuning has not finished (trials still running elsewhere, or failing); "
+              "run the same command again once they have ended", file=sys.stderr)
+        return failed or 1
     finals, untuned = tuner.finals()
     for name in untuned:
         print(f"error: no trial of {name} completed; its final cells cannot run (see the "
@@ -137,6 +144,7 @@ def _print_notes(notes: list[tuple[str, str]]) -> None:
 
 
 def _execute(grid, todo, args, keep_kernels: bool = False) -> int:
+    from peft_utils.grid.cell import ELSEWHERE
     from peft_utils.grid.executors import (
         Progress,
         run_local,
@@ -152,17 +160,26 @@ def _execute(grid, todo, args, keep_kernels: bool = False) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     progress = Progress(len(todo), echo=lambda line: print(line, flush=True))
     start = time.monotonic()
-    try:
+    keep = keep_kernels or args.keep_kernels
+    if args.executor == "local":
+        gpus = visible_gpus()
+        print(f"local executor: {args.workers} worker(s) on "
+              + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU")
+              + (", kernels kept from cell to cell (costs not comparable)" if keep else ""),
+              flush=True)
+
+    def launch(cells):
         if args.executor == "local":
-            gpus = visible_gpus()
-            print(f"local executor: {args.workers} worker(s) on "
-                  + (f"GPU(s) {','.join(gpus)}" if gpus else "CPU")
-                  + (", kernels kept from cell to cell (costs not comparable)"
-                     if keep_kernels or args.keep_kernels else ""), flush=True)
-            outcomes = run_local(grid, todo, args.workers, progress, notebook,
-                                 keep_kernels or args.keep_kernels)
-        else:
-            outcomes = run_submitit(grid, todo, args.workers, progress, notebook)
+            return run_local(grid, cells, args.workers, progress, notebook, keep)
+        return run_submitit(grid, cells, args.workers, progress, notebook)
+
+    try:
+        outcomes = launch(todo)
+        # Cells another runner was running: wait for them; run those it left unfinished.
+        while left := _wait_for_other_runners(todo, outcomes):
+            progress.total += len(left)
+            ids = {c.run_id for c in left}
+            outcomes = [o for o in outcomes if o.run_id not in ids] + launch(left)
     except KeyboardInterrupt:
         if args.executor == "local":
             print(f"interrupted after {progress.done} of {len(todo)} cells; run the same "
@@ -171,15 +188,30 @@ def _execute(grid, todo, args, keep_kernels: bool = False) -> int:
             print(f"stopped waiting after {progress.done} of {len(todo)} cells; the jobs go on: "
                   "follow them with `grid status`, rerun once they have ended", file=sys.stderr)
         return 130
-    failed = [o for o in outcomes if not o.ok]
-    print(f"{len(outcomes) - len(failed)} complete, {len(failed)} failed "
-          f"in {time.monotonic() - start:.0f} s")
+    failed = [o for o in outcomes if o.failed]
+    elsewhere = sum(o.status == ELSEWHERE for o in outcomes)
+    print(f"{len(outcomes) - len(failed) - elsewhere} complete, {len(failed)} failed"
+          + (f", {elsewhere} run by another runner" if elsewhere else "")
+          + f" in {time.monotonic() - start:.0f} s")
     if failed:
         print("failed cells:", file=sys.stderr)
         for outcome in failed:
             print(f"  {outcome.run_id}: {_first_line(outcome.error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _wait_for_other_runners(cells, outcomes) -> list:
+    """Wait until the cells another runner was running have ended (what follows, e.g. telling
+    Optuna, reads their records); those it left without a record (it was stopped)."""
+    from peft_utils.grid.cell import ELSEWHERE, running_elsewhere
+    from peft_utils.grid.state import PARTIAL, PENDING, cell_state
+
+    ids = {o.run_id for o in outcomes if o.status == ELSEWHERE}
+    theirs = [c for c in cells if c.run_id in ids]
+    while any(map(running_elsewhere, theirs)):
+        time.sleep(1.0)
+    return [c for c in theirs if cell_state(c.config.results_dir, c) in (PARTIAL, PENDING)]
 
 
 def _interrupt(signum, frame):

@@ -3,7 +3,8 @@ with `keep_kernels` one that keeps its kernel from cell to cell) or as Slurm job
 one cell per job).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
-failing cell.
+failing cell. The local executor leaves a cell that another runner of the grid is running
+(sharing the results folder) to that runner: its Outcome is `elsewhere`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 
 from peft_utils.core.config import ConfigError
 from peft_utils.core.runs import is_locked, read_record, run_dir, write_failure
-from peft_utils.grid.cell import CELL_LOCK, Outcome, write_spec
+from peft_utils.grid.cell import CELL_LOCK, ELSEWHERE, Outcome, running_elsewhere, write_spec
 from peft_utils.grid.spec import Cell, Grid
 
 # Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
@@ -42,7 +43,7 @@ class Progress:
     def finished(self, outcome: Outcome) -> None:
         with self.lock:
             self.done += 1
-            if not outcome.ok:
+            if outcome.failed:
                 self.failed.append(outcome)
             elapsed = time.monotonic() - self.start
             # Throughput so far, so parallel workers are accounted for.
@@ -162,6 +163,8 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
         slots.put(worker)
 
     def work(cell: Cell) -> Outcome:
+        if running_elsewhere(cell):   # another runner of the grid has it: take the next one
+            return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
         worker = slots.get()
         try:
             if stopping.is_set():

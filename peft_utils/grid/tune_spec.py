@@ -14,6 +14,10 @@ TUNE_KEYS = ("trials", "seeds", "space", "sampler", "share", "storage", "batch",
 SAMPLERS = ("sobol", "grid", "random", "tpe")
 FIXED_SAMPLERS = ("sobol", "grid")     # positions known before anything runs
 DEFAULT_SPACE = {"learning_rate": "registry"}
+# tune.storage: an Optuna journal file (journal://PATH, relative to the results folder) or a
+# database URL (SQLAlchemy's, with or without a driver: postgresql+psycopg2://...).
+JOURNAL = "journal://"
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql", "journal")
 
 
 @dataclass(frozen=True)
@@ -165,9 +169,7 @@ def parse_tune(raw: Any, run_keys: set[str], axes: dict[str, list], fixed: set[s
     batch = raw.get("batch")
     if batch is not None and (not isinstance(batch, int) or batch < 1):
         raise bad(f"tune.batch must be a positive integer or null, got {batch!r}")
-    storage = raw.get("storage")
-    if storage is not None and not isinstance(storage, str):
-        raise bad(f"tune.storage must be an Optuna storage URL, got {storage!r}")
+    storage = _storage(raw.get("storage"), bad)
     extend = raw.get("extend", 0)
     if not isinstance(extend, int) or isinstance(extend, bool) or extend < 0:
         raise bad(f"tune.extend must be a whole number of further trials (0: none), got {extend!r}")
@@ -177,6 +179,16 @@ def parse_tune(raw: Any, run_keys: set[str], axes: dict[str, list], fixed: set[s
     if extend and not any(d.extendable for d in space.values()):
         raise bad("tune.extend goes beyond log-scale ranges (rates); tune.space has none")
     return TuneSpec(trials, seeds, space, name, seed, share, storage, batch, extend)
+
+
+def _storage(value: Any, bad) -> str | None:
+    """tune.storage: None (SQLite in the results folder), a journal file or a database URL."""
+    scheme = value.split(":", 1)[0].split("+", 1)[0] if isinstance(value, str) else None
+    if value is not None and (scheme not in STORAGE_SCHEMES or "://" not in value
+                              or value == JOURNAL):
+        raise bad(f"tune.storage must be journal://PATH or a database URL "
+                  f"(sqlite:///PATH, postgresql://USER@HOST/DB, mysql://...), got {value!r}")
+    return value
 
 
 def _dim(key: str, value: Any, run_keys: set[str], bad) -> Dim:

@@ -51,9 +51,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from peft_utils.core.config import ConfigError
-from peft_utils.core.runs import read_record, run_dir
+from peft_utils.core.runs import read_record, run_dir, run_lock
 from peft_utils.grid.spec import Cell
-from peft_utils.grid.tune_spec import TuneSpec
+from peft_utils.grid.tune_spec import JOURNAL, TuneSpec
+
+TUNING_LOCK = ".tuning.lock"   # in the results folder: held while a runner asks or tells
 
 
 # ---- groups and trials ----------------------------------------------------------------
@@ -146,9 +148,17 @@ class Tuner:
         self.task = _task(grid)
         self.groups = groups(grid)
         self.storage = storage_url(grid)
-        self.studies = {g.name: optuna.create_study(
-            study_name=f"{grid.name}/{g.name}", storage=self.storage, direction="maximize",
-            sampler=self._sampler(), load_if_exists=True) for g in self.groups}
+        with self.locked():   # a second runner may be creating the same tables and studies
+            storage = open_storage(self.storage)
+            self.studies = {g.name: optuna.create_study(
+                study_name=f"{grid.name}/{g.name}", storage=storage, direction="maximize",
+                sampler=self._sampler(), load_if_exists=True) for g in self.groups}
+
+    def locked(self):
+        """Runners sharing the grid's results folder (several machines, or two runs started
+        at once) ask and tell one at a time: each sees what the other asked, so no trial,
+        study or extension is added twice."""
+        return run_lock(self.grid.results_dir, TUNING_LOCK)
 
     def _sampler(self):
         import optuna
@@ -255,6 +265,12 @@ class Tuner:
         """Every trial asked so far and, with `ask`, the next ones asked: what stage 1 must
         run now. Without `ask` (status), nothing is written: trials not yet asked are shown
         where a fixed sampler knows their values."""
+        if not ask:
+            return self._trials(ask)
+        with self.locked():
+            return self._trials(ask)
+
+    def _trials(self, ask: bool) -> list[Trial]:
         out = []
         for group in self.groups:
             study, dists = self.studies[group.name], self._distributions(group)
@@ -313,6 +329,10 @@ class Tuner:
 
     def tell(self, trials: list[Trial]) -> int:
         """Tell Optuna what each trial's records say; the number of trials settled now."""
+        with self.locked():
+            return self._tell(trials)
+
+    def _tell(self, trials: list[Trial]) -> int:
         import optuna
 
         score, told = self.grid.study.selection_score, 0
@@ -393,12 +413,32 @@ def _value(history: list) -> float:
 
 
 def storage_url(grid) -> str:
-    """The grid's Optuna storage: its `tune.storage`, else an SQLite file in the results
-    folder (created here)."""
-    if grid.tune.storage:
-        return grid.tune.storage
+    """The grid's Optuna storage: its `tune.storage` (a journal file's path made absolute,
+    relative to the results folder), else an SQLite file in the results folder (created
+    here)."""
     grid.results_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{grid.results_dir / 'tuning.db'}"
+    storage = grid.tune.storage
+    if storage and storage.startswith(JOURNAL):
+        return JOURNAL + str((grid.results_dir / storage[len(JOURNAL):]).resolve())
+    return storage or f"sqlite:///{grid.results_dir / 'tuning.db'}"
+
+
+def open_storage(url: str):
+    """The Optuna storage at `url`: a journal file (journal:///PATH) or a database."""
+    import optuna
+
+    if url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url[len(JOURNAL):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return optuna.storages.get_storage(url)
+    except ImportError as err:   # the database's driver (SQLAlchemy imports it)
+        raise ConfigError(f"tune.storage {url.split(':')[0]}: its driver is missing ({err}); "
+                          "pip install 'peft-utils[cluster]' (PostgreSQL), or a MySQL driver "
+                          "such as pymysql") from None
 
 
 def require_optuna() -> None:
