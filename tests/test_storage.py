@@ -104,7 +104,8 @@ def study_trials(storage: str) -> dict[str, list[tuple]]:
             for s in optuna.get_all_study_summaries(store)}
 
 
-@pytest.mark.parametrize("kind", ["postgresql", "journal"])
+# The journal case stays in the fast tier; the PostgreSQL one (a server start) is slow.
+@pytest.mark.parametrize("kind", [pytest.param("postgresql", marks=pytest.mark.slow), "journal"])
 def test_runners_asking_at_once_ask_each_trial_once(kind, request, tuned_grid, tmp_path):
     """Four processes create the studies and ask the trials at the same moment (no training):
     each study gets its 2 trials once, and every process sees the same 4."""
