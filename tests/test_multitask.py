@@ -15,6 +15,7 @@ from peft_utils.classification.multitask import load_tasks, shareable
 from peft_utils.classification.predict import Predictor, load_predictor, predict
 from peft_utils.classification.run_data import load_frames
 from peft_utils.classification.training import train_and_evaluate
+from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
 from peft_utils.core.modeling import unique_parameters
 
@@ -101,6 +102,27 @@ def test_the_tasks_share_one_copy_of_the_base(runs):
     assert base == costs[0]["backbone"] == costs[1]["backbone"]
     assert list(per_task.values()) == [costs[0]["method_params"], costs[1]["method_params"],
                                        costs[0]["method_params"]]
+
+
+def test_predict_tasks_writes_every_task_s_predictions(runs, tmp_path):
+    """`python -m peft_utils predict-tasks RUN... --input T`: the input's columns, then each
+    task's predictions, as `predict` gives each run's."""
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"doc": range(len(texts_of(runs[0]))), "text": texts_of(runs[0])}).to_csv(
+        table, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict-tasks", *map(str, runs), "--names", "sib", "brighter",
+                 "--input", str(table), "--out", str(out)]) == 0
+    both = pd.read_csv(out, keep_default_na=False)
+    assert list(both.columns[:2]) == ["doc", "text"]
+    assert both["sib_pred"].tolist() == recorded(runs[0])
+    alone = tmp_path / "brighter.csv"
+    assert main(["predict", str(runs[1]), "--input", str(table), "--out", str(alone)]) == 0
+    expected = pd.read_csv(alone, keep_default_na=False)
+    assert both["brighter_pred"].tolist() == expected["pred"].tolist()
+    scores = [c for c in expected if c.startswith("score_")]
+    np.testing.assert_allclose(both[[f"brighter_{c}" for c in scores]], expected[scores],
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize("methods_, change, problem", [

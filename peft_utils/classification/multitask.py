@@ -22,6 +22,7 @@ has nothing to share (refused with the reason).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,14 +35,16 @@ from peft_utils.classification.head import head_module, pool_by_mean
 from peft_utils.classification.inference import collator, infer_logits
 from peft_utils.classification.models import (ADAPTER_NAME, labels_for, load_tokenizer,
                                               method_settings, pretrained_model)
+from peft_utils.classification.predict import (Predictor, encode_table, output_kind, predict,
+                                               read_input, with_predictions)
 from peft_utils.core import methods
-from peft_utils.core.checkpoints import FINAL, load_tensors
 from peft_utils.core.config import ConfigError
 from peft_utils.core.devices import prepare_device
 from peft_utils.core.export import finished_run
 from peft_utils.core.modeling import (add_named_adapter, forward_every_adapter,
                                       load_trainable_state, select_adapter)
-from peft_utils.core.pipeline import read_config
+from peft_utils.core.pipeline import read_config, trained_state
+from peft_utils.core.runs import atomic_write_bytes
 
 # The name each library gave a run's adapter when it trained (peft's default name), and the
 # head's parameters in a run's state: `classifier.X`, peft's `...classifier.modules_to_save.
@@ -103,12 +106,19 @@ class SharedTasks:
         """Task `task`'s logits of tokenised `rows`, its adapter selected."""
         return self._infer([task], rows, batch_size)
 
-    def every_task_logits(self, rows: Sequence[dict], batch_size: int | None = None):
-        """{task: its logits of `rows`}, every task in one forward pass per batch."""
-        names = list(self.tasks)
+    def every_task_logits(self, rows: Sequence[dict], batch_size: int | None = None,
+                          names: Sequence[str] | None = None):
+        """{task: its logits of `rows`} of every task (or of `names`), all in one forward
+        pass per batch."""
+        names = list(names or self.tasks)
         joined = self._infer(names, rows, batch_size)
         edges = np.cumsum([len(self.tasks[n].settings.labels) for n in names])[:-1]
         return dict(zip(names, np.split(joined, edges, axis=1)))
+
+    def predictor(self, task: str) -> Predictor:
+        """Task `task` as `predict` takes a run (its settings: threshold, long texts, ...)."""
+        return Predictor(self.tasks[task].settings, self.tokenizer,
+                         lambda rows: self.logits(task, rows))
 
     def _infer(self, names: list[str], rows: Sequence[dict], batch_size: int | None):
         first = self.tasks[names[0]]
@@ -130,7 +140,7 @@ def load_tasks(folders: Sequence[str | Path], names: Sequence[str] | None = None
     model = shared_base(configs[0])
     tasks = {}
     for name, folder, config in zip(names, folders, configs):
-        model, head_state = add_run(model, config, name, load_tensors(folder / FINAL))
+        model, head_state = add_run(model, config, name, trained_state(folder))
         tasks[name] = Task(name, folder, config, Settings.of_run(config, finished_run(folder)),
                            task_head(config, head_state))
     device = device or picked
@@ -213,3 +223,36 @@ def task_head(config: RunConfig, state: dict[str, Any]):
     head = head.to_empty(device="cpu")
     head.load_state_dict(state, strict=True)
     return head
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict-tasks", help="several finished runs of different tasks served from one base "
+                              "model: every task's predictions on new texts")
+    parser.add_argument("runs", nargs="+", help="finished run folders sharing a base model")
+    parser.add_argument("--names", nargs="+", default=None,
+                        help="the tasks' names, one per run (default: the run ids)")
+    parser.add_argument("--input", required=True,
+                        help="a CSV, TSV, JSONL or Parquet table, or - (lines on stdin)")
+    parser.add_argument("--out", default=None, help="the table to write (default: stdout)")
+    parser.add_argument("--text-column", default="text")
+    parser.set_defaults(func=_command)
+
+
+def _command(args) -> int:
+    """The input's columns, then per task `<task>_pred` and `<task>_score_<label>`."""
+    kind = output_kind(args.out)
+    frame, texts = read_input(args.input, args.text_column)
+    shared = load_tasks(args.runs, args.names)
+    for name, task in shared.tasks.items():
+        preds, probs = predict(shared.predictor(name), texts)
+        columns = with_predictions(frame.iloc[:, :0], task.settings, preds, probs)
+        frame = frame.join(columns.add_prefix(f"{name}_"))
+    data = encode_table(frame, kind)
+    if args.out is None:
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        atomic_write_bytes(args.out, data)
+        print(f"{len(texts)} texts, {len(shared.tasks)} tasks: {args.out}", file=sys.stderr)
+    return 0
