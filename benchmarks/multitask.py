@@ -11,15 +11,21 @@ time are those of 10 tasks, not their scores. Adapter methods serve every task f
 library: `Parallel` composition); the reference method (FFT) keeps K whole models.
 
 - memory, each (method, K) loaded in a fresh child process: the bytes of the parameters and
-  buffers it holds (exact), and the RSS delta (resident memory after loading minus before,
-  torch and the libraries already imported), with its file-backed part: weights that
-  transformers maps from the model's safetensors file are resident only where touched;
+  buffers it holds (exact), and the RSS delta: resident memory after loading and one pass of
+  every task over the batch below, minus before (torch and the libraries imported), with its
+  file-backed part. transformers maps the base weights from the model's safetensors file,
+  and a page is resident only once read or written: the embedding rows of tokens never
+  seen stay out, so the shared base's RSS is below its bytes; FFT writes every weight (its
+  trained state), and the allocator keeps part of the freed checkpoint buffers, so its RSS
+  is above;
 - time, all methods in this process, in interleaved rounds (order rotated each round;
   medians): a request (one row at batch 1 to task i mod K, over 16 test rows spread over the
   lengths) and every task on one batch of 8 rows (one pass through the shared base; K passes
   of the K models).
 
-Prints a Markdown table and writes the figures to --out (default RESULTS/multitask-bench.json).
+Prints a Markdown table and writes the figures to --out (default RESULTS/multitask-bench.json,
+where the classification report's storage column reads them: `measured` for the methods and
+the K measured).
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from peft_utils.classification.multitask import load_tasks
 from peft_utils.classification.run_data import load_frames
 from peft_utils.classification.training import load_run
 from peft_utils.core import methods
+from peft_utils.core.cost_of_use import MULTITASK_BENCH
 from peft_utils.core.devices import prepare_device
 from peft_utils.core.export import finished_run
 from peft_utils.core.outputs import fmt_number
@@ -51,7 +58,6 @@ from peft_utils.core.runs import atomic_write_text, environment, is_trial, scan_
 from peft_utils.core.serving import LATENCY_ROWS, spread
 
 BATCH_ROWS = 8
-BENCH_FILE = "multitask-bench.json"
 
 
 @dataclass
@@ -72,6 +78,14 @@ def finals(root: Path) -> dict[str, list[Path]]:
         info = run.record["run_info"]
         picked.setdefault(info["method"], {}).setdefault(info["dataset"], run.folder)
     return {method: list(runs.values()) for method, runs in picked.items()}
+
+
+def reference_of(runs: dict[str, list[Path]]) -> str:
+    """The method the others are compared with (the registry's reference, FFT)."""
+    found = [m for m in runs if methods.get(m).reference]
+    if not found:
+        raise SystemExit("no run of the reference method to compare with")
+    return found[0]
 
 
 def cycled(folders: list[Path], k: int) -> list[Path]:
@@ -135,9 +149,12 @@ def memory_child(root: Path, method: str, k: int) -> None:
     import peft  # noqa: F401
     import transformers  # noqa: F401
 
+    runs = finals(root)
+    batch = spread(evaluation_rows(runs[reference_of(runs)][0]), BATCH_ROWS)
     gc.collect()
     before = resident()
-    loaded = system(method, finals(root)[method], k)
+    loaded = system(method, runs[method], k)
+    loaded.every_task(k, batch)   # serving: the weights a pass reads are resident
     gc.collect()
     after = resident()
     print(json.dumps({"held_bytes": held_bytes(loaded.modules),
@@ -208,8 +225,8 @@ def table(figures: list[dict[str, Any]], reference: str) -> str:
 
 def bench(root: Path, ks: list[int], rounds: int) -> tuple[list[dict[str, Any]], str]:
     runs = finals(root)
-    order = sorted(runs, key=lambda m: (not methods.get(m).reference, m))
-    reference = order[0]
+    reference = reference_of(runs)
+    order = [reference, *sorted(m for m in runs if m != reference)]
     print(f"memory: {len(order) * len(ks)} child processes", file=sys.stderr)
     mem = {(m, k): memory(root, m, k) for m in order for k in ks}
     print("timing", file=sys.stderr)
@@ -234,7 +251,7 @@ def main() -> None:
 
     figures, reference = bench(args.results, args.tasks, args.rounds)
     text = table(figures, reference)
-    out = args.out or args.results / BENCH_FILE
+    out = args.out or args.results / MULTITASK_BENCH
     atomic_write_text(out, json.dumps({
         "session": time.strftime("%Y-%m-%dT%H:%M:%S"), "rounds": args.rounds,
         "threads": torch.get_num_threads(),
