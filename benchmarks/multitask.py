@@ -206,7 +206,8 @@ def evaluation_rows(folder: Path) -> list[dict]:
 # ---- the table -------------------------------------------------------------------------------
 def table(figures: list[dict[str, Any]], reference: str) -> str:
     ref = {f["k"]: f for f in figures if f["method"] == reference}
-    lines = [f"| method | K | held MB (params + buffers) | vs K × {reference} | RSS Δ MB | "
+    lines = [f"| method | K | held MiB (params + buffers) | vs K × {reference} | "
+             f"RSS Δ MiB (file-backed) | "
              f"request ms (batch 1) | vs {reference} | every task, {BATCH_ROWS} rows, ms | "
              f"vs {reference} |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for f in figures:

@@ -86,6 +86,20 @@ def test_every_task_in_one_pass_matches_one_at_a_time(runs):
     np.testing.assert_array_equal(together["sib"], together["sib_again"])
 
 
+def test_each_task_reads_its_own_adapter(runs):
+    """The same run under two names, one adapter's weights zeroed: the tasks' logits differ
+    (the adapters are not a no-op the comparisons above would miss)."""
+    shared = load_tasks([runs[0], runs[0]], names=["kept", "zeroed"], device="cpu")
+    with torch.no_grad():
+        for name, param in shared.model.named_parameters():
+            if "zeroed" in name.split("."):
+                param.zero_()
+    rows, _ = shared.tasks["kept"].settings.rows(texts_of(runs[0]), shared.tokenizer)
+    both = shared.every_task_logits(rows)
+    assert np.abs(both["kept"] - both["zeroed"]).max() > 1e-3
+    np.testing.assert_allclose(both["zeroed"], shared.logits("zeroed", rows), atol=TOLERANCE)
+
+
 def test_the_tasks_share_one_copy_of_the_base(runs):
     """The shared model's base parameters are one encoder's (the run's backbone); the rest
     are each task's adapter, as many as its run trained besides its head."""
@@ -130,6 +144,7 @@ def test_predict_tasks_writes_every_task_s_predictions(runs, tmp_path):
     (("lora", "pfeiffer"), {}, "mix adapter libraries"),
     (("lora", "lora"), {"pooling": "cls"}, "pooling differs"),
     (("lora", "prompt"), {}, "virtual tokens"),
+    (("pfeiffer", "prefix"), {}, "eager attention"),
 ])
 def test_runs_that_cannot_share_a_base_are_refused(methods_, change, problem):
     configs = [RunConfig(dataset="sib200", model="m", method=methods_[0], pooling="mean"),

@@ -168,6 +168,9 @@ def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
         if methods.virtual_token_count(entry, method_settings(config)):
             raise ConfigError(f"method {entry.name} prepends virtual tokens: not served "
                               "from a shared base here")
+    if len({entry.needs_eager for entry in entries}) > 1:
+        raise ConfigError("some runs need eager attention (prefix tuning), some do not: "
+                          "load each kind on its own base")
     libraries = {entry.library for entry in entries}
     if len(libraries) > 1:
         raise ConfigError(f"the runs mix adapter libraries ({sorted(libraries)}); load "
