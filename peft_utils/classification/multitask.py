@@ -152,10 +152,7 @@ def load_tasks(folders: Sequence[str | Path], names: Sequence[str] | None = None
 
 def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
     """The library of the runs' adapters; a ConfigError when they cannot share a base."""
-    if len(set(names)) != len(names) or len(names) != len(configs) or not names:
-        raise ConfigError(f"one distinct task name per run, got {list(names)}")
-    if any("." in name or name.isdigit() for name in names):
-        raise ConfigError(f"task names cannot hold a dot or be a number: {list(names)}")
+    check_names(names, len(configs))
     for key in SHARED_SETTINGS:
         values = {getattr(c, key) for c in configs}
         if len(values) > 1:
@@ -176,6 +173,14 @@ def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
         raise ConfigError(f"the runs mix adapter libraries ({sorted(libraries)}); load "
                           "each library's runs on their own base")
     return libraries.pop()
+
+
+def check_names(names: Sequence[str], runs: int) -> None:
+    """One distinct name per run, each usable as an adapter's name (a module key)."""
+    if len(set(names)) != len(names) or len(names) != runs or not names:
+        raise ConfigError(f"one distinct task name per run, got {list(names)}")
+    if any("." in name or name.isdigit() for name in names):
+        raise ConfigError(f"task names cannot hold a dot or be a number: {list(names)}")
 
 
 def shared_base(config: RunConfig):
