@@ -20,6 +20,7 @@ COMMANDS = {
     "bench-inference": "peft_utils.core.inference_bench",
     "export": "peft_utils.core.export",
     "predict": "peft_utils.classification.predict",
+    "predict-tasks": "peft_utils.classification.multitask",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",
 }

@@ -183,6 +183,26 @@ def test_inference_table_ratios_storage_and_bench_over_record(tmp_path):
     assert table.loc["lora", "latency_vs_fft"] == 4.0
     display = S.inference_display(table.reset_index())
     assert list(display["merge"]) == ["nothing to merge", "merges", "cannot merge"]
+    assert (display["storage"] == "projected").all()
+
+
+def test_storage_is_measured_where_the_multitask_bench_measured_it(tmp_path):
+    """benchmarks/multitask.py's held bytes for K tasks replace the projection (that K only)."""
+    from peft_utils.classification.analysis import serving as S
+    from peft_utils.core.cost_of_use import MULTITASK_BENCH
+
+    write_run(tmp_path, "fft", 1, inference=inference_block(
+        "nothing to merge", 1000, timing(100.0, 10.0)))
+    write_run(tmp_path, "lora", 1, inference=inference_block(
+        "merges", 10, timing(50.0, 20.0), timing(100.0, 10.0)))
+    (tmp_path / MULTITASK_BENCH).write_text(json.dumps({"figures": [
+        {"method": "lora", "k": 4, "held_bytes": 1100}, {"method": "lora", "k": 2,
+                                                          "held_bytes": 1050}]}))
+    table = S.inference_table(A.load_results(tmp_path), k_tasks=4).set_index("method")
+    assert table.loc["lora", "k_tasks_gb"] == pytest.approx(1100 / 1e9)
+    assert table.loc["lora", "k_tasks_vs_fft"] == pytest.approx(1100 / 4000)
+    assert table.loc["fft", "k_tasks_gb"] == pytest.approx(4000 / 1e9)
+    assert dict(table["storage"]) == {"fft": "projected", "lora": "measured"}
 
 
 def test_pareto_front_keeps_the_undominated_points():

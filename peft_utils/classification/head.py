@@ -45,6 +45,8 @@ def pool_by_mean(model) -> None:
         mask = kwargs.get("attention_mask")
         if mask is None:
             mask = torch.ones(hidden.shape[:2], device=hidden.device)
+        # The adapters library's Parallel composition runs the batch once per adapter, stacked.
+        mask = mask.repeat(hidden.shape[0] // mask.shape[0], 1)
         # A soft prompt extends the mask at the front; skip_virtual_tokens has already cut
         # the virtual tokens' states, so the text's part of the mask goes with the rest.
         mean = masked_mean(hidden, mask[:, mask.shape[1] - hidden.shape[1]:])

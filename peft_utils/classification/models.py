@@ -61,7 +61,8 @@ def labelled_config(config: RunConfig, labels: list[str], shipped: bool = False)
     return hf_config
 
 
-def _base_model(config: RunConfig, labels: list[str], meta: bool, device: str = "meta"):
+def pretrained_model(config: RunConfig, labels: list[str], meta: bool, device: str = "meta"):
+    """The run's pretrained model with a fresh head for `labels`, no method applied."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -98,7 +99,7 @@ def build_model(config: RunConfig, meta: bool = False, device: str = "meta") -> 
     """
     entry, settings = methods.get(config.method), method_settings(config)
     labels = labels_for(config)
-    model = _base_model(config, labels, meta, device)
+    model = pretrained_model(config, labels, meta, device)
     # The head reads the text's positions, not the virtual tokens a soft prompt prepends.
     skip_virtual_tokens(model, methods.virtual_token_count(entry, settings))
     if config.pooling == "mean":

@@ -9,6 +9,8 @@ the `timing` column says which.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,10 @@ from peft_utils.core.inference_bench import METRICS
 from peft_utils.core.outputs import fmt_number, fmt_signed
 
 K_TASKS = 10   # tasks served from one base model in the storage projection
+# benchmarks/multitask.py's figures in a results folder: where it measured a method's K
+# tasks, the storage column is that measurement, not the projection.
+MULTITASK_BENCH = "multitask-bench.json"
+MEASURED, PROJECTED = "measured", "projected"
 BENCH, RECORD = "side by side", "per run"
 # Cost axes of the Pareto figures: column -> axis label (lower is better on every one).
 PARETO_COSTS = {"trainable": "trainable parameters (log)", "train_wall_s": "training time (s)",
@@ -40,12 +46,24 @@ def inference_row(run_id: str, record: dict[str, Any], bench: dict[str, Any]) ->
     return row
 
 
+def measured_storage(root, k_tasks: int = K_TASKS) -> dict[str, int]:
+    """{method: bytes its `k_tasks` tasks held} where benchmarks/multitask.py measured them
+    in `root` ({} where it did not)."""
+    path = Path(root) / MULTITASK_BENCH
+    if not path.is_file():
+        return {}
+    figures = json.loads(path.read_text(encoding="utf-8"))["figures"]
+    return {f["method"]: int(f["held_bytes"]) for f in figures if f["k"] == k_tasks}
+
+
 def serving_costs(runs: pd.DataFrame, cell: list[str], condition: list[str], reference: str,
-                  k_tasks: int = K_TASKS) -> pd.DataFrame:
+                  k_tasks: int = K_TASKS, measured: dict[str, int] | None = None
+                  ) -> pd.DataFrame:
     """Per cell (mean over seeds) of runs with inference rows: throughput and latency as
     trained and merged, their ratios to the `reference` method of the same condition, and the
     bytes of `k_tasks` tasks served from one shared base (base + K × each task's own
-    parameters) against K full fine-tuned models."""
+    parameters, or what `measured` says for the method: `storage`) against K full fine-tuned
+    models."""
     numeric = [c for c in runs.columns if c.startswith(("unmerged_", "merged_"))]
     table = runs.groupby(cell, sort=False, dropna=False).agg(
         **{c: (c, "mean") for c in [*numeric, "serve_bytes", "full_model_bytes"]},
@@ -66,6 +84,9 @@ def serving_costs(runs: pd.DataFrame, cell: list[str], condition: list[str], ref
     table["k_tasks_gb"] = np.where(
         shared, table["full_model_bytes"] + k_tasks * table["serve_bytes"],
         k_tasks * table["full_model_bytes"]) / 1e9
+    held = table["method"].map(measured or {})
+    table["storage"] = np.where(held.notna(), MEASURED, PROJECTED)
+    table["k_tasks_gb"] = (held / 1e9).fillna(table["k_tasks_gb"])
     table["k_tasks_vs_fft"] = table["k_tasks_gb"] / (k_tasks * table["full_model_bytes"] / 1e9)
     return table.drop(columns=["ref_latency", "ref_throughput"])
 
@@ -94,6 +115,7 @@ def serving_display(table: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
         f"{k} tasks (GB)": table["k_tasks_gb"].map(lambda v: fmt_number(v, 2)),
         f"{k} tasks vs FFT": table["k_tasks_vs_fft"].map(
             lambda v: fmt_signed(100 * (v - 1), 0, "%")),
+        "storage": table["storage"],
         "timing": table["timing"],
     })
 

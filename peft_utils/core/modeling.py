@@ -75,6 +75,55 @@ def add_adapter(model, adapter_config, name: str):
     return model
 
 
+# ---- several adapters on one base (classification.multitask) ---------------------------
+def add_named_adapter(model, entry: Method, library_config, name: str):
+    """`model` with one more adapter `name` of `entry`'s library beside those it holds, left
+    inactive. peft: the first wraps the model in a plain `PeftModel` (task type dropped, so no
+    task head is wrapped: several tasks' heads differ in size), the next ones go beside it.
+    The adapters library: `adapters.init` once, then `add_adapter`."""
+    if entry.library == "peft":
+        from peft import PeftModel, get_peft_model
+
+        if isinstance(model, PeftModel):
+            model.add_adapter(name, library_config)
+            return model
+        library_config.task_type = None
+        return get_peft_model(model, library_config, adapter_name=name)
+    if entry.library != "adapters":
+        raise ValueError(f"method {entry.name} trains base weights: no adapter to share a "
+                         "base with")
+    import adapters
+
+    if getattr(model, "adapters_config", None) is None:
+        adapters.init(model)
+    model.add_adapter(name, config=library_config)
+    return model
+
+
+def select_adapter(model, library: str, name: str) -> None:
+    """Make adapter `name` the one the next forward passes use."""
+    if library == "peft":
+        model.set_adapter(name)
+    else:
+        model.set_active_adapters(name)
+
+
+def forward_every_adapter(model, library: str, names: list[str], batch: dict[str, Any]):
+    """One forward pass of `batch` through every adapter of `names`: the output holds the
+    batch once per adapter, in the order of `names` (adapter-major, batch size K x B). The
+    adapters library: `Parallel` composition (the batch is replicated in its first adapter
+    layer); peft: a mixed batch (`adapter_names=`, one name per row; LoRA-like tuners)."""
+    if library == "adapters":
+        from adapters.composition import Parallel
+
+        model.set_active_adapters(Parallel(*names))
+        return model(**batch)
+    rows = len(next(iter(batch.values())))
+    repeated = {key: value.repeat(len(names), *([1] * (value.dim() - 1)))
+                for key, value in batch.items()}
+    return model(**repeated, adapter_names=[n for n in names for _ in range(rows)])
+
+
 def unique_parameters(model):
     """(name, parameter) of every parameter the model holds, once: tied weights counted once,
     peft's inactive frozen copy of a `modules_to_save` head left out."""

@@ -198,16 +198,25 @@ def fit(config, out: Path, model, task: str, method_settings: dict[str, Any],
 
 
 # ---- reload ---------------------------------------------------------------------------
+def read_config(directory: str | Path, config_class: type):
+    """A finished run's config, read back from its folder."""
+    source = Path(directory) / "config.json"
+    return config_class.from_dict(json.loads(source.read_text(encoding="utf-8")),
+                                  source=str(source))
+
+
 def load_trained(directory: str | Path, config_class: type, build: Callable[[Any], Any]):
     """(config, built model) of a finished run: its config read back, the model built by
     `build(config)` under the run's seed, then given the run's kept trainable state."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    source = directory / "config.json"
-    config = config_class.from_dict(json.loads(source.read_text(encoding="utf-8")),
-                                    source=str(source))
+    config = read_config(directory, config_class)
     seed_everything(config.seed)
     built = build(config)
-    load_trainable_state(built.model, load_file(str(directory / FINAL)))
+    load_trainable_state(built.model, trained_state(directory))
     return config, built
+
+
+def trained_state(directory: str | Path) -> dict[str, Any]:
+    """The trainable parameters a finished run kept, by their name in its model."""
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / FINAL))

@@ -8,8 +8,8 @@ import pandas as pd
 from peft_utils.classification.analysis.load import CELL, CONDITION, Results, sort_cells
 from peft_utils.core.outputs import safe_name
 from peft_utils.classification.analysis.tables import display_keys
-from peft_utils.core.cost_of_use import (K_TASKS, inference_row, pareto_figure, serving_costs,
-                                         serving_display)
+from peft_utils.core.cost_of_use import (K_TASKS, inference_row, measured_storage,
+                                         pareto_figure, serving_costs, serving_display)
 from peft_utils.core.inference_bench import read_bench
 from peft_utils.core.methods import REFERENCE
 
@@ -28,11 +28,13 @@ def inference_runs(results: Results) -> pd.DataFrame:
 
 def inference_table(results: Results, k_tasks: int = K_TASKS) -> pd.DataFrame:
     """Per cell: inference figures, their ratios to the condition's FFT and the storage of
-    `k_tasks` tasks (core.cost_of_use.serving_costs)."""
+    `k_tasks` tasks (core.cost_of_use.serving_costs; measured where benchmarks/multitask.py
+    measured the method in the results folder)."""
     runs = inference_runs(results)
     if runs.empty:
         return runs
-    return sort_cells(serving_costs(runs, CELL, CONDITION, REFERENCE, k_tasks))
+    return sort_cells(serving_costs(runs, CELL, CONDITION, REFERENCE, k_tasks,
+                                    measured_storage(results.root, k_tasks)))
 
 
 def inference_display(table: pd.DataFrame) -> pd.DataFrame:
