@@ -14,10 +14,10 @@ from peft_utils.classification.config import RunConfig
 from peft_utils.classification.multitask import load_tasks, shareable
 from peft_utils.classification.predict import Predictor, load_predictor, predict
 from peft_utils.classification.run_data import load_frames
-from peft_utils.classification.training import train_and_evaluate
 from peft_utils.cli import main
 from peft_utils.core.config import ConfigError
 from peft_utils.core.modeling import unique_parameters
+from test_predict import finished
 
 TOLERANCE = 1e-5
 
@@ -30,15 +30,6 @@ def tiny_config(dataset: str, root, model, method: str, results, **kw) -> RunCon
                     eval_steps=2, head_learning_rate=0.1, seed=3, pooling="mean",
                     reduction_factor=4, results_dir=str(results))
     return RunConfig(**{**settings, **kw})
-
-
-def finished(config: RunConfig):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return train_and_evaluate(config).run_dir
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=["lora", "pfeiffer"])

@@ -22,7 +22,6 @@ has nothing to share (refused with the reason).
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +35,7 @@ from peft_utils.classification.inference import collator, infer_logits
 from peft_utils.classification.models import (ADAPTER_NAME, labels_for, load_tokenizer,
                                               method_settings, pretrained_model)
 from peft_utils.classification.predict import (Predictor, encode_table, output_kind, predict,
-                                               read_input, with_predictions)
+                                               read_input, with_predictions, write_table_out)
 from peft_utils.core import methods
 from peft_utils.core.config import ConfigError
 from peft_utils.core.devices import prepare_device
@@ -44,7 +43,6 @@ from peft_utils.core.export import finished_run
 from peft_utils.core.modeling import (add_named_adapter, forward_every_adapter,
                                       load_trainable_state, select_adapter)
 from peft_utils.core.pipeline import read_config, trained_state
-from peft_utils.core.runs import atomic_write_bytes
 
 # The name each library gave a run's adapter when it trained (peft's default name), and the
 # head's parameters in a run's state: `classifier.X`, peft's `...classifier.modules_to_save.
@@ -257,10 +255,6 @@ def _command(args) -> int:
         preds, probs = predict(shared.predictor(name), texts)
         columns = with_predictions(frame.iloc[:, :0], task.settings, preds, probs)
         frame = frame.join(columns.add_prefix(f"{name}_"))
-    data = encode_table(frame, kind)
-    if args.out is None:
-        sys.stdout.write(data.decode("utf-8"))
-    else:
-        atomic_write_bytes(args.out, data)
-        print(f"{len(texts)} texts, {len(shared.tasks)} tasks: {args.out}", file=sys.stderr)
+    write_table_out(encode_table(frame, kind), args.out,
+                    f"{len(texts)} texts, {len(shared.tasks)} tasks")
     return 0

@@ -268,10 +268,15 @@ def _predict_command(args) -> int:
     frame, texts = read_input(args.input, args.text_column)
     predictor = load_predictor(args.source)
     preds, probs = predict(predictor, texts)
-    data = encode_table(with_predictions(frame, predictor.settings, preds, probs), kind)
-    if args.out is None:
+    frame = with_predictions(frame, predictor.settings, preds, probs)
+    write_table_out(encode_table(frame, kind), args.out, f"{len(texts)} predictions")
+    return 0
+
+
+def write_table_out(data: bytes, out, summary: str) -> None:
+    """The encoded table to `out`, written atomically, or to standard output (None)."""
+    if out is None:
         sys.stdout.write(data.decode("utf-8"))
     else:
-        atomic_write_bytes(args.out, data)
-        print(f"{len(texts)} predictions: {args.out}", file=sys.stderr)
-    return 0
+        atomic_write_bytes(out, data)
+        print(f"{summary}: {out}", file=sys.stderr)
