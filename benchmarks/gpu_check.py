@@ -179,6 +179,37 @@ def tiny_paper_model(folder: Path) -> Path:
     return folder
 
 
+def has_weights(model: str) -> bool:
+    return Path(model).is_dir() and any(Path(model).glob("*.safetensors"))
+
+
+def bench_model(requested: str | None) -> str:
+    """--model; by default the offline model where its weights are here, else its shipped
+    config with random weights (a GPU box that got no 449 MB of weights: step times do not
+    depend on the weights' values)."""
+    if requested:
+        return requested
+    return str(MODEL) if has_weights(str(MODEL)) else MODEL.name
+
+
+def row_collator(model: str, config, pad: int):
+    """The run's padding collator where the model has a tokenizer; else padding with the
+    config's pad id (the rows are token ids already: only their padding needs one)."""
+    import torch
+
+    from peft_utils.classification.inference import collator
+    from peft_utils.classification.models import load_tokenizer
+
+    if Path(model, "tokenizer.json").is_file() or Path(model, "tokenizer_config.json").is_file():
+        return collator(load_tokenizer(model), config)
+
+    def collate(rows):
+        longest = max(len(r["input_ids"]) for r in rows)
+        return {key: torch.tensor([r[key] + [pad if key == "input_ids" else 0] * (longest - len(r[key]))
+                                   for r in rows]) for key in ("input_ids", "attention_mask")}
+    return collate
+
+
 def build(config, device: str, random_weights: bool):
     """core's model of `config` (classification.models.build_model: the method applied as a
     run applies it) on `device`; `random_weights`: from the config alone, on the device."""
@@ -262,7 +293,7 @@ def train_bench(method: str, ctx) -> dict:
     from peft_utils.core.devices import peak_memory
 
     reset_memory(ctx.device)
-    built = build(bench_config(method, ctx.model), ctx.device, random_weights=False)
+    built = build(bench_config(method, ctx.model), ctx.device, not has_weights(ctx.model))
     batch, seq = ctx.shape
     times = time_steps(built.model, random_batch(built.model, batch, seq, ctx.device),
                        ctx.device, ctx.precision, ctx.steps, ctx.warmup)
@@ -296,16 +327,21 @@ def paper_step(method: str, ctx) -> dict:
 
 def inference_bench(method: str, ctx) -> dict:
     """Examples/s at batch 32 and batch-1 latency of `method` on the bench model, as built
-    and merged where it merges: core.serving's timing through the run's own serving subject."""
-    from peft_utils.classification.models import load_tokenizer
-    from peft_utils.classification.training import serving_subject
-    from peft_utils.core.serving import merge_status
+    and merged where it merges: core.serving's timing, with the run's collator and logits
+    pass (classification.training.serving_subject's Subject, built here because that module
+    imports scikit-learn and SciPy, which the GPU box's wheel bundle leaves out)."""
+    from peft_utils.classification.inference import infer_logits
+    from peft_utils.classification.models import ADAPTER_NAME
+    from peft_utils.core import methods
+    from peft_utils.core.serving import Subject, merge_status
 
     config = bench_config(method, ctx.model)
-    built = build(config, ctx.device, random_weights=False)
-    tokenizer = load_tokenizer(ctx.model)
-    rows = token_rows(built.model.config.vocab_size, ctx.shape[1])
-    subject = serving_subject(config, built.model, tokenizer, rows, ctx.precision)
+    built = build(config, ctx.device, not has_weights(ctx.model))
+    collate = row_collator(ctx.model, config, built.model.config.pad_token_id)
+    subject = Subject(built.model, methods.get(method), ADAPTER_NAME,
+                      lambda m, part, size: infer_logits(m, part, size, collate, ctx.precision),
+                      lambda a, b: float(abs(a - b).max()),
+                      token_rows(built.model.config.vocab_size, ctx.shape[1]), config.eval_batch_size)
     out = {"merge": merge_status(subject.entry), "batch_size": config.eval_batch_size,
            **subject.timed(built.model), "merged": None}
     twin = subject.merged()
@@ -447,7 +483,11 @@ def parse_args(argv: list[str] | None):
                         help="default: cuda where available")
     parser.add_argument("--methods", nargs="+", default=list(METHODS),
                         help="registry methods (fft first: the ratios' reference)")
-    parser.add_argument("--model", default=str(MODEL), help="training/inference bench model")
+    parser.add_argument("--model", default=None,
+                        help="training/inference bench model: a folder (weights loaded where it "
+                             "has safetensors, else built from its config.json) or a shipped "
+                             "config's name; default: models/multilingual-e5-small, or its "
+                             "shipped config where the weights are not here")
     parser.add_argument("--paper-config", default=str(PAPER_CONFIG), type=Path)
     parser.add_argument("--paper-model", default=None,
                         help="default: xlm-roberta-large from its shipped config (GPU), a "
@@ -477,7 +517,7 @@ def context(args, workdir: Path):
                                        str(tiny_paper_model(workdir / "tiny-xlmr-large")))
     peak, peak_source = peak_flops(device, args.peak_tflops)
     return SimpleNamespace(
-        device=device, precision=precision, model=args.model, methods=args.methods,
+        device=device, precision=precision, model=bench_model(args.model), methods=args.methods,
         shape=shape(args.shape, "32x128" if gpu else "8x32"),
         paper_shape=shape(args.paper_shape, "16x512" if gpu else "4x64"),
         steps=args.steps or (10 if gpu else 3), paper_steps=max(2, (args.steps or (10 if gpu else 3)) // 2),
