@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
+.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference gpu-check gpu-wheels \
         mt-smoke clean docs
 
 help:
@@ -18,6 +18,8 @@ help:
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
 	@echo "make bench-inference RESULTS=results   time finished runs' inference side by side"
+	@echo "make gpu-check  at most 5 min on one GPU: methods' steps, MFU, memory, inference, paper.yaml in GPU-hours"
+	@echo "make gpu-wheels the wheels gpu-check needs on a GPU box without internet (gpu-wheels/)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +63,16 @@ imbalanced: demo-prepare
 
 bench: demo-prepare
 	$(PY) benchmarks/train_throughput.py
+
+# One GPU, at most 5 minutes (docs/gpu.md): every method's step, MFU, paper-shaped memory,
+# inference, and configs/paper.yaml projected in GPU-hours. On a box without internet install
+# the wheels of `make gpu-wheels` first and run it with PY=python (its own torch).
+GPU_CHECK_ARGS ?=
+gpu-check: $(if $(filter $(VENV)/bin/python,$(PY)),install)
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
+gpu-wheels: install
+	PY=$(PY) benchmarks/gpu_wheels.sh gpu-wheels
 
 # Inference of finished runs timed side by side in one process (the report's inference table).
 BENCH_RUNS ?= *

@@ -495,7 +495,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--shape", default=None, help="bench BATCHxSEQ (GPU 32x128, CPU 8x32)")
     parser.add_argument("--paper-shape", default=None,
                         help="paper step BATCHxSEQ (GPU 16x512, CPU 4x64)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (GPU 10, CPU 3)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (GPU 10, CPU 5; paper-shaped: half, at least 3)")
     parser.add_argument("--budget-s", type=float, default=None, help="GPU 300, CPU 600")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--english-share", type=float, default=ENGLISH_SHARE)
@@ -513,6 +513,7 @@ def context(args, workdir: Path):
         batch, seq = (text or default).lower().split("x")
         return int(batch), int(seq)
 
+    steps = args.steps or (10 if gpu else 5)
     paper_model = args.paper_model or ("xlm-roberta-large" if gpu else
                                        str(tiny_paper_model(workdir / "tiny-xlmr-large")))
     peak, peak_source = peak_flops(device, args.peak_tflops)
@@ -520,7 +521,7 @@ def context(args, workdir: Path):
         device=device, precision=precision, model=bench_model(args.model), methods=args.methods,
         shape=shape(args.shape, "32x128" if gpu else "8x32"),
         paper_shape=shape(args.paper_shape, "16x512" if gpu else "4x64"),
-        steps=args.steps or (10 if gpu else 3), paper_steps=max(2, (args.steps or (10 if gpu else 3)) // 2),
+        steps=steps, paper_steps=max(3, steps // 2),
         warmup=3 if gpu else 1, paper_config=args.paper_config, paper_model=paper_model,
         grid=paper_grid(args.paper_config), peak=peak, peak_source=peak_source,
         budget=args.budget_s or (300.0 if gpu else 600.0),
