@@ -71,7 +71,8 @@ def device_and_precision(requested: str | None) -> tuple[str, str]:
     """core.devices' choice (the GPU in bf16, else CPU in fp32); a GPU without bf16 in fp16."""
     from peft_utils.core.devices import prepare_device
 
-    device, precision = prepare_device(SimpleNamespace(device=requested or "auto", precision="auto"))
+    device, precision = prepare_device(SimpleNamespace(device=requested or "auto",
+                                                       precision="auto"))
     if device == "cuda" and precision == "fp32":
         precision = "fp16"
     return device, precision
@@ -205,8 +206,10 @@ def row_collator(model: str, config, pad: int):
 
     def collate(rows):
         longest = max(len(r["input_ids"]) for r in rows)
-        return {key: torch.tensor([r[key] + [pad if key == "input_ids" else 0] * (longest - len(r[key]))
-                                   for r in rows]) for key in ("input_ids", "attention_mask")}
+        def padded(row, key):
+            return row[key] + [pad if key == "input_ids" else 0] * (longest - len(row[key]))
+        return {key: torch.tensor([padded(r, key) for r in rows])
+                for key in ("input_ids", "attention_mask")}
     return collate
 
 
@@ -341,7 +344,8 @@ def inference_bench(method: str, ctx) -> dict:
     subject = Subject(built.model, methods.get(method), ADAPTER_NAME,
                       lambda m, part, size: infer_logits(m, part, size, collate, ctx.precision),
                       lambda a, b: float(abs(a - b).max()),
-                      token_rows(built.model.config.vocab_size, ctx.shape[1]), config.eval_batch_size)
+                      token_rows(built.model.config.vocab_size, ctx.shape[1]),
+                      config.eval_batch_size)
     out = {"merge": merge_status(subject.entry), "batch_size": config.eval_batch_size,
            **subject.timed(built.model), "merged": None}
     twin = subject.merged()
@@ -369,7 +373,8 @@ def train_rows(config, english_share: float) -> int:
     them, or English with its five translations."""
     rows = PAPER_TRAIN_ROWS[config.subtask]
     english = round(rows * english_share)
-    return {"multilingual": rows, "en": english, "en+translations": english * TRAIN_LANGS}[config.scenario]
+    by_scenario = {"multilingual": rows, "en": english, "en+translations": english * TRAIN_LANGS}
+    return by_scenario[config.scenario]
 
 
 def cell_seconds(config, step: dict, english_share: float, dev_fraction: float,
@@ -495,12 +500,14 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--shape", default=None, help="bench BATCHxSEQ (GPU 32x128, CPU 8x32)")
     parser.add_argument("--paper-shape", default=None,
                         help="paper step BATCHxSEQ (GPU 16x512, CPU 4x64)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (GPU 10, CPU 5; paper-shaped: half, at least 3)")
-    parser.add_argument("--budget-s", type=float, default=None, help="GPU 300, CPU 600")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps (GPU 10, CPU 5; paper-shaped: half, at least 3)")
+    parser.add_argument("--budget-s", type=float, default=None, help="GPU 300, CPU 1800")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--english-share", type=float, default=ENGLISH_SHARE)
     parser.add_argument("--dev-fraction", type=float, default=DEV_FRACTION)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.json")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "gpu_check.json")
     return parser.parse_args(argv)
 
 
@@ -524,41 +531,20 @@ def context(args, workdir: Path):
         steps=steps, paper_steps=max(3, steps // 2),
         warmup=3 if gpu else 1, paper_config=args.paper_config, paper_model=paper_model,
         grid=paper_grid(args.paper_config), peak=peak, peak_source=peak_source,
-        budget=args.budget_s or (300.0 if gpu else 600.0),
+        budget=args.budget_s or (300.0 if gpu else 1800.0),
         english_share=args.english_share, dev_fraction=args.dev_fraction)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
     import transformers
 
     transformers.logging.set_verbosity_error()   # a fresh head's warning per method, 21 times
-
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         ctx = context(args, Path(tmp))
-        budget, skipped = Budget(ctx.budget), []
-        # The paper grid's own methods first: the projection needs their paper-shaped steps.
-        in_grid = sorted(set(ctx.methods), key=lambda m: (m not in {c.config.method for c in ctx.grid.cells},
-                                                          ctx.methods.index(m)))
-        train = run_phase("train", train_bench, ctx.methods, ctx, budget, skipped)
-        paper = run_phase("paper", paper_step, in_grid, ctx, budget, skipped)
-        infer = run_phase("inference", inference_bench, ctx.methods, ctx, budget, skipped)
-    add_ratios(train)
-    add_ratios(paper)
-    result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": " ".join(["python", "benchmarks/gpu_check.py", *(argv if argv is not None else sys.argv[1:])]),
-        "device": ctx.device, "device_name": torch.cuda.get_device_name() if ctx.device == "cuda"
-        else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "precision": ctx.precision,
-        "peak_flops": ctx.peak, "peak_source": ctx.peak_source, "versions": versions(),
-        "model": ctx.model, "paper_model": ctx.paper_model if args.paper_model or ctx.device == "cuda"
-        else "xlm-roberta-large cut to 2 layers × 64 (CPU mode)",
-        "paper_config": str(ctx.paper_config), "shape": list(ctx.shape), "paper_shape": list(ctx.paper_shape),
-        "train": train, "paper_step": paper, "inference": infer,
-        "projection": projection(ctx, paper), "skipped": skipped,
-        "wall_s": time.perf_counter() - budget.start, "budget_s": ctx.budget}
+        result = measure_all(ctx)
+    result["command"] = " ".join(["python", "benchmarks/gpu_check.py",
+                                  *(sys.argv[1:] if argv is None else argv)])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(markdown(result))
@@ -566,46 +552,91 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# ---- the table --------------------------------------------------------------------------
-def _num(value, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
+def measure_all(ctx) -> dict:
+    """The three benches within the budget, and the projection from the paper-shaped steps."""
+    import torch
+
+    budget, skipped = Budget(ctx.budget), []
+    # The paper grid's own methods first: the projection needs their paper-shaped steps.
+    in_grid = {c.config.method for c in ctx.grid.cells}
+    paper_order = sorted(ctx.methods, key=lambda m: m not in in_grid)
+    train = run_phase("train", train_bench, ctx.methods, ctx, budget, skipped)
+    paper = run_phase("paper", paper_step, paper_order, ctx, budget, skipped)
+    infer = run_phase("inference", inference_bench, ctx.methods, ctx, budget, skipped)
+    add_ratios(train)
+    add_ratios(paper)
+    gpu = ctx.device == "cuda"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": ctx.device,
+        "device_name": torch.cuda.get_device_name() if gpu else platform.processor() or "CPU",
+        "threads": torch.get_num_threads(), "precision": ctx.precision,
+        "peak_flops": ctx.peak, "peak_source": ctx.peak_source, "versions": versions(),
+        "model": ctx.model, "paper_model": ctx.paper_model, "paper_config": str(ctx.paper_config),
+        "shape": list(ctx.shape), "paper_shape": list(ctx.paper_shape),
+        "train": train, "paper_step": paper, "inference": infer,
+        "projection": projection(ctx, paper), "skipped": skipped,
+        "wall_s": time.perf_counter() - budget.start, "budget_s": ctx.budget}
+
+
+# ---- the tables -------------------------------------------------------------------------
+def _num(value, fmt: str, scale: float = 1.0) -> str:
+    return "–" if value is None else format(value * scale, fmt)
 
 
 def markdown(result: dict) -> str:
-    train, paper, infer = result["train"], result["paper_step"], result["inference"]
-    b, s = result["shape"]
-    pb, ps = result["paper_shape"]
     lines = [f"{result['device_name']} ({result['device']}, {result['precision']}), "
-             f"{result['date']}; MFU peak: {result['peak_source']}", "",
-             f"| method | train step ms ({b}×{s}) | ×FFT | MFU | paper step ms ({pb}×{ps}) | ×FFT "
-             "| paper peak MiB | eval fwd ms | ex/s b32 | latency b1 ms | merged ex/s | merged latency ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for m in result_methods(result):
-        t, p, i = train.get(m, {}), paper.get(m, {}), infer.get(m, {})
-        merged = i.get("merged") or {}
-        lines.append(
-            f"| {m} | {_num(t.get('step_s') and 1000 * t['step_s'], '.1f')} | "
-            f"{_num(t.get('ratio_to_fft'), '.2f')} | {_num(t.get('mfu') and 100 * t['mfu'], '.1f')}"
-            f"{'%' if t.get('mfu') else ''} | {_num(p.get('step_s') and 1000 * p['step_s'], '.1f')} | "
-            f"{_num(p.get('ratio_to_fft'), '.2f')} | {_num(p.get('peak_memory_mib'), '.0f')} | "
-            f"{_num(p.get('eval_forward_s') and 1000 * p['eval_forward_s'], '.1f')} | "
-            f"{_num(i.get('examples_per_s'), '.1f')} | {_num(i.get('latency_ms_median'), '.2f')} | "
-            f"{_num(merged.get('examples_per_s'), '.1f')} | {_num(merged.get('latency_ms_median'), '.2f')} |")
-    proj = result["projection"]
-    methods = list(proj["untuned"]["gpu_hours"])
-    lines += ["", f"Projection of {Path(str(result.get('paper_config', 'configs/paper.yaml'))).name} "
-              "in GPU-hours (this device, the paper-shaped steps above):", "",
-              "| stage | runs | " + " | ".join(methods) + " | total |",
-              "| --- | ---: | " + " | ".join("---:" for _ in methods) + " | ---: |"]
-    for stage in ("untuned", "tuned"):
-        row = proj[stage]
-        lines.append(f"| {stage} | {sum(row['runs'].values())} | "
-                     + " | ".join(_num(row["gpu_hours"][m], '.2f') for m in methods)
-                     + f" | {_num(row['total_gpu_hours'], '.2f')} |")
+             f"{result['date']}; MFU against {result['peak_source']}", ""]
+    lines += training_table(result) + [""] + inference_table(result) + [""]
+    lines += projection_table(result)
     if result["skipped"]:
         lines += ["", "Not measured (budget): " + ", ".join(result["skipped"])]
     lines += ["", f"wall time {result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget"]
     return "\n".join(lines) + "\n"
+
+
+def training_table(result: dict) -> list[str]:
+    (b, s), (pb, ps) = result["shape"], result["paper_shape"]
+    lines = [f"| method | train step ms ({b}×{s}) | ×FFT | MFU | paper step ms ({pb}×{ps}) | ×FFT "
+             "| paper peak MiB | eval fwd ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for m in result_methods(result):
+        t, p = result["train"].get(m, {}), result["paper_step"].get(m, {})
+        mfu = _num(t.get("mfu"), ".2f", 100) + ("%" if t.get("mfu") is not None else "")
+        lines.append(f"| {m} | {_num(t.get('step_s'), '.1f', 1000)} | "
+                     f"{_num(t.get('ratio_to_fft'), '.2f')} | {mfu} | "
+                     f"{_num(p.get('step_s'), '.1f', 1000)} | "
+                     f"{_num(p.get('ratio_to_fft'), '.2f')} | "
+                     f"{_num(p.get('peak_memory_mib'), '.0f')} | "
+                     f"{_num(p.get('eval_forward_s'), '.1f', 1000)} |")
+    return lines
+
+
+def inference_table(result: dict) -> list[str]:
+    lines = ["| method | serving | ex/s b32 | latency b1 ms | merged ex/s b32 "
+             "| merged latency b1 ms |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for m, i in result["inference"].items():
+        merged = i.get("merged") or {}
+        lines.append(f"| {m} | {i['merge']} | {_num(i['examples_per_s'], '.1f')} | "
+                     f"{_num(i['latency_ms_median'], '.2f')} | "
+                     f"{_num(merged.get('examples_per_s'), '.1f')} | "
+                     f"{_num(merged.get('latency_ms_median'), '.2f')} |")
+    return lines
+
+
+def projection_table(result: dict) -> list[str]:
+    proj = result["projection"]
+    methods = list(proj["untuned"]["gpu_hours"])
+    lines = [f"{Path(result['paper_config']).name} projected in GPU-hours of this device "
+             "(from the paper-shaped steps):", "",
+             "| stage | runs | " + " | ".join(methods) + " | total |",
+             "| --- | ---: | " + " | ".join("---:" for _ in methods) + " | ---: |"]
+    for stage in ("untuned", "tuned"):
+        row = proj[stage]
+        lines.append(f"| {stage} | {sum(row['runs'].values())} | "
+                     + " | ".join(_num(row["gpu_hours"][m], ".2f") for m in methods)
+                     + f" | {_num(row['total_gpu_hours'], '.2f')} |")
+    return lines
 
 
 def result_methods(result: dict) -> list[str]:
