@@ -244,7 +244,10 @@ def random_batch(model, batch: int, seq: int, device: str) -> dict:
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
     ids = torch.randint(5, vocab, (batch, seq), generator=generator)
-    labels = torch.zeros(batch, dtype=torch.long)
+    # The preset's problem type sets the loss: class ids, or one 0/1 column per label.
+    labels = (torch.zeros(batch, model.config.num_labels)
+              if model.config.problem_type == "multi_label_classification"
+              else torch.zeros(batch, dtype=torch.long))
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
             "labels": labels.to(device)}
 
@@ -318,7 +321,8 @@ def paper_step(method: str, ctx) -> dict:
     built = build(config, ctx.device, random_weights=True)
     batch, seq = ctx.paper_shape
     inputs = random_batch(built.model, batch, seq, ctx.device)
-    times = time_steps(built.model, inputs, ctx.device, ctx.precision, ctx.paper_steps, ctx.warmup)
+    times = time_steps(built.model, inputs, ctx.device, ctx.precision, ctx.paper_steps,
+                       ctx.warmup)
     memory, kind = peak_memory(ctx.device)
     return {"step_s": statistics.median(times), "peak_memory_mib": memory, "memory_kind": kind,
             "eval_forward_s": time_forward(built.model, inputs, ctx.device, ctx.precision,
