@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Wheels for `benchmarks/gpu_check.py` on a GPU box without internet (Linux x86_64, Python
-# 3.11, with a CUDA build of torch already installed: torch is NOT downloaded here, its CUDA
-# wheels are gigabytes; nor are the packages torch itself brings: filelock, fsspec, jinja2,
-# networkx, sympy, typing-extensions).
+# 3.11 or $PYVER, a CUDA build of torch already installed). Torch is NOT downloaded here: its
+# CUDA wheels are gigabytes. Nor are the packages torch itself brings (filelock, fsspec,
+# jinja2, networkx, setuptools, sympy, typing-extensions).
 #
 #   benchmarks/gpu_wheels.sh [FOLDER]          # here, with internet: FOLDER (default gpu-wheels/)
 #
@@ -21,6 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${1:-gpu-wheels}
+PYVER=${PYVER:-3.11}          # the GPU box's Python (PYVER=3.12 ... for another one)
+ABI=cp${PYVER/./}
 LIMIT_MIB=64
 
 rm -rf "$OUT"
@@ -57,7 +59,8 @@ for name, version in sorted(wanted.items()):
 EOF
 "$PY" -m pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none -r "$OUT/requirements.txt" -d "$OUT"
+    --python-version "$PYVER" --implementation cp --abi "$ABI" --abi abi3 --abi none \
+    -r "$OUT/requirements.txt" -d "$OUT"
 "$PY" -m pip wheel -q --no-deps --no-build-isolation . -w "$OUT"
 rm -rf build
 
