@@ -462,10 +462,20 @@ def run_phase(kind: str, fn, methods: list[str], ctx, budget: Budget, skipped: l
         if not budget.allows(kind):
             skipped.append(f"{kind} {method}: budget")
             continue
-        out[method] = budget.measure(kind, fn, method, ctx)
+        try:
+            out[method] = budget.measure(kind, fn, method, ctx)
+        except (MemoryError, out_of_memory()) as err:   # FFT at 16 × 512 on a small GPU
+            skipped.append(f"{kind} {method}: out of memory ({str(err).splitlines()[0][:80]})")
+            continue
         print(f"{kind:9s} {method:9s} done at {time.perf_counter() - budget.start:6.1f} s",
               file=sys.stderr, flush=True)
     return out
+
+
+def out_of_memory() -> type:
+    import torch
+
+    return torch.cuda.OutOfMemoryError   # torch.OutOfMemoryError from torch 2.5 on; the same class
 
 
 def add_ratios(results: dict, key: str = "step_s") -> None:
@@ -593,7 +603,7 @@ def markdown(result: dict) -> str:
     lines += training_table(result) + [""] + inference_table(result) + [""]
     lines += projection_table(result)
     if result["skipped"]:
-        lines += ["", "Not measured (budget): " + ", ".join(result["skipped"])]
+        lines += ["", "Not measured: " + ", ".join(result["skipped"])]
     lines += ["", f"wall time {result['wall_s']:.0f} s of a {result['budget_s']:.0f} s budget"]
     return "\n".join(lines) + "\n"
 

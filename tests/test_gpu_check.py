@@ -68,3 +68,17 @@ def test_the_budget_skips_a_measurement_that_would_overrun_and_lists_it():
     out = gpu_check.run_phase("train", lambda method, ctx: time.sleep(0.12) or {"m": method},
                               ["fft", "lora", "pfeiffer"], None, budget, skipped)
     assert list(out) == ["fft", "lora"] and skipped == ["train pfeiffer: budget"]
+
+
+def test_a_method_out_of_memory_is_listed_and_the_next_one_runs():
+    gpu_check = load_script()
+    skipped = []
+
+    def measure(method, ctx):
+        if method == "fft":
+            raise gpu_check.out_of_memory()("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return {"m": method}
+
+    out = gpu_check.run_phase("paper", measure, ["fft", "lora"], None, gpu_check.Budget(60), skipped)
+    assert list(out) == ["lora"]
+    assert skipped == ["paper fft: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)"]
