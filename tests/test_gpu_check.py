@@ -79,6 +79,7 @@ def test_a_method_out_of_memory_is_listed_and_the_next_one_runs():
             raise gpu_check.out_of_memory()("CUDA out of memory. Tried to allocate 2.00 GiB")
         return {"m": method}
 
-    out = gpu_check.run_phase("paper", measure, ["fft", "lora"], None, gpu_check.Budget(60), skipped)
+    out = gpu_check.run_phase("paper", measure, ["fft", "lora"], None, gpu_check.Budget(60),
+                              skipped)
     assert list(out) == ["lora"]
     assert skipped == ["paper fft: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)"]
