@@ -6,7 +6,8 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference gpu-check gpu-wheels \
+.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
+        bench-multitask gpu-check gpu-wheels \
         mt-smoke clean docs
 
 help:
@@ -18,6 +19,7 @@ help:
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
 	@echo "make bench-inference RESULTS=results   time finished runs' inference side by side"
+	@echo "make bench-multitask RESULTS=results   K tasks from one base vs K FFT models, measured"
 	@echo "make gpu-check  at most 5 min on one GPU: methods' steps, MFU, memory, inference, paper.yaml in GPU-hours"
 	@echo "make gpu-wheels the wheels gpu-check needs on a GPU box without internet (gpu-wheels/)"
 
@@ -79,6 +81,11 @@ BENCH_RUNS ?= *
 BENCH_ROUNDS ?= 3
 bench-inference: install
 	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS)
+
+# K tasks from one base against K FFT models, measured (memory, time) on RESULTS' finals; the
+# report's storage column then says `measured` instead of `projected` (3 min after the demo).
+bench-multitask: install
+	$(PY) benchmarks/multitask.py $(RESULTS) --tasks 1 $(strip $(K_TASKS)) --rounds $(BENCH_ROUNDS)
 
 # Machine translation pipeline on a tiny random model (no hub): grid, training, sacrebleu, analysis.
 mt-smoke: install

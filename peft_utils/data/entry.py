@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from peft_utils.data.errors import DataError
+
 UNITS = ("article", "paragraph", "sentence", "text")
 # How the en+translations scenario finds the translations of the English training rows.
 PARALLEL = {
@@ -90,6 +92,19 @@ class DataSet:
         raise ValueError(
             f"unknown language {code!r} for {self.name}; use one of "
             f"{', '.join(self.iso_codes())} (or the folder codes {', '.join(self.languages)})")
+
+    def translation_targets(self, langs: Iterable[str] | None) -> list[str]:
+        """The ISO codes of `langs` (default: the training languages) but English, in order,
+        each once: the languages an en+translations scenario adds."""
+        out = []
+        for code in self.train_langs if langs is None else langs:
+            try:
+                iso = self.to_iso(code)
+            except ValueError as err:
+                raise DataError("langs", str(err)) from None
+            if iso != "en" and iso not in out:
+                out.append(iso)
+        return out
 
     def to_folder(self, code: str) -> str:
         iso = self.to_iso(code)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from peft_utils.data import registry
 from peft_utils.data.errors import DataError
-from peft_utils.data.summary import attach, combine, excluded
+from peft_utils.data.summary import attach, combine, excluded, with_origin
 
 SCENARIOS = ("multilingual", "en", "en+translations")
 
@@ -61,38 +61,17 @@ def build_scenario(dataset: str, root: str | Path, scenario: str,
     if scenario != "en+translations":
         langs = ["en"] if scenario == "en" else list(
             langs if langs is not None else entry.train_langs)
-        return _origin(entry.load(root, split, langs, subtask, strict), "original")
+        return with_origin(entry.load(root, split, langs, subtask, strict), "original")
     if entry.parallel is None:
         raise DataError(root, "scenario en+translations needs parallel data (translations of "
                         f"the English training set); {dataset} is not parallel",
                         fix=f"use the multilingual or en scenario for {dataset}")
-    english = _origin(entry.load(root, split, ["en"], subtask, strict), "original")
+    english = with_origin(entry.load(root, split, ["en"], subtask, strict), "original")
     if entry.parallel == "folder":
-        return combine([english] + entry.translations(root, subtask, split, langs,
-                                                      translations_dir, strict))
+        translated = entry.translations(root, subtask, split, langs, translations_dir, strict)
+        return combine([english] + [with_origin(df, "translation") for df in translated])
     return combine([english] + [_joined_translation(entry, root, split, lang, english, subtask)
-                                for lang in _targets(entry, langs)])
-
-
-def _origin(df: pd.DataFrame, origin: str) -> pd.DataFrame:
-    summary = df.attrs.get("summary")
-    df = df.assign(origin=origin)
-    if summary is not None:
-        df.attrs["summary"] = summary
-    return df
-
-
-def _targets(entry: registry.DataSet, langs: Iterable[str] | None) -> list[str]:
-    codes = entry.train_langs if langs is None else langs
-    out = []
-    for code in codes:
-        try:
-            iso = entry.to_iso(code)
-        except ValueError as err:
-            raise DataError("langs", str(err)) from None
-        if iso != "en" and iso not in out:
-            out.append(iso)
-    return out
+                                for lang in entry.translation_targets(langs)])
 
 
 def _joined_translation(entry: registry.DataSet, root, split: str, lang: str,

@@ -307,10 +307,8 @@ def _paragraphs(lang_dir, split, art_dir, articles, labels_path, rows, strict):
 
 def translations(root, subtask, split, langs, translations_dir, strict) -> list[pd.DataFrame]:
     """The registry's `translations` hook: machine translations of the English articles in
-    the release layout under `translations_dir`, labelled from the English label file (see
-    peft_utils.data.scenarios.build_scenario)."""
-    from peft_utils.data.scenarios import _origin, _targets
-
+    the release layout under `translations_dir`, labelled from the English label file (the
+    scenario marks their origin; see peft_utils.data.scenarios.build_scenario)."""
     entry = registry.get(DATASET)
     if translations_dir is None:
         raise DataError(root, f"scenario en+translations for {entry.name} needs translations_dir",
@@ -330,7 +328,7 @@ def translations(root, subtask, split, langs, translations_dir, strict) -> list[
                             fix="expected folders such as fr/, ge/, it/, po/, ru/")
         targets = found
     else:
-        targets = _targets(entry, langs)
+        targets = entry.translation_targets(langs)
     labels = label_file(Path(root) / "en", split, int(subtask))
     frames = []
     for iso in targets:
@@ -339,7 +337,7 @@ def translations(root, subtask, split, langs, translations_dir, strict) -> list[
         if not lang_dir.is_dir():
             raise DataError(lang_dir, f"no translations for {iso}",
                             fix="add the folder or leave the language out of langs")
-        frames.append(_origin(load_language(lang_dir, iso, subtask, split, strict=strict,
-                                            labels_from=labels), "translation"))
+        frames.append(load_language(lang_dir, iso, subtask, split, strict=strict,
+                                    labels_from=labels))
     return frames
 

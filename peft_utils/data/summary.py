@@ -42,6 +42,15 @@ def attach(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     return out
 
 
+def with_origin(df: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """df with an `origin` column ("original", "translation"), its summary kept."""
+    summary = df.attrs.get("summary")
+    df = df.assign(origin=origin)
+    if summary is not None:
+        df.attrs["summary"] = summary
+    return df
+
+
 def combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate loaded frames, summing their summaries (pandas drops attrs on concat)."""
     summaries = [f.attrs.get("summary", {}) for f in frames]

@@ -384,7 +384,7 @@ def _languages(root: Path, card: dict, train: pd.DataFrame) -> list[str]:
 def load_split(root, split: str, langs: Iterable[str] | None, subtask, strict) -> pd.DataFrame:
     """One split of the table data set under `root`, every row checked against the card."""
     entry = table_entry(root)
-    card = read_card(root)
+    card = entry.identity["card"]   # read and checked by table_entry
     found = split_rows(root, card, split)
     if found is None:
         raise DataError(Path(root), f"no {split} split", fix=f"add {split}.csv (or .tsv, "
