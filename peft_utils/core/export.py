@@ -133,14 +133,16 @@ def copy_weights(source, target) -> None:
         target.load_state_dict({name: weights[name] for name in state}, strict=True)
 
 
-def save_adapter(model, entry: Method, adapter_name: str, folder: Path) -> None:
+def save_adapter(model, entry: Method, adapter_name: str, folder: Path,
+                 with_head: bool = True) -> None:
     """The method's weights and the task head in its library's own format: peft's
     `save_pretrained` (the head in `modules_to_save`), the adapters library's `save_adapter`
-    with the head (a static transformers head is saved beside it)."""
+    with the head (a static transformers head is saved beside it). `with_head=False`: a
+    model whose head is the base model's own (a seq2seq LM head) has none to save."""
     if entry.library == "peft":
         model.save_pretrained(folder, safe_serialization=True)
     else:
-        model.save_adapter(str(folder), adapter_name, with_head=True, use_safetensors=True)
+        model.save_adapter(str(folder), adapter_name, with_head=with_head, use_safetensors=True)
 
 
 def load_adapter(base, entry: Method, folder: str | Path):
