@@ -40,11 +40,18 @@ print(json.dumps({"translations": translations, "modules": sorted(sys.modules)})
 SNIPPETS = {
     # The documented call: the prefix and the run's decoding come from the folder.
     "merged": READ + """
-from transformers import AutoModelForSeq2SeqLM, pipeline
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 translator = pipeline("translation", model=folder, truncation=True)
 translations = [t["translation_text"].strip() for t in translator(sources)]
-assert AutoModelForSeq2SeqLM.from_pretrained(folder).generation_config.max_new_tokens == \\
-    meta["settings"]["max_new_tokens"]
+# Without the pipeline: the config's prefix, generate() with the saved generation config.
+model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+direct = []
+for text in sources:
+    batch = tokenizer((model.config.prefix or "") + text, return_tensors="pt",
+                      return_token_type_ids=False, truncation=True)
+    direct.append(tokenizer.decode(model.generate(**batch)[0], skip_special_tokens=True).strip())
+assert direct == translations, (direct, translations)
 """ + DONE,
     "adapter": READ + """
 import torch

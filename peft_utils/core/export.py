@@ -180,10 +180,15 @@ def write_onnx(module, inputs: dict[str, Any], path: Path, output: str,
                           dynamic_axes={**dynamic, output: {0: "batch"}}, opset_version=17)
 
 
-def onnx_session(path: str | Path):
+def onnx_session(path: str | Path, threads: int | None = None):
+    """A CPU session of the graph at `path`; `threads`: its intra-op threads (default: ONNX
+    Runtime's, one per physical core), e.g. as many as PyTorch uses when the two are timed."""
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 # ---- CLI ------------------------------------------------------------------------------------
