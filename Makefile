@@ -65,8 +65,9 @@ bench: demo-prepare
 # Inference of finished runs timed side by side in one process (the report's inference table).
 BENCH_RUNS ?= *
 BENCH_ROUNDS ?= 3
+BENCH_FLAGS ?=
 bench-inference: install
-	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS)
+	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
 
 # Machine translation pipeline on a tiny random model (no hub): grid, training, sacrebleu, analysis.
 mt-smoke: install

@@ -178,3 +178,37 @@ def test_a_format_an_mt_run_lacks_is_refused_in_one_line(method, fmt, reason, tr
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and reason in err and "--format" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+# ---- predict: translations of a table or of lines -------------------------------------------
+@pytest.mark.slow
+def test_predict_translates_a_table_as_the_run_did_from_the_run_and_its_exports(trained,
+                                                                                tmp_path):
+    run_dir = trained("lora")
+    sources, hypotheses = recorded(run_dir)
+    table = tmp_path / "in.jsonl"
+    table.write_text("".join(json.dumps({"id": i, "text": s}) + "\n"
+                             for i, s in enumerate(sources)), encoding="utf-8")
+    for fmt in ("merged", "adapter"):
+        export_run(run_dir, tmp_path / fmt, fmt)
+    for source in (run_dir, tmp_path / "merged", tmp_path / "adapter"):
+        out = tmp_path / f"out-{source.name}.tsv"
+        assert main(["predict", str(source), "--input", str(table), "--out", str(out)]) == 0
+        frame = pd.read_csv(out, sep="\t", keep_default_na=False)
+        assert list(frame["id"]) == list(range(len(sources)))   # the input's columns kept
+        assert list(frame["translation"]) == hypotheses
+
+
+def test_predict_translates_lines_and_refuses_a_folder(trained, tmp_path, monkeypatch, capsys):
+    import io
+
+    run_dir = trained("pfeiffer")
+    sources, hypotheses = recorded(run_dir)
+    capsys.readouterr()   # what training printed
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(sources[:3]) + "\n\n"))
+    assert main(["predict", str(run_dir), "--input", "-"]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert list(printed["text"]) == sources[:3] and list(printed["translation"]) == hypotheses[:3]
+    assert main(["predict", str(run_dir), "--input", str(tmp_path), "--out", "x.csv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "translate" in err and str(tmp_path) in err

@@ -272,6 +272,6 @@ def onnx_for_timing(run_dir: Path, folder: Path, threads: int):
 
     meta = export_run(run_dir, folder, "onnx")
     settings = Settings(**meta["settings"])
-    collate = collator(AutoTokenizer.from_pretrained(folder), settings)
+    collate = collator(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), settings)
     return (onnx_session(folder / ONNX_FILE, threads),
             lambda session, rows, size: onnx_logits(session, rows, size, collate))

@@ -55,6 +55,9 @@ def export(directory, out, fmt: str, force: bool) -> dict[str, Any]:
     return export_run(directory, out, fmt, force)
 
 
+predict = imported_when_called("peft_utils.classification.predict", "predict_command")
+
+
 def selection_score(record: dict[str, Any]) -> float | None:
     """The main metric on the training languages' dev rows, where runs are selected."""
     metrics = record.get("metrics") or {}
@@ -64,4 +67,5 @@ def selection_score(record: dict[str, Any]) -> float | None:
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
               notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
-              path_keys=("data_root", "translations_dir", "results_dir"), export=export)
+              path_keys=("data_root", "translations_dir", "results_dir"), export=export,
+              predict=predict)

@@ -149,7 +149,8 @@ def plain_model(run: Run):
 
     twin = run.model if merge_status(run.entry) == "nothing to merge" else \
         merged_copy(run.model, run.entry, ADAPTER_NAME)
-    plain = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(run.config.model))
+    plain = AutoModelForSeq2SeqLM.from_config(
+        AutoConfig.from_pretrained(run.config.model, trust_remote_code=False))
     copy_weights(twin, plain)
     plain.generation_config = generation_config(run)
     prefix = run.scheme.prefix(run.config.src_lang, run.config.tgt_lang)
