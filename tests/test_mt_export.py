@@ -120,7 +120,7 @@ def recorded(run_dir) -> tuple[list[str], list[str]]:
     """The run's test sources and the translations it recorded of them."""
     pair = json.loads((run_dir / "record.json").read_text())["run_info"]["pair"]
     table = pd.read_csv(run_dir / "predictions" / f"test-{pair}.tsv", sep="\t",
-                        keep_default_na=False, quoting=3)
+                        keep_default_na=False)
     return list(table["src"]), list(table["hypothesis"])
 
 

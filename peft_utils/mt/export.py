@@ -108,8 +108,10 @@ def generation_config(run: Run):
 
 
 def save_tokenizer(run: Run, folder: Path) -> None:
-    # A loader that truncates (truncation=True) cuts the source where the run did.
+    # A loader that truncates (truncation=True) cuts the source where the run did, and a
+    # tokenizer that takes language codes starts with the run's pair set.
     run.tokenizer.model_max_length = run.config.max_source_length
+    run.scheme.prepare(run.tokenizer, run.config.src_lang, run.config.tgt_lang)
     run.tokenizer.save_pretrained(folder)
 
 
@@ -121,7 +123,8 @@ def recorded(run: Run) -> tuple[list[str], list[str]]:
     path = run.folder / "predictions" / f"test-{run.config.pair}.tsv"
     if not path.is_file():
         return [], []
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, quoting=3).head(CHECK_SENTENCES)
+    # As training wrote it (pandas, quoted where a text holds a quote or a tab).
+    table = pd.read_csv(path, sep="\t", keep_default_na=False).head(CHECK_SENTENCES)
     return list(table["src"]), list(table["hypothesis"])
 
 
