@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
 SETTINGS = dict(max_steps=4, eval_steps=4, max_eval_samples=6, max_source_length=24,
                 max_target_length=16, batch_size=8, eval_batch_size=16, warmup_steps=0,
                 select_on="loss", seed=3, device="cpu")
-LEARNING_RATE = {"fft": 1e-3, "lora": 1e-2, "pfeiffer": 1e-2}
+LEARNING_RATE = {"fft": 1e-3, "lora": 1e-2, "pfeiffer": 1e-2, "prefix": 1e-2}
 
 # Each snippet prints {"translations": [...], "modules": [...]} for the sources in argv[2].
 READ = """
@@ -177,6 +177,20 @@ def test_a_format_an_mt_run_lacks_is_refused_in_one_line(method, fmt, reason, tr
     assert main(["export", str(trained(method)), str(out), "--format", fmt]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and reason in err and "--format" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.slow
+def test_an_adapters_prefix_run_has_no_export_and_says_what_serves_it(trained, tmp_path,
+                                                                      capsys):
+    """The adapters library's prefixes are one pool every layer references: no safetensors
+    file holds them, so the refusal points to the run folder (and `predict` with it)."""
+    run_dir, out = trained("prefix"), tmp_path / "out"
+    capsys.readouterr()
+    assert main(["export", str(run_dir), str(out), "--format", "adapter"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(run_dir) in err
+    assert "cannot save as safetensors" in err and "predict RUN_DIR" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 

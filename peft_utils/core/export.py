@@ -141,8 +141,19 @@ def save_adapter(model, entry: Method, adapter_name: str, folder: Path,
     model whose head is the base model's own (a seq2seq LM head) has none to save."""
     if entry.library == "peft":
         model.save_pretrained(folder, safe_serialization=True)
-    else:
+        return
+    try:
         model.save_adapter(str(folder), adapter_name, with_head=with_head, use_safetensors=True)
+    except RuntimeError as err:
+        # The adapters library's prefix tuning keeps one pool of prefixes that every layer
+        # references: safetensors refuses tensors shared under several names, and this
+        # project writes no pickles (nor loads any).
+        if "share memory" not in str(err):
+            raise
+        raise ConfigError(f"{entry.name}'s weights are shared by every layer, which the "
+                          "adapters library cannot save as safetensors (and this project "
+                          "writes no pickles); it has no export: use the run folder itself "
+                          "(`python -m peft_utils predict RUN_DIR`)") from None
 
 
 def load_adapter(base, entry: Method, folder: str | Path):
@@ -210,7 +221,12 @@ def _export_command(args) -> int:
     kind = study_of_config(record["run_info"])
     if kind.export is None:
         raise ConfigError(f"{args.run_dir}: {kind.name} runs cannot be exported yet")
-    meta = kind.export(Path(args.run_dir), Path(args.out), args.format, args.force)
+    try:
+        meta = kind.export(Path(args.run_dir), Path(args.out), args.format, args.force)
+    except ConfigError as err:   # named by the run where the study's message is not
+        if str(err).startswith(str(args.run_dir)):
+            raise
+        raise ConfigError(f"{args.run_dir}: {err}") from None
     print(f"exported {meta['run_id']} ({meta['method']}, {args.format}) to {args.out}")
     for note in meta.get("notes", []):
         print(f"note: {note}", file=sys.stderr)

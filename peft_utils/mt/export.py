@@ -185,7 +185,9 @@ def _adapter(run: Run, folder: Path) -> dict[str, Any]:
     save_adapter(run.model, run.entry, ADAPTER_NAME, folder, with_head=False)
     generation_config(run).save_pretrained(folder)
     save_tokenizer(run, folder)
-    loader = "base = AutoModelForSeq2SeqLM.from_pretrained(settings.base_model)"
+    # Prefixes edit keys and values in the eager attention code, as the run did.
+    eager = ", attn_implementation='eager'" if run.entry.needs_eager else ""
+    loader = f"base = AutoModelForSeq2SeqLM.from_pretrained(settings.base_model{eager})"
     attach = ("model = PeftModel.from_pretrained(base, OUT)" if run.entry.library == "peft"
               else "adapters.init(base); base.load_adapter(OUT, set_active=True, "
                    "use_safetensors=True); model = base")
