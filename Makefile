@@ -79,8 +79,9 @@ gpu-wheels: install
 # Inference of finished runs timed side by side in one process (the report's inference table).
 BENCH_RUNS ?= *
 BENCH_ROUNDS ?= 3
+BENCH_FLAGS ?=
 bench-inference: install
-	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS)
+	$(PY) -m peft_utils bench-inference $(RESULTS) --runs '$(BENCH_RUNS)' --rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
 
 # K tasks from one base against K FFT models, measured (memory, time) on RESULTS' finals; the
 # report's storage column then says `measured` instead of `projected` (3 min after the demo).

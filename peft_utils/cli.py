@@ -19,7 +19,7 @@ COMMANDS = {
     "rerun": "peft_utils.core.rerun",
     "bench-inference": "peft_utils.core.inference_bench",
     "export": "peft_utils.core.export",
-    "predict": "peft_utils.classification.predict",
+    "predict": "peft_utils.core.predict",
     "predict-tasks": "peft_utils.classification.multitask",
     "translate": "peft_utils.mt.translate",
     "mt": "peft_utils.mt.cli",

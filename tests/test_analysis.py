@@ -184,6 +184,17 @@ def test_inference_table_ratios_storage_and_bench_over_record(tmp_path):
     display = S.inference_display(table.reset_index())
     assert list(display["merge"]) == ["nothing to merge", "merges", "cannot merge"]
     assert (display["storage"] == "projected").all()
+    assert "ONNX vs FFT" not in display   # a bench file of before the ONNX timing
+    # Where the bench timed ONNX Runtime: its own column, its ratio to FFT.
+    (tmp_path / BENCH_FILE).write_text(json.dumps({"runs": {
+        fft: {"method": "fft", "unmerged": timing(200.0, 5.0), "merged": None,
+              "onnx": timing(400.0, 2.5)}}}))
+    table = S.inference_table(A.load_results(tmp_path), k_tasks=4).set_index("method")
+    assert table.loc["fft", "onnx_latency_vs_fft"] == 0.5
+    assert np.isnan(table.loc["lora", "onnx_latency_vs_fft"])
+    display = S.inference_display(table.reset_index()).set_index("method")
+    assert display.loc["fft", "ONNX latency ms"] == "2.5"
+    assert display.loc["fft", "ONNX vs FFT"] == "0.50×"
 
 
 def test_storage_is_measured_where_the_multitask_bench_measured_it(tmp_path):

@@ -14,6 +14,7 @@ from peft_utils.classification.run_data import load_frames
 from peft_utils.classification.training import encode, train_and_evaluate
 from peft_utils.core import methods, serving
 from peft_utils.core.modeling import seed_everything
+from peft_utils.core.outputs import DASH
 from peft_utils.core.runs import read_record, validate_record
 from test_methods import TINY
 
@@ -161,12 +162,36 @@ def test_bench_inference_times_runs_side_by_side(finished, capsys):
     assert lora["merged"]["examples_per_s"] > 0 and lora["method"] == "lora"
     assert bench["runs"][runs["pfeiffer"].run_id]["merged"] is None
     assert len({tuple(e["group"]) for e in bench["runs"].values()}) == 1   # one comparison
-    assert runs["fft"].run_id in capsys.readouterr().out
-    # A pattern narrows what is measured; earlier entries are kept.
-    assert main(["bench-inference", str(root), "--runs", "*-lora-*", "--rounds", "1"]) == 0
+    # ONNX Runtime timed on the same rows where the method has an ONNX form (merges, or adds
+    # nothing: FFT), not for an adapter that cannot merge.
+    for method in ("lora", "fft"):
+        onnx = bench["runs"][runs[method].run_id]["onnx"]
+        assert onnx["examples_per_s"] > 0 and onnx["latency_ms_p95"] >= onnx["latency_ms_median"]
+    assert bench["runs"][runs["pfeiffer"].run_id]["onnx"] is None
+    printed = capsys.readouterr().out
+    assert runs["fft"].run_id in printed and "onnx" in printed
+    # The report's inference table shows it, with its ratio to FFT.
+    display = inference_display(root)
+    fft_ms = bench["runs"][runs["fft"].run_id]["unmerged"]["latency_ms_median"]
+    assert list(display["ONNX vs FFT"]) == [f"{o / fft_ms:,.2f}×" if o else DASH for o in (
+        (bench["runs"][runs[m].run_id]["onnx"] or {}).get("latency_ms_median")
+        for m in display["method"])]
+    # A pattern narrows what is measured; earlier entries are kept. --no-onnx times none.
+    assert main(["bench-inference", str(root), "--runs", "*-lora-*", "--rounds", "1",
+                 "--no-onnx"]) == 0
     again = read_bench(root)
     assert again["rounds"] == 1 and set(again["runs"]) == set(bench["runs"])
     assert again["runs"][runs["fft"].run_id] == bench["runs"][runs["fft"].run_id]
+    assert "onnx" not in again["runs"][runs["lora"].run_id]
+
+
+def inference_display(root):
+    """The classification report's inference table of the results folder `root`, for
+    reading."""
+    from peft_utils.classification.analysis import load_results
+    from peft_utils.classification.analysis import serving as S
+
+    return S.inference_display(S.inference_table(load_results(root)))
 
 
 def test_a_trial_has_no_inference_block(tmp_path, sib_root, tiny_model):

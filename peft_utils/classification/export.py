@@ -263,3 +263,15 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "merged",
         write_metadata(tmp, meta)
     return meta
 
+
+def onnx_for_timing(run_dir: Path, folder: Path, threads: int):
+    """(an ONNX Runtime session, its infer) of the run's `onnx` export written into `folder`
+    (checked against PyTorch as every export is), `threads` intra-op threads: what
+    `bench-inference` times beside the PyTorch models, on the same rows."""
+    from transformers import AutoTokenizer
+
+    meta = export_run(run_dir, folder, "onnx")
+    settings = Settings(**meta["settings"])
+    collate = collator(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), settings)
+    return (onnx_session(folder / ONNX_FILE, threads),
+            lambda session, rows, size: onnx_logits(session, rows, size, collate))

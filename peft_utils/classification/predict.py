@@ -1,5 +1,5 @@
-"""`python -m peft_utils predict RUN_DIR|EXPORT_DIR --input PATH [--out PATH]`: a trained
-classifier's predictions on new texts.
+"""`python -m peft_utils predict RUN_DIR|EXPORT_DIR --input PATH [--out PATH]` (core.predict)
+of a classification run: a trained classifier's predictions on new texts.
 
 The input is a table (CSV, TSV, JSONL or Parquet, its texts in `--text-column`, default
 `text`) or, with `--input -`, one text per line on stdin. The output is the input's rows with
@@ -20,7 +20,6 @@ adapter export loads its base model from where its metadata says).
 """
 from __future__ import annotations
 
-import io
 import json
 import sys
 from dataclasses import dataclass
@@ -37,11 +36,9 @@ from peft_utils.core.config import ConfigError
 from peft_utils.core import methods
 from peft_utils.core.export import (METADATA, ONNX_FILE, finished_run, load_adapter,
                                     onnx_session, read_metadata)
-from peft_utils.core.runs import atomic_write_bytes, json_default
-from peft_utils.data.errors import DataError
-from peft_utils.data.table import FORMATS, read_rows
-
-STDIN = "-"
+# The table I/O every study's `predict` shares (multitask imports it from here too).
+from peft_utils.data.table_io import (STDIN, encode_table, output_kind,  # noqa: F401
+                                      read_input, write_table_out)
 
 
 @dataclass
@@ -146,60 +143,12 @@ def predict(predictor: Predictor, texts: list[str]) -> tuple[list[str], np.ndarr
 
 
 # ---- input and output -----------------------------------------------------------------------
-def read_input(source: str, text_column: str):
-    """The input rows as a DataFrame (every column kept) and their texts."""
-    import pandas as pd
-
-    if source == STDIN:
-        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
-        if not texts:
-            raise DataError("<stdin>", "no text lines", fix="write one text per line")
-        return pd.DataFrame({text_column: texts}), texts
-    path = Path(source)
-    rows = read_rows(path)
-    if not rows:
-        raise DataError(path, "no rows", fix="write a header line and one row per text")
-    for line, row in rows:
-        if text_column not in row:
-            raise DataError(path, f"no column {text_column!r} (columns: {', '.join(row)})",
-                            line=line, fix="name the text column with --text-column")
-        if row[text_column] is None or not isinstance(row[text_column], str):
-            raise DataError(path, f"column {text_column!r} holds {row[text_column]!r}, not a "
-                            "text", line=line, fix="give every row a text")
-    frame = pd.DataFrame([row for _, row in rows])
-    return frame, list(frame[text_column])
-
-
 def with_predictions(frame, settings: Settings, preds: list[str], probs: np.ndarray):
     out = frame.copy()
     out["pred"] = preds
     for j, label in enumerate(settings.labels):
         out[f"score_{label}"] = probs[:, j].astype(float).round(6)
     return out
-
-
-def encode_table(frame, kind: str) -> bytes:
-    """`frame` in the file format `kind` (csv, tsv, jsonl, parquet)."""
-    if kind == "parquet":
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return buffer.getvalue()
-    if kind == "jsonl":
-        text = "".join(json.dumps(record, ensure_ascii=False, default=json_default) + "\n"
-                       for record in frame.to_dict("records"))
-    else:
-        text = frame.to_csv(index=False, sep="\t" if kind == "tsv" else ",")
-    return text.encode("utf-8")
-
-
-def output_kind(out: str | None) -> str:
-    if out is None:
-        return "csv"
-    kind = FORMATS.get(Path(out).suffix.lower())
-    if kind is None:
-        raise ConfigError(f"--out {out}: unknown file type; end it in "
-                          f"{', '.join(FORMATS)}")
-    return kind
 
 
 # ---- a folder in the data set's layout -------------------------------------------------------
@@ -238,26 +187,8 @@ def predict_folder(source: str | Path, folder: str | Path, out: str | Path,
     return write_official(Path(out), split, prediction_table(frame, preds), settings.unit)
 
 
-# ---- CLI ------------------------------------------------------------------------------------
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict", help="a trained classifier's predictions on new texts",
-        description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="a finished run's folder, or an export of one")
-    parser.add_argument("--input", required=True,
-                        help="a CSV, TSV, JSONL or Parquet table, - (lines on stdin), or a "
-                             "folder in the layout of the run's data set (SemEval: a release "
-                             "root or one language folder)")
-    parser.add_argument("--out", default=None,
-                        help="the table to write (default: stdout); with a folder as --input, "
-                             "the folder to write one prediction file per language into")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--split", default="test",
-                        help="with a data folder as --input: the split to read (default test)")
-    parser.set_defaults(func=_predict_command)
-
-
-def _predict_command(args) -> int:
+# ---- the command (core.predict parses it; this study's `predict`) ---------------------------
+def predict_command(args) -> int:
     if Path(args.input).is_dir():
         out = output_folder(args.out, args.input)
         written = predict_folder(args.source, args.input, out, args.split)
@@ -271,12 +202,3 @@ def _predict_command(args) -> int:
     frame = with_predictions(frame, predictor.settings, preds, probs)
     write_table_out(encode_table(frame, kind), args.out, f"{len(texts)} predictions")
     return 0
-
-
-def write_table_out(data: bytes, out, summary: str) -> None:
-    """The encoded table to `out`, written atomically, or to standard output (None)."""
-    if out is None:
-        sys.stdout.write(data.decode("utf-8"))
-    else:
-        atomic_write_bytes(out, data)
-        print(f"{summary}: {out}", file=sys.stderr)

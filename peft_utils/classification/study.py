@@ -32,8 +32,20 @@ def preflight(config: RunConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
 
 
 train = imported_when_called("peft_utils.classification.training", "train_and_evaluate")
-serving_subject = imported_when_called("peft_utils.classification.training",
-                                       "load_serving_subject")
+
+
+def serving_subject(directory) -> Any:
+    """A finished run's model for `bench-inference` (classification.training), with the way
+    to write and run it as ONNX (classification.export) for the ONNX Runtime timing."""
+    import dataclasses
+    import functools
+    from pathlib import Path
+
+    from peft_utils.classification.export import onnx_for_timing
+    from peft_utils.classification.training import load_serving_subject
+
+    return dataclasses.replace(load_serving_subject(directory),
+                               onnx=functools.partial(onnx_for_timing, Path(directory)))
 
 
 def export(directory, out, fmt: str, force: bool) -> dict[str, Any]:
@@ -41,6 +53,9 @@ def export(directory, out, fmt: str, force: bool) -> dict[str, Any]:
     from peft_utils.classification.export import export_run
 
     return export_run(directory, out, fmt, force)
+
+
+predict = imported_when_called("peft_utils.classification.predict", "predict_command")
 
 
 def selection_score(record: dict[str, Any]) -> float | None:
@@ -52,4 +67,5 @@ def selection_score(record: dict[str, Any]) -> float | None:
 STUDY = Study("classification", RunConfig, load_config, NOTEBOOKS / "train.ipynb",
               notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("dataset", "subtask", "method", "scenario", "seed"),
-              path_keys=("data_root", "translations_dir", "results_dir"), export=export)
+              path_keys=("data_root", "translations_dir", "results_dir"), export=export,
+              predict=predict)

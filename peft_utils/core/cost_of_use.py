@@ -1,5 +1,5 @@
 """What using each trained model costs, as both studies' reports show it: inference speed as
-trained and merged, ratios to FFT, the storage of K tasks served from one base model, and the
+trained, merged and (where `bench-inference` timed it) run by ONNX Runtime, ratios to FFT, the storage of K tasks served from one base model, and the
 Pareto front of score against cost. The measurements themselves are peft_utils.core.serving
 (each run's own) and peft_utils.core.inference_bench (runs timed side by side).
 
@@ -19,6 +19,7 @@ import pandas as pd
 from peft_utils.core.inference_bench import METRICS
 from peft_utils.core.outputs import fmt_number, fmt_signed
 
+VARIANTS = ("unmerged", "merged", "onnx")   # how a model is served (core.inference_bench)
 K_TASKS = 10   # tasks served from one base model in the storage projection
 # benchmarks/multitask.py's figures in a results folder: where it measured a method's K
 # tasks, the storage column is that measurement, not the projection.
@@ -31,8 +32,9 @@ PARETO_COSTS = {"trainable": "trainable parameters (log)", "train_wall_s": "trai
 
 
 def inference_row(run_id: str, record: dict[str, Any], bench: dict[str, Any]) -> dict | None:
-    """A run's inference figures as trained (`unmerged_*`) and merged (`merged_*`), its merge
-    status and serving bytes; None for a record without an inference block (older runs)."""
+    """A run's inference figures as trained (`unmerged_*`), merged (`merged_*`) and run by
+    ONNX Runtime (`onnx_*`: the bench's alone, NaN where it timed none), its merge status and
+    serving bytes; None for a record without an inference block (older runs)."""
     block = record.get("inference")
     if not block:
         return None
@@ -40,7 +42,7 @@ def inference_row(run_id: str, record: dict[str, Any], bench: dict[str, Any]) ->
     row = {"merge": block["merge"], "serve_bytes": block["serve_bytes"],
            "full_model_bytes": block["full_model_bytes"],
            "timing": BENCH if run_id in bench else RECORD}
-    for variant in ("unmerged", "merged"):
+    for variant in VARIANTS:
         for metric in METRICS:
             row[f"{variant}_{metric}"] = (timed.get(variant) or {}).get(metric, np.nan)
     return row
@@ -64,7 +66,7 @@ def serving_costs(runs: pd.DataFrame, cell: list[str], condition: list[str], ref
     bytes of `k_tasks` tasks served from one shared base (base + K × each task's own
     parameters, or what `measured` says for the method: `storage`) against K full fine-tuned
     models."""
-    numeric = [c for c in runs.columns if c.startswith(("unmerged_", "merged_"))]
+    numeric = [c for c in runs.columns if c.startswith(tuple(f"{v}_" for v in VARIANTS))]
     table = runs.groupby(cell, sort=False, dropna=False).agg(
         **{c: (c, "mean") for c in [*numeric, "serve_bytes", "full_model_bytes"]},
         merge=("merge", "first"), timing=("timing", lambda s: ",".join(sorted(set(s)))),
@@ -78,6 +80,7 @@ def serving_costs(runs: pd.DataFrame, cell: list[str], condition: list[str], ref
     table = table.merge(ref, on=condition, how="left")
     table["latency_vs_fft"] = table["unmerged_latency_ms_median"] / table["ref_latency"]
     table["merged_latency_vs_fft"] = table["merged_latency_ms_median"] / table["ref_latency"]
+    table["onnx_latency_vs_fft"] = table["onnx_latency_ms_median"] / table["ref_latency"]
     table["throughput_vs_fft"] = table["unmerged_examples_per_s"] / table["ref_throughput"]
     table["k_tasks"] = k_tasks
     shared = table["serve_bytes"] < table["full_model_bytes"]
@@ -92,7 +95,8 @@ def serving_costs(runs: pd.DataFrame, cell: list[str], condition: list[str], ref
 
 
 def serving_display(table: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
-    """serving_costs' table for reading, after the `keys` columns that name each cell."""
+    """serving_costs' table for reading, after the `keys` columns that name each cell; the
+    ONNX columns only where the bench timed ONNX Runtime for some run."""
     if table.empty:
         return table
     k = int(table["k_tasks"].iloc[0])
@@ -100,6 +104,9 @@ def serving_display(table: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
     def ratio(v):
         return fmt_number(v, 2, "×")
 
+    onnx = {} if table["onnx_latency_ms_median"].isna().all() else {
+        "ONNX latency ms": table["onnx_latency_ms_median"].map(lambda v: fmt_number(v, 1)),
+        "ONNX vs FFT": table["onnx_latency_vs_fft"].map(ratio)}
     return pd.DataFrame({
         **keys,
         "examples/s": table["unmerged_examples_per_s"].map(lambda v: fmt_number(v, 1)),
@@ -111,6 +118,7 @@ def serving_display(table: pd.DataFrame, keys: dict[str, Any]) -> pd.DataFrame:
         "merge": table["merge"],
         "merged latency ms": table["merged_latency_ms_median"].map(lambda v: fmt_number(v, 1)),
         "merged vs FFT": table["merged_latency_vs_fft"].map(ratio),
+        **onnx,
         "serve (MB)": (table["serve_bytes"] / 2**20).map(lambda v: fmt_number(v, 2)),
         f"{k} tasks (GB)": table["k_tasks_gb"].map(lambda v: fmt_number(v, 2)),
         f"{k} tasks vs FFT": table["k_tasks_vs_fft"].map(

@@ -133,14 +133,27 @@ def copy_weights(source, target) -> None:
         target.load_state_dict({name: weights[name] for name in state}, strict=True)
 
 
-def save_adapter(model, entry: Method, adapter_name: str, folder: Path) -> None:
+def save_adapter(model, entry: Method, adapter_name: str, folder: Path,
+                 with_head: bool = True) -> None:
     """The method's weights and the task head in its library's own format: peft's
     `save_pretrained` (the head in `modules_to_save`), the adapters library's `save_adapter`
-    with the head (a static transformers head is saved beside it)."""
+    with the head (a static transformers head is saved beside it). `with_head=False`: a
+    model whose head is the base model's own (a seq2seq LM head) has none to save."""
     if entry.library == "peft":
         model.save_pretrained(folder, safe_serialization=True)
-    else:
-        model.save_adapter(str(folder), adapter_name, with_head=True, use_safetensors=True)
+        return
+    try:
+        model.save_adapter(str(folder), adapter_name, with_head=with_head, use_safetensors=True)
+    except RuntimeError as err:
+        # The adapters library's prefix tuning keeps one pool of prefixes that every layer
+        # references: safetensors refuses tensors shared under several names, and this
+        # project writes no pickles (nor loads any).
+        if "share memory" not in str(err):
+            raise
+        raise ConfigError(f"{entry.name}'s weights are shared by every layer, which the "
+                          "adapters library cannot save as safetensors (and this project "
+                          "writes no pickles); it has no export: use the run folder itself "
+                          "(`python -m peft_utils predict RUN_DIR`)") from None
 
 
 def load_adapter(base, entry: Method, folder: str | Path):
@@ -178,10 +191,15 @@ def write_onnx(module, inputs: dict[str, Any], path: Path, output: str,
                           dynamic_axes={**dynamic, output: {0: "batch"}}, opset_version=17)
 
 
-def onnx_session(path: str | Path):
+def onnx_session(path: str | Path, threads: int | None = None):
+    """A CPU session of the graph at `path`; `threads`: its intra-op threads (default: ONNX
+    Runtime's, one per physical core), e.g. as many as PyTorch uses when the two are timed."""
     import onnxruntime
 
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -203,7 +221,12 @@ def _export_command(args) -> int:
     kind = study_of_config(record["run_info"])
     if kind.export is None:
         raise ConfigError(f"{args.run_dir}: {kind.name} runs cannot be exported yet")
-    meta = kind.export(Path(args.run_dir), Path(args.out), args.format, args.force)
+    try:
+        meta = kind.export(Path(args.run_dir), Path(args.out), args.format, args.force)
+    except ConfigError as err:   # named by the run where the study's message is not
+        if str(err).startswith(str(args.run_dir)):
+            raise
+        raise ConfigError(f"{args.run_dir}: {err}") from None
     print(f"exported {meta['run_id']} ({meta['method']}, {args.format}) to {args.out}")
     for note in meta.get("notes", []):
         print(f"note: {note}", file=sys.stderr)

@@ -4,7 +4,10 @@ measured side by side.
 Timings taken by separate processes at different times do not compare on a shared machine,
 so the runs a report compares (same study and the same leading keys but the method and the
 seed: one task and scenario) are loaded into this one process together and timed in
-interleaved rounds, the order rotated each round; each figure is the median over rounds. The
+interleaved rounds, the order rotated each round; each figure is the median over rounds.
+Each model is timed as trained, merged where its method merges, and (unless `--no-onnx`) as
+ONNX: the merged model exported to a temporary ONNX graph (the study's `export --format onnx`,
+checked against PyTorch) and run by ONNX Runtime on CPU with PyTorch's thread count. The
 results go to `RESULTS_DIR/inference-bench.json` (entries of runs measured earlier are kept,
 each with the session that measured it); the report's inference table and its ratios to FFT
 come from there, and fall back to each run's own figures where a run was not benched.
@@ -15,6 +18,7 @@ import fnmatch
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,26 +50,58 @@ def select_runs(root: Path, patterns: list[str] | None) -> dict[tuple, list]:
     return groups
 
 
-def bench_group(runs: list, rounds: int) -> dict[str, dict[str, Any]]:
-    """Each run's model (and its merged copy) timed in `rounds` interleaved rounds."""
+def bench_group(runs: list, rounds: int, onnx: bool = True) -> dict[str, dict[str, Any]]:
+    """Each run's model as trained, its merged copy and (`onnx`) its merged model run by ONNX
+    Runtime on CPU, timed in `rounds` interleaved rounds on the same rows."""
     subjects = {run.run_id: study_of_config(run.record["run_info"]).serving_subject(run.folder)
                 for run in runs}
-    variants = [(run_id, name, model) for run_id, subject in subjects.items()
-                for name, model in (("unmerged", subject.model), ("merged", subject.merged()))
-                if model is not None]
-    timings: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for k in range(rounds):
-        for run_id, name, model in variants[k % len(variants):] + variants[:k % len(variants)]:
-            timings.setdefault((run_id, name), []).append(subjects[run_id].timed(model))
+    with tempfile.TemporaryDirectory(prefix="bench-onnx-") as folder:
+        variants = [(run_id, name, model, None) for run_id, subject in subjects.items()
+                    for name, model in (("unmerged", subject.model),
+                                        ("merged", subject.merged()))
+                    if model is not None]
+        if onnx:
+            variants += onnx_variants(subjects, Path(folder))
+        timings = interleaved(subjects, variants, rounds)
     out = {}
     for run_id, subject in subjects.items():
         out[run_id] = {"method": subject.entry.name, "merged": None,
                        "device": next(subject.model.parameters()).device.type}
-        for name in ("unmerged", "merged"):
+        if onnx:
+            out[run_id]["onnx"] = None
+        for name in ("unmerged", "merged", "onnx"):
             if (run_id, name) in timings:
                 out[run_id][name] = {m: statistics.median(t[m] for t in timings[run_id, name])
                                      for m in METRICS}
     return out
+
+
+def onnx_variants(subjects: dict[str, Any], folder: Path) -> list[tuple]:
+    """(run id, "onnx", session, infer) of every subject whose study writes ONNX and whose
+    method has an ONNX form (it merges, or adds nothing: core.export.format_problem), the
+    graphs written under `folder`; ONNX Runtime gets as many threads as PyTorch has."""
+    import torch
+
+    from peft_utils.core.export import format_problem
+
+    found = []
+    for run_id, subject in subjects.items():
+        if subject.onnx is None or format_problem(subject.entry, "onnx") is not None:
+            continue
+        session, infer = subject.onnx(folder / run_id, torch.get_num_threads())
+        found.append((run_id, "onnx", session, infer))
+    return found
+
+
+def interleaved(subjects: dict[str, Any], variants: list[tuple], rounds: int
+                ) -> dict[tuple[str, str], list[dict[str, float]]]:
+    """(run id, variant) -> its timings, one per round, the order rotated each round."""
+    timings: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for k in range(rounds):
+        shift = k % len(variants)
+        for run_id, name, model, infer in variants[shift:] + variants[:shift]:
+            timings.setdefault((run_id, name), []).append(subjects[run_id].timed(model, infer))
+    return timings
 
 
 def read_bench(root: str | Path) -> dict[str, Any]:
@@ -74,7 +110,8 @@ def read_bench(root: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def run_bench(root: str | Path, patterns: list[str] | None = None, rounds: int = 3) -> Path:
+def run_bench(root: str | Path, patterns: list[str] | None = None, rounds: int = 3,
+              onnx: bool = True) -> Path:
     root = Path(root)
     groups = select_runs(root, patterns)
     if not groups:
@@ -85,7 +122,7 @@ def run_bench(root: str | Path, patterns: list[str] | None = None, rounds: int =
     entries = bench.get("runs", {})
     for key, runs in groups.items():
         print(f"{' '.join(key)}: {len(runs)} runs", file=sys.stderr)
-        for run_id, entry in bench_group(runs, rounds).items():
+        for run_id, entry in bench_group(runs, rounds, onnx).items():
             entries[run_id] = {**entry, "group": list(key), "session": session}
     import torch
 
@@ -104,15 +141,19 @@ def register(subparsers) -> None:
     parser.add_argument("--runs", nargs="*", default=None, metavar="PATTERN",
                         help="run ids or shell patterns (default: every complete run)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false",
+                        help="skip the ONNX Runtime timing (it exports each merging run's "
+                             "model to ONNX first)")
     parser.set_defaults(func=_command)
 
 
 def _command(args) -> int:
-    path = run_bench(args.results, args.runs, args.rounds)
+    path = run_bench(args.results, args.runs, args.rounds, args.onnx)
     for run_id, entry in sorted(read_bench(args.results)["runs"].items()):
-        merged = entry.get("merged") or {}
+        merged, onnx = entry.get("merged") or {}, entry.get("onnx") or {}
         print(f"{run_id:55s} {entry['unmerged']['examples_per_s']:8.1f} ex/s  "
               f"{entry['unmerged']['latency_ms_median']:7.2f} ms"
-              + (f"  merged {merged['latency_ms_median']:7.2f} ms" if merged else ""))
+              + (f"  merged {merged['latency_ms_median']:7.2f} ms" if merged else "")
+              + (f"  onnx {onnx['latency_ms_median']:7.2f} ms" if onnx else ""))
     print(f"written: {path}", file=sys.stderr)
     return 0

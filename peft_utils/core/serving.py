@@ -130,9 +130,13 @@ class Subject:
     differ: Callable[[Any, Any], float]      # disagreement of two outputs (0: they agree)
     rows: Sequence[dict]                     # the run's own evaluation rows (test)
     batch_size: int                          # the run's evaluation batch size
+    # (folder, threads) -> (an ONNX Runtime session, its infer): the merged model written as
+    # an ONNX graph into `folder` (`bench-inference` times it on CPU); None: the study has
+    # no ONNX form of its models (MT: generation is a loop, not one graph).
+    onnx: Callable[[Any, int], tuple[Any, Infer]] | None = None
 
-    def timed(self, model) -> dict[str, float]:
-        return time_model(model, self.infer, self.rows, self.batch_size)
+    def timed(self, model, infer: Infer | None = None) -> dict[str, float]:
+        return time_model(model, infer or self.infer, self.rows, self.batch_size)
 
     def merged(self):
         """The merged copy, or None when the method does not merge."""

@@ -7,8 +7,9 @@ Adding a study = a config class (a `HashedConfig`: run id, validation, path chec
 schema), a training notebook that takes `notebook_parameters` and calls the study's
 `train_and_evaluate`, the checks `grid run` makes before any cell (`preflight`), the dev score
 tuning selects on (`selection_score`), how a finished run's model is loaded for serving
-measurements (`serving_subject`), optionally how a finished run is exported (`export`), and
-the entry point, in this package or in another one.
+measurements (`serving_subject`), optionally how a finished run is exported (`export`) and
+how it predicts on new texts (`predict`), and the entry point, in this package or in another
+one.
 """
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ class Study:
     # (run folder, out folder, format, force) -> the export's metadata: `python -m peft_utils
     # export` (core.export); None: the study's runs cannot be exported yet.
     export: Callable[[Path, Path, str, bool], dict[str, Any]] | None = None
+    # The parsed arguments of `python -m peft_utils predict` (core.predict) -> exit status:
+    # a run's or an export's outputs on new texts; None: the study has no `predict` yet.
+    predict: Callable[[Any], int] | None = None
 
     @property
     def keys(self) -> set[str]:

@@ -39,6 +39,8 @@ def preflight(c: MTConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
 
 train = imported_when_called("peft_utils.mt.training", "train_and_evaluate")
 serving_subject = imported_when_called("peft_utils.mt.training", "load_serving_subject")
+export = imported_when_called("peft_utils.mt.export", "export_run")
+predict = imported_when_called("peft_utils.mt.predict", "predict_command")
 
 
 def selection_score(record: dict[str, Any]) -> float | None:
@@ -50,4 +52,4 @@ def selection_score(record: dict[str, Any]) -> float | None:
 STUDY = Study("mt", MTConfig, load_mt_config, NOTEBOOKS / "mt_train.ipynb",
               notebook_parameters, preflight, train, selection_score, serving_subject,
               leading_keys=("src_lang", "tgt_lang", "method", "budget", "train_size", "seed"),
-              task="seq2seq")
+              task="seq2seq", export=export, predict=predict)

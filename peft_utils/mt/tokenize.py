@@ -31,17 +31,27 @@ class Scheme:
                              f"{self.name} model; pick another model or language")
         return code
 
+    @property
+    def takes_codes(self) -> bool:
+        """The tokenizer takes the pair as language codes (`src_lang`, `tgt_lang`)."""
+        return self.name in ("mbart50", "nllb", "m2m100")
+
     def prepare(self, tokenizer, src: str, tgt: str) -> None:
-        if self.name in ("mbart50", "nllb", "m2m100"):
+        if self.takes_codes:
             tokenizer.src_lang, tokenizer.tgt_lang = self.code(src), self.code(tgt)
 
-    def sources(self, texts: list[str], src: str, tgt: str) -> list[str]:
+    def prefix(self, src: str, tgt: str) -> str:
+        """The text put before every source (a pipeline's `prefix`); empty for the families
+        that take language codes."""
         if self.name == "t5":
-            prefix = f"translate {LANGS[src].name} to {LANGS[tgt].name}: "
-            return [prefix + t for t in texts]
+            return f"translate {LANGS[src].name} to {LANGS[tgt].name}: "
         if self.name == "tags":
-            return [f"<2{tgt}> {t}" for t in texts]
-        return list(texts)
+            return f"<2{tgt}> "
+        return ""
+
+    def sources(self, texts: list[str], src: str, tgt: str) -> list[str]:
+        prefix = self.prefix(src, tgt)
+        return [prefix + t for t in texts]
 
     def generate_kwargs(self, tokenizer, tgt: str) -> dict[str, Any]:
         if self.name == "m2m100":
