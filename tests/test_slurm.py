@@ -67,8 +67,15 @@ def sacct(*args: str) -> list[list[str]]:
 
 
 def cell_jobs(name: str) -> list[list[str]]:
-    """(job id, state) of every job (array task) named `name`, as accounting knows them."""
-    return sacct("-o", "JobID,State", "--name", name)
+    """(job id, state) of every job (array task) named `name`, once accounting (a few
+    seconds behind the controller) has seen them all end."""
+    from peft_utils.grid.slurm import ACTIVE
+
+    def ended():
+        jobs = sacct("-o", "JobID,State", "--name", name)
+        return jobs if jobs and not any(s.split()[0] in ACTIVE for _, s in jobs) else None
+
+    return wait_for(ended, 60, f"accounting to see the jobs of {name} end")
 
 
 def scontrol(job_id: str) -> str:
@@ -133,7 +140,8 @@ def test_detached_tuned_grid_runs_as_array_jobs_with_the_local_records(tmp_path,
     ran = cell_jobs("grid-g")
     assert sorted(j for j, _ in ran) == sorted(v for k, v in jobs.items() if k != "coordinator")
     assert {s for _, s in ran} == {"COMPLETED"}
-    assert sacct("-o", "State", "-j", coordinator) == [["COMPLETED"]]
+    assert wait_for(lambda: sacct("-o", "State", "-j", coordinator) == [["COMPLETED"]], 60,
+                    "accounting to see the coordinator end")
     status = cli("grid", "status", str(grid_file), cwd=remote).stdout
     assert f"coordinator job {coordinator} COMPLETED" in status and " COMPLETED " in status
 
@@ -213,6 +221,11 @@ def test_requeued_and_cancelled_jobs_resume_from_their_checkpoints(tmp_path, sib
         jobs = jobs_of(results, "rq")
         subprocess.run(["scancel", "--signal=USR2", jobs[requeued.run_id]], check=True)
         subprocess.run(["scancel", jobs[cancelled.run_id]], check=True)
+        # Slurm holds a requeued job back for 2 minutes (its BeginTime): release it now.
+        wait_for(lambda: {"Restarts=1", "JobState=PENDING"} <= set(
+            scontrol(jobs[requeued.run_id]).split()), 120, "the requeue", runner, log)
+        subprocess.run(["scontrol", "update", f"JobId={jobs[requeued.run_id]}",
+                        "StartTime=now"], check=True)
         assert runner.wait(timeout=600) == 1, log.read_text()[-3000:]
     finally:
         if runner.poll() is None:

@@ -61,16 +61,21 @@ def remember(grid: Grid, jobs: dict[str, str]) -> None:
 
 # ---- the scheduler ------------------------------------------------------------------------
 def scheduler_states(job_ids: list[str]) -> dict[str, str]:
-    """job id -> state (PENDING, RUNNING, COMPLETED, CANCELLED, ...), from sacct, which knows
-    ended jobs; a job it does not know yet (its database lags behind) from squeue. Jobs
-    neither knows are left out."""
+    """job id -> state (PENDING, RUNNING, COMPLETED, CANCELLED, ...): from squeue, the
+    controller's own view, for the jobs it still holds; from sacct (accounting, which lags
+    a few seconds behind but keeps ended jobs) for the others. Jobs neither knows are left
+    out."""
     if not job_ids:
         return {}
-    mains = sorted({j.split("_")[0] for j in job_ids})
-    states = _parse(["sacct", "-X", "-o", "JobID,State", "--parsable2", "-j", ",".join(mains)])
-    if missing := [m for m in mains if not any(_main(j) == m for j in states)]:
-        states.update(_parse(["squeue", "-h", "--states=all", "-o", "%i|%T", "-j",
-                              ",".join(missing)], header="JobID|State"))
+    states: dict[str, dict[str, str]] = {}
+    # One array job at a time: squeue refuses a whole list if one id has been purged.
+    for main in sorted({_main(j) for j in job_ids}):
+        states.update(_parse(["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", main],
+                             header="JobID|State"))
+    if missing := sorted({_main(j) for j in job_ids if j not in states}):
+        ended = _parse(["sacct", "-X", "-o", "JobID,State", "--parsable2", "-j",
+                        ",".join(missing)])
+        states.update({j: s for j, s in ended.items() if j not in states})
     # "CANCELLED by 0" -> CANCELLED
     return {j: states[j]["State"].split()[0] for j in job_ids if states.get(j, {}).get("State")}
 
