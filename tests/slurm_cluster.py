@@ -100,7 +100,8 @@ class SlurmCluster:
             f"SlurmdLogFile={b / 'log' / 'slurmd.log'}\n"
             "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
             "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core_Memory\n"
-            "SlurmdParameters=config_overrides\nMpiDefault=none\nReturnToService=2\nJobCompType=jobcomp/none\n"
+            "SlurmdParameters=config_overrides\nMpiDefault=none\nReturnToService=2\n"
+            "JobCompType=jobcomp/none\n"
             "JobAcctGatherType=jobacct_gather/none\n"
             # Jobs scheduled as soon as they are submitted, and reported promptly after.
             "SchedulerType=sched/builtin\nSchedulerParameters=defer_batch=0,sched_interval=1\n"
@@ -132,7 +133,7 @@ class SlurmCluster:
         try:
             self._start(started + timeout)
         except BaseException:
-            self.stop()
+            self.stop(remove=False)   # its logs, named in the error
             raise
         self.startup_s = time.monotonic() - started
 
@@ -154,9 +155,10 @@ class SlurmCluster:
         key = self.base / "munge" / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        self._spawn("munged", [_which("munged"), "-F", "-f", f"--socket={self.base / 'munge' / 'sock'}",
-                               f"--key-file={key}", f"--pid-file={self.base / 'munge' / 'pid'}",
-                               f"--seed-file={self.base / 'munge' / 'seed'}",
+        munge = self.base / "munge"
+        self._spawn("munged", [_which("munged"), "-F", "-f", f"--socket={munge / 'sock'}",
+                               f"--key-file={key}", f"--pid-file={munge / 'pid'}",
+                               f"--seed-file={munge / 'seed'}",
                                f"--log-file={self.base / 'log' / 'munged.log'}"])
         self._wait(lambda: (self.base / "munge" / "sock").exists(), time.monotonic() + 30,
                    "munged")
@@ -182,9 +184,9 @@ class SlurmCluster:
 
     def sql(self, statement: str, check: bool = False) -> subprocess.CompletedProcess:
         """A statement as MariaDB's root, over its Unix socket."""
-        return subprocess.run(["mariadb", "--no-defaults", f"--socket={self.base / 'mysql' / 'sock'}",
-                               "-u", "root", "-e", statement], capture_output=True, text=True,
-                              check=check)
+        sock = self.base / "mysql" / "sock"
+        return subprocess.run(["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root",
+                               "-e", statement], capture_output=True, text=True, check=check)
 
     def mysql_url(self, database: str) -> str:
         """A new MariaDB database, as an SQLAlchemy URL (pymysql)."""
@@ -224,8 +226,8 @@ class SlurmCluster:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-2000:]}"
                          for p in sorted((self.base / "log").glob("*")))
 
-    def stop(self) -> None:
-        """Every daemon, newest first; jobs still running end with slurmd."""
+    def stop(self, remove: bool = True) -> None:
+        """Every daemon, newest first (jobs still running end with slurmd); then the folder."""
         with contextlib.suppress(Exception):
             self._run("scancel", "--full", "-u", "root")
         for name in reversed(list(self.procs)):
@@ -238,6 +240,8 @@ class SlurmCluster:
                     os.killpg(proc.pid, 9)
                     proc.wait()
         self.procs.clear()
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> SlurmCluster:
         self.start()

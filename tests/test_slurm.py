@@ -26,7 +26,8 @@ from fault_helpers import newest_checkpoint
 from peft_utils.core.runs import read_record, run_lock
 from peft_utils.grid import load_grid
 from peft_utils.grid.cell import CELL_LOCK
-from test_storage import _tiny_grid, choices
+from peft_utils.grid.slurm import ACTIVE, scheduler_states
+from test_storage import _tiny_grid, check_shared, choices, run_together
 from test_tuning import records, write_yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -100,17 +101,23 @@ def metrics(results: Path) -> dict[str, dict]:
 
 
 # ---- a tuned grid, detached -------------------------------------------------------------------
-def test_detached_tuned_grid_runs_as_array_jobs_with_the_local_records(tmp_path, sib_root,
-                                                                       tiny_model):
-    """The same tiny tuned grid (2 methods × 2 scenarios, 2 trials each) locally and on Slurm
-    with `--detach`: a coordinator job runs both stages as array jobs (2 at a time); `grid
-    status` follows it; `grid run` waits for it; every trial and final has the local run's id,
-    choice and exact metrics, and every cell had one job."""
-    local, remote = tmp_path / "local", tmp_path / "slurm"
+@pytest.fixture(scope="module")
+def local_tuned(tmp_path_factory, sib_root, tiny_model) -> Path:
+    """The tiny tuned grid (2 methods × 2 scenarios, 2 trials each) run by the local executor:
+    the results folder every other runner of it must reproduce."""
+    local = tmp_path_factory.mktemp("local")
     grid_file = _tiny_grid(local, sib_root, tiny_model, {})
     done = cli("grid", "run", str(grid_file), "--workers", "2", cwd=local)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return local / "results"
 
+
+def test_detached_tuned_grid_runs_as_array_jobs_with_the_local_records(local_tuned, tmp_path,
+                                                                       sib_root, tiny_model):
+    """The tiny tuned grid on Slurm with `--detach`: a coordinator job runs both stages as
+    array jobs (2 at a time); `grid status` follows it; `grid run` waits for it; every trial
+    and final has the local run's id, choice and exact metrics, and every cell had one job."""
+    remote = tmp_path / "slurm"
     grid_file = _tiny_grid(remote, sib_root, tiny_model, {})
     write_yaml(grid_file, {**yaml.safe_load(grid_file.read_text()), "slurm": JOB})
     began = time.monotonic()
@@ -129,21 +136,36 @@ def test_detached_tuned_grid_runs_as_array_jobs_with_the_local_records(tmp_path,
     assert f"coordinator job {coordinator} is running it; waiting" in followed.stdout
     assert "0 to run" in followed.stdout   # the coordinator finished everything
 
-    assert choices(results) == choices(local / "results")
-    assert metrics(results) == metrics(local / "results")
+    assert choices(results) == choices(local_tuned)
+    assert metrics(results) == metrics(local_tuned)
     # Trials, then finals: array jobs of at most 2 tasks at once (--workers 2).
     scripts = list((results / "_submitit" / "g").glob("*/*_submission.sh"))
     arrays = [re.search(r"#SBATCH --array=(\S+)", p.read_text()) for p in scripts]
     assert arrays and all(a and a.group(1).endswith("%2") for a in arrays if a), arrays
-    jobs = jobs_of(results, "g")
-    assert sorted(k for k in jobs if k != "coordinator") == sorted(metrics(results))
-    ran = cell_jobs("grid-g")
-    assert sorted(j for j, _ in ran) == sorted(v for k, v in jobs.items() if k != "coordinator")
-    assert {s for _, s in ran} == {"COMPLETED"}
+    # One job per run, all completed, and accounting knows of no other job of the grid's.
+    jobs = {k: v for k, v in jobs_of(results, "g").items() if k != "coordinator"}
+    assert sorted(jobs) == sorted(metrics(results))
+    assert len(set(jobs.values())) == len(jobs)
+    assert set(scheduler_states(list(jobs.values())).values()) == {"COMPLETED"}
+    assert {j for j, _ in cell_jobs("grid-g")} <= set(jobs.values())
     assert wait_for(lambda: sacct("-o", "State", "-j", coordinator) == [["COMPLETED"]], 60,
                     "accounting to see the coordinator end")
     status = cli("grid", "status", str(grid_file), cwd=remote).stdout
     assert f"coordinator job {coordinator} COMPLETED" in status and " COMPLETED " in status
+
+
+def test_two_runners_share_a_mysql_storage(local_tuned, slurm_cluster, tmp_path, sib_root,
+                                           tiny_model):
+    """tune.storage: mysql+pymysql://... (the cluster's MariaDB): two runners started at once
+    on one results folder ask each trial once, train each final once, and choose as the
+    local runner with its SQLite file did."""
+    pytest.importorskip("pymysql", reason="pip install 'peft-utils[cluster]' (pymysql)")
+    url = slurm_cluster.mysql_url(f"tuning_{int(time.time() * 1000)}")
+    grid_file = _tiny_grid(tmp_path, sib_root, tiny_model, {"storage": url})
+    outputs = run_together(grid_file, tmp_path)
+    check_shared(tmp_path, url, choices(local_tuned), outputs)
+    assert all("trials in mysql" in out for out in outputs)
+    assert metrics(tmp_path / "results") == metrics(local_tuned)
 
 
 # ---- job options ---------------------------------------------------------------------------------
@@ -248,7 +270,7 @@ def test_requeued_and_cancelled_jobs_resume_from_their_checkpoints(tmp_path, sib
         assert record["metrics"] == whole.record["metrics"], cell.run_id
 
 
-# ---- a killed runner, a cell held elsewhere -------------------------------------------------------
+# ---- a killed runner, a cell held elsewhere ----------------------------------------------
 def test_killed_runner_reattaches_and_leaves_held_cells_to_their_runner(tmp_path, sib_root,
                                                                         tiny_model):
     """SIGKILL the runner while one job runs and one waits (--workers 1): `grid status` shows

@@ -70,7 +70,8 @@ def postgres(tmp_path_factory):
     try:
         yield lambda name: _create_database(socket, name)
     finally:
-        subprocess.run(_as_server_user([binaries["pg_ctl"], "-D", str(data), "-m", "immediate", "stop"]),
+        subprocess.run(_as_server_user([binaries["pg_ctl"], "-D", str(data), "-m", "immediate",
+                                        "stop"]),
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 

@@ -61,20 +61,13 @@ def _run(args) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.executor == "slurm" and not args.in_coordinator:
-        from peft_utils.grid.slurm import coordinator_running, follow_coordinator
-
-        if args.detach and (job := coordinator_running(grid)):
-            print(f"grid {grid.path.name}: coordinator job {job} is already running it; "
-                  f"follow with `grid status {args.grid_file}`")
-            return 0
-        if not args.detach and not follow_coordinator(grid):
-            return 130
-        if args.detach and grid.tune:
-            return _detach_tuned(grid, args)
-    elif args.detach and args.executor != "slurm":
+    if args.detach and args.executor != "slurm":
         print("error: --detach needs --executor slurm", file=sys.stderr)
         return 2
+    if args.executor == "slurm" and not args.in_coordinator:
+        done = _coordinator_first(grid, args)
+        if done is not None:
+            return done
     if grid.tune:
         return _run_tuned(grid, args)
     todo = [c for c in grid.cells if cell_state(grid.results_dir, c) != COMPLETE]
@@ -84,6 +77,23 @@ def _run(args) -> int:
         return 0
     _check(grid, todo)
     return _execute(grid, todo, args)
+
+
+def _coordinator_first(grid, args) -> int | None:
+    """What a grid's coordinator job (`--detach` of a tuned grid) decides before this runner
+    does anything: wait for it to end, or submit it; None: go on as usual."""
+    from peft_utils.grid.slurm import coordinator_running, follow_coordinator
+
+    if args.detach and (job := coordinator_running(grid)):
+        print(f"grid {grid.path.name}: coordinator job {job} is already running it; follow "
+              f"with `grid status {args.grid_file}`")
+        return 0
+    if not args.detach and not follow_coordinator(grid):
+        return 130
+    if args.detach and grid.tune:
+        _check(grid, grid.cells)   # a bad data path stops here, not in the job
+        return _detach_tuned(grid, args)
+    return None
 
 
 def _detach_tuned(grid, args) -> int:

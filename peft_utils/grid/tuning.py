@@ -437,8 +437,8 @@ def open_storage(url: str):
         return optuna.storages.get_storage(url)
     except ImportError as err:   # the database's driver (SQLAlchemy imports it)
         raise ConfigError(f"tune.storage {url.split(':')[0]}: its driver is missing ({err}); "
-                          "pip install 'peft-utils[cluster]' (PostgreSQL), or a MySQL driver "
-                          "such as pymysql") from None
+                          "pip install 'peft-utils[cluster]' (psycopg2 for postgresql://, "
+                          "pymysql for mysql+pymysql://)") from None
 
 
 def require_optuna() -> None:
