@@ -61,8 +61,10 @@ def _run(args) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
-    if args.detach and args.executor != "slurm":
-        print("error: --detach needs --executor slurm", file=sys.stderr)
+    if args.detach and (args.executor != "slurm" or grid.slurm.get("cluster", "slurm") != "slurm"):
+        # Jobs of `cluster: local` are the runner's own processes: nothing would outlive it.
+        print("error: --detach needs --executor slurm and a Slurm cluster (not `cluster: "
+              "local`)", file=sys.stderr)
         return 2
     if args.executor == "slurm" and not args.in_coordinator:
         done = _coordinator_first(grid, args)
@@ -129,12 +131,12 @@ def _run_tuned(grid, args) -> int:
     """Stage 1, the trials (every method the same number, scored on dev), then stage 2, the
     grid's cells at their group's best trial's values. Rerunning finishes what is missing."""
     from peft_utils.grid.state import COMPLETE, cell_state
-    from peft_utils.grid.tuning import Tuner, require_optuna
+    from peft_utils.grid.tuning import Tuner, require_optuna, shown_storage
 
     require_optuna()
     tuner = Tuner(grid)
     print(f"grid {grid.path.name}: tuning {len(tuner.groups)} group(s); results in "
-          f"{grid.results_dir}, trials in {tuner.storage}")
+          f"{grid.results_dir}, trials in {shown_storage(tuner.storage)}")
     for line in grid.tune.describe():
         print(line)
     checked = False

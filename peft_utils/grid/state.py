@@ -32,12 +32,13 @@ def status_table(grid: Grid) -> str:
     head = [f"coordinator job {jobs[COORDINATOR]}"] if COORDINATOR in jobs else []
     if not grid.tune:
         return "\n".join([*head, _table(grid, grid.cells, jobs)])
-    from peft_utils.grid.tuning import Tuner
+    from peft_utils.grid.tuning import Tuner, shown_storage
 
     tuner = Tuner(grid)
     trials = [c for t in tuner.trials(ask=False) for c in t.runs]
     finals, untuned = tuner.finals() if tuner.finished() else ([], [g.name for g in tuner.groups])
-    lines = [*head, f"stage 1 (tune): {len(trials)} trial runs (trials in {tuner.storage})",
+    stored = shown_storage(tuner.storage)
+    lines = [*head, f"stage 1 (tune): {len(trials)} trial runs (trials in {stored})",
              _table(grid, trials, jobs),
              f"stage 2 (final): {len(finals)} of {len(grid.cells)} cells configured"]
     if finals:
