@@ -2,7 +2,7 @@
 (tests/test_slurm.py): munged, MariaDB, slurmdbd (accounting: submitit follows its jobs with
 `sacct`, as on every real cluster), slurmctld and slurmd, all as root on this machine, on
 ports nobody else uses. `python tests/slurm_cluster.py` starts one, prints how long that took
-and the `export SLURM_CONF=...` to use it from a shell, and stops it at Ctrl-C.
+and the `export SLURM_CONF=...` to use it from a shell, and stops it at Ctrl-C or `kill`.
 
 Debian's packages: `apt-get install -y slurm-wlm slurmdbd munge mariadb-server`.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -252,6 +253,8 @@ class SlurmCluster:
 
 
 if __name__ == "__main__":
+    # `kill` stops it as Ctrl-C does: the daemons with it (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with SlurmCluster() as cluster:
         print(f"cluster up in {cluster.startup_s:.1f} s; in a shell: "
               f"export SLURM_CONF={cluster.conf}", flush=True)
@@ -259,4 +262,4 @@ if __name__ == "__main__":
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            sys.exit(0)
+            pass
