@@ -1,7 +1,7 @@
 """A grid's Slurm jobs: which job runs which cell, remembered in the results folder
 (`_submitit/<grid>/jobs.json`) so that a runner that was killed, or one started later, finds
 the jobs still queued or running and waits for them instead of submitting a second job; what
-the scheduler says of them (sacct, else squeue); the job a cell runs in (requeued, and resumed
+the scheduler says of them (squeue, else sacct); the job a cell runs in (requeued, and resumed
 from its checkpoint, when it reaches its time limit or is preempted); and the coordinator job
 of `grid run --detach` that runs a tuned grid's stages without a runner on the login node.
 """
