@@ -6,8 +6,8 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: help install test test-all test-slow demo demo-random-head demo-full demo-prepare imbalanced report bench bench-inference \
-        bench-multitask gpu-check gpu-wheels \
+.PHONY: help install test test-all test-slow test-slurm demo demo-random-head demo-full demo-prepare imbalanced \
+        report bench bench-inference bench-multitask gpu-check gpu-wheels \
         mt-smoke clean docs
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test       set up and run the fast test suite"
 	@echo "make test-all   include slow tests"
 	@echo "make test-slow  only the slow tier (CI runs it after make test)"
+	@echo "make test-slurm grids on a real single-node Slurm cluster the tests start (root, apt)"
 	@echo "make report     render the analysis report from results/"
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
@@ -110,6 +111,12 @@ test-all: install
 # across processes): .ci/run runs it after `make test` and the docs.
 test-slow: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow
+
+# Grids on a real Slurm scheduler: tests/slurm_cluster.py starts munged, MariaDB, slurmdbd,
+# slurmctld and slurmd in a temporary folder (installing slurm-wlm, slurmdbd, munge and
+# mariadb-server with apt when missing, as root). One process: the jobs need the cores.
+test-slurm: install
+	$(PY) -m pytest -q -m slurm
 
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, a missing page or a
 # warning from the API reference fails the build. `$(PY) -m mkdocs serve` previews it while editing.

@@ -65,6 +65,39 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-xlmr", texts, max_length=256)
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test whose service (a database server, a Slurm cluster) cannot run here, or fail
+    it where CI demands the services (PEFT_UTILS_REQUIRE_SERVICES=1, set by .ci/run)."""
+    if os.environ.get("PEFT_UTILS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (PEFT_UTILS_REQUIRE_SERVICES=1: services are required)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A single-node Slurm cluster for the session (tests/slurm_cluster.py), its packages
+    installed with apt when missing; clients find it through SLURM_CONF, set here for this
+    process and the runners it starts. Stopped at teardown."""
+    import slurm_cluster as cluster_module
+
+    if cluster_module.missing_binaries() and (why := cluster_module.install()):
+        unavailable(why)
+    cluster = cluster_module.SlurmCluster()
+    cluster.start()
+    before = {k: os.environ.get(k) for k in ("SLURM_CONF", "PEFT_UTILS_SLURM_POLL_S")}
+    os.environ.update(cluster.env, PEFT_UTILS_SLURM_POLL_S="1")
+    print(f"\nslurm cluster up in {cluster.startup_s:.1f} s ({cluster.base})")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture
 def one_thread(monkeypatch):
     """One torch thread (train_and_evaluate follows OMP_NUM_THREADS): tiny matrices gain

@@ -340,6 +340,34 @@ def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, presets, monkey
     assert "set `cluster: local` under `slurm:`" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()   # nothing submitted, nothing half-written
 
+def test_job_memory_merges_submissions_and_forgets_a_torn_file(tmp_path, presets, monkeypatch):
+    """The Slurm runner's memory of which job runs which cell (tests/test_slurm.py runs it
+    against a real scheduler); without Slurm commands, `grid status` shows the jobs' state as
+    UNKNOWN instead of failing."""
+    from peft_utils.grid.slurm import JOBS, jobs_folder, remember, remembered
+    from peft_utils.grid.state import status_table
+
+    grid = load_grid(write_yaml(presets / "g.yaml", {"presets": ["presets/tiny.yaml"]}),
+                     results_dir=tmp_path / "results")
+    (cell,) = grid.cells
+    assert remembered(grid) == {}
+    remember(grid, {cell.run_id: "7_0", "coordinator": "6"})
+    remember(grid, {cell.run_id: "9_0"})   # resubmitted after its first job ended
+    assert remembered(grid) == {cell.run_id: "9_0", "coordinator": "6"}
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
+    table = status_table(grid)
+    assert "coordinator job 6 UNKNOWN" in table and "9_0 UNKNOWN" in table
+    (jobs_folder(grid) / JOBS).write_text('{"' + cell.run_id + '": "9_')   # torn by hand
+    assert remembered(grid) == {}
+    assert not list(jobs_folder(grid).glob("*.tmp"))
+
+
+def test_detach_needs_the_slurm_executor(tmp_path, presets, capsys):
+    grid = write_yaml(presets / "g.yaml", {"presets": ["presets/tiny.yaml"]})
+    assert main(["grid", "run", str(grid), "--detach", "--results", str(tmp_path / "r")]) == 2
+    assert "--detach needs --executor slurm" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_one_cell_on_two_processes_with_accelerate(tmp_path, sib_root, tiny_model):
     """The documented multi-GPU command, on CPU: two processes, one record from rank 0."""

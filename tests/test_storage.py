@@ -15,10 +15,23 @@ from pathlib import Path
 import pytest
 
 from peft_utils.core.config import ConfigError
+from conftest import unavailable
 from peft_utils.grid import load_grid
 from test_tuning import records, tuned_grid  # noqa: F401  (tuned_grid: a fixture)
 
 PG_BINARIES = ("initdb", "pg_ctl", "postgres")
+
+
+def pg_binary(name: str) -> str | None:
+    """On PATH, else where Debian's and Ubuntu's `postgresql` package puts it (not on PATH)."""
+    import glob
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return candidates[-1] if candidates else None
 
 
 # ---- a PostgreSQL server for the session ---------------------------------------------------
@@ -32,11 +45,14 @@ def postgres(tmp_path_factory):
     """A PostgreSQL server in a temporary folder, on a Unix socket (no port to clash);
     yields a function that creates a new database and returns its URL. Stopped at teardown,
     whatever the tests did."""
-    missing = [b for b in PG_BINARIES if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"PostgreSQL binaries not on PATH ({', '.join(missing)}): install "
-                    "PostgreSQL to test tune.storage: postgresql://")
-    pytest.importorskip("psycopg2", reason="pip install 'peft-utils[cluster]' (psycopg2)")
+    binaries = {b: pg_binary(b) for b in PG_BINARIES}
+    if missing := [b for b, path in binaries.items() if path is None]:
+        unavailable(f"PostgreSQL binaries not found ({', '.join(missing)}): install "
+                    "PostgreSQL (apt-get install postgresql) to test tune.storage: postgresql://")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        unavailable("pip install 'peft-utils[cluster]' (psycopg2)")
     # Outside tmp_path_factory's folder (mode 700 to root), so that `nobody` may enter it.
     base = Path(tempfile.mkdtemp(prefix="pg-"))
     data, socket = base / "data", base / "sock"
@@ -44,17 +60,18 @@ def postgres(tmp_path_factory):
     if os.geteuid() == 0:
         shutil.chown(base, "nobody")
         shutil.chown(socket, "nobody")
-    subprocess.run(_as_server_user(["initdb", "-D", str(data), "-U", "postgres",
+    subprocess.run(_as_server_user([binaries["initdb"], "-D", str(data), "-U", "postgres",
                                     "--auth=trust", "-E", "UTF8"]),
                    check=True, capture_output=True)
     options = f"-k {socket} -c listen_addresses='' -c fsync=off"
-    subprocess.run(_as_server_user(["pg_ctl", "-D", str(data), "-o", options, "-l",
+    subprocess.run(_as_server_user([binaries["pg_ctl"], "-D", str(data), "-o", options, "-l",
                                     str(base / "server.log"), "-w", "start"]),
                    check=True, capture_output=True)
     try:
         yield lambda name: _create_database(socket, name)
     finally:
-        subprocess.run(_as_server_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+        subprocess.run(_as_server_user([binaries["pg_ctl"], "-D", str(data), "-m", "immediate",
+                                        "stop"]),
                        capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
 

@@ -32,7 +32,11 @@ notebook itself
 - Slurm executor: one array task per cell through submitit; parameters come from the grid
   file's `slurm:` mapping (partition, gpus_per_node, cpus_per_task, mem_gb, timeout_min, ...;
   `cluster: local` runs the jobs as local processes). The command waits and reports; Ctrl-C
-  stops waiting, not the jobs.
+  stops waiting, not the jobs. Which job runs which cell is kept in
+  `_submitit/<grid>/jobs.json`: a later runner waits for a cell's queued or running job
+  instead of submitting another; a job at its time limit or preempted is requeued and
+  resumes its cell from the checkpoint; `--detach` submits and returns (a tuned grid's
+  stages then run in a coordinator job). See `grid.slurm` and docs/cluster.md.
 
 One run on several GPUs
 -----------------------

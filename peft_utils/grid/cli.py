@@ -1,6 +1,7 @@
 """`python -m peft_utils grid run|status|run-cell|worker`."""
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import time
@@ -27,6 +28,10 @@ def register(subparsers) -> None:
                      "(reset in between): faster, the same metrics, but a worker's later cells "
                      "train faster and, on CPU, peak higher than its first; for exploring, not "
                      "for the cost tables")
+    run.add_argument("--detach", action="store_true",
+                     help="slurm: submit and return at once (a tuned grid: its stages in a "
+                     "coordinator job); follow with `grid status`, collect with `grid run`")
+    run.add_argument("--in-coordinator", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="state of every cell of a grid file")
@@ -56,6 +61,15 @@ def _run(args) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.detach and (args.executor != "slurm" or grid.slurm.get("cluster", "slurm") != "slurm"):
+        # Jobs of `cluster: local` are the runner's own processes: nothing would outlive it.
+        print("error: --detach needs --executor slurm and a Slurm cluster (not `cluster: "
+              "local`)", file=sys.stderr)
+        return 2
+    if args.executor == "slurm" and not args.in_coordinator:
+        done = _coordinator_first(grid, args)
+        if done is not None:
+            return done
     if grid.tune:
         return _run_tuned(grid, args)
     todo = [c for c in grid.cells if cell_state(grid.results_dir, c) != COMPLETE]
@@ -65,6 +79,39 @@ def _run(args) -> int:
         return 0
     _check(grid, todo)
     return _execute(grid, todo, args)
+
+
+def _coordinator_first(grid, args) -> int | None:
+    """What a grid's coordinator job (`--detach` of a tuned grid) decides before this runner
+    does anything: wait for it to end, or submit it; None: go on as usual."""
+    from peft_utils.grid.slurm import coordinator_running, follow_coordinator
+
+    if args.detach and (job := coordinator_running(grid)):
+        print(f"grid {grid.path.name}: coordinator job {job} is already running it; follow "
+              f"with `grid status {args.grid_file}`")
+        return 0
+    if not args.detach and not follow_coordinator(grid):
+        return 130
+    if args.detach and grid.tune:
+        _check(grid, grid.cells)   # a bad data path stops here, not in the job
+        return _detach_tuned(grid, args)
+    return None
+
+
+def _detach_tuned(grid, args) -> int:
+    """The tuned grid's runner itself as a Slurm job: it asks, submits and tells stage after
+    stage while nobody is logged in; `grid status` follows it, `grid run` waits for it."""
+    from peft_utils.grid.executors import submit_coordinator
+
+    argv = ["grid", "run", str(grid.path), "--executor", "slurm", "--workers",
+            str(args.workers), "--results", str(grid.results_dir), "--in-coordinator"]
+    if args.notebook:
+        argv += ["--notebook", str(Path(args.notebook).resolve())]
+    job = submit_coordinator(grid, argv)
+    print(f"grid {grid.path.name}: submitted coordinator job {job}, which runs the tuning "
+          f"and final stages; follow with `grid status {args.grid_file}`, wait for the end "
+          f"with `grid run {args.grid_file} --executor slurm`")
+    return 0
 
 
 def _check(grid, cells) -> None:
@@ -84,12 +131,12 @@ def _run_tuned(grid, args) -> int:
     """Stage 1, the trials (every method the same number, scored on dev), then stage 2, the
     grid's cells at their group's best trial's values. Rerunning finishes what is missing."""
     from peft_utils.grid.state import COMPLETE, cell_state
-    from peft_utils.grid.tuning import Tuner, require_optuna
+    from peft_utils.grid.tuning import Tuner, require_optuna, shown_storage
 
     require_optuna()
     tuner = Tuner(grid)
     print(f"grid {grid.path.name}: tuning {len(tuner.groups)} group(s); results in "
-          f"{grid.results_dir}, trials in {tuner.storage}")
+          f"{grid.results_dir}, trials in {shown_storage(tuner.storage)}")
     for line in grid.tune.describe():
         print(line)
     checked = False
@@ -171,10 +218,14 @@ def _execute(grid, todo, args, keep_kernels: bool = False) -> int:
     def launch(cells):
         if args.executor == "local":
             return run_local(grid, cells, args.workers, progress, notebook, keep)
-        return run_submitit(grid, cells, args.workers, progress, notebook)
+        return run_submitit(grid, cells, args.workers, progress, notebook, args.detach)
 
     try:
         outcomes = launch(todo)
+        if args.detach:
+            print(f"detached: follow with `grid status {args.grid_file}`, collect with "
+                  f"`grid run {args.grid_file} --executor slurm`")
+            return 0
         # Cells another runner was running: wait for them; run those it left unfinished.
         while left := _wait_for_other_runners(todo, outcomes):
             progress.total += len(left)

@@ -220,16 +220,23 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 
 # ---- slurm (submitit) -----------------------------------------------------
-def submitit_executor(grid: Grid, workers: int | None = None):
+# Options of the cells' jobs that the coordinator job (`grid run --detach`) does without.
+CELL_ONLY = {"gpus_per_node", "gpus_per_task", "gres", "slurm_gres", "array_parallelism",
+             "slurm_array_parallelism", "cpus_per_task", "mem_gb", "mem", "slurm_mem"}
+
+
+def submitit_executor(grid: Grid, workers: int | None = None, coordinator: bool = False):
     """An AutoExecutor from the grid's `slurm:` mapping; `cluster: local` runs the jobs as local
-    processes (used by the tests), `cluster: debug` in this process."""
+    processes (used by the tests), `cluster: debug` in this process. `coordinator`: for the job
+    that runs `grid run` itself: one core, 2 GB, no GPU or generic resource."""
     import submitit
+
+    from peft_utils.grid.slurm import jobs_folder
 
     params = dict(grid.slurm)
     cluster = params.pop("cluster", "slurm")
-    folder = grid.results_dir / "_submitit" / grid.name / "%j"
     try:
-        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        executor = submitit.AutoExecutor(folder=jobs_folder(grid) / "%j", cluster=cluster)
     except RuntimeError as err:   # no srun here
         raise ConfigError(f"{grid.path}: --executor slurm: {err} (to try the jobs on this "
                           "machine, set `cluster: local` under `slurm:`)") from None
@@ -239,32 +246,69 @@ def submitit_executor(grid: Grid, workers: int | None = None):
                    f"slurm_{key}"] = value
     if workers and cluster == "slurm":
         translated.setdefault("slurm_array_parallelism", workers)
+    if coordinator:
+        translated = {k: v for k, v in translated.items() if k not in CELL_ONLY}
+        translated.update(cpus_per_task=1, mem_gb=2, name=f"grid-{grid.name}-coordinator")
     if cluster != "slurm":   # slurm_* keys do not apply to the local and debug executors
         translated = {k: v for k, v in translated.items() if not k.startswith("slurm_")}
     executor.update_parameters(**translated)
     return executor
 
 
+def submit(grid: Grid, executor, cells: list[Cell], notebook: Path | None) -> dict[str, Any]:
+    """Submit one array job, a task per cell, and remember which job runs which cell; a grid
+    option Slurm refuses stops here with sbatch's message."""
+    from peft_utils.grid.slurm import CellJob, remember, sbatch_refusal
+
+    specs = [str(write_spec(cell.config, grid.path, notebook)) for cell in cells]
+    with sbatch_refusal(grid, "the jobs"), executor.batch():   # an array job, a task per cell
+        jobs = [executor.submit(CellJob(), spec) for spec in specs]
+    if executor.cluster == "slurm":
+        remember(grid, {cell.run_id: job.job_id for cell, job in zip(cells, jobs)})
+    return {cell.run_id: job for cell, job in zip(cells, jobs)}
+
+
 def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: Progress,
-                 notebook: Path | None = None) -> list[Outcome]:
+                 notebook: Path | None = None, detach: bool = False) -> list[Outcome]:
+    """Each cell in a Slurm job: the job already queued or running for it (this runner's
+    predecessor's, or another runner's), else a new one; a cell another runner holds on this
+    file system is left to it. `detach`: submit and return (the cells' Outcomes come from a
+    later runner)."""
     import submitit
 
-    from peft_utils.grid.cell import run_cell
+    from peft_utils.grid.slurm import active_jobs, attach, poll_s
 
     executor = submitit_executor(grid, workers)
-    # sacct is queried on every poll: gently on a cluster, often for local processes.
-    poll_s = 15.0 if executor.cluster == "slurm" else 1.0
-    specs = [str(write_spec(cell.config, grid.path, notebook)) for cell in cells]
-    with executor.batch():   # one array job, one task per cell
-        jobs = [executor.submit(run_cell, spec) for spec in specs]
-    cell_of = {job.job_id: cell for job, cell in zip(jobs, cells)}
-    array_ids = sorted({job.job_id.split("_")[0] for job in jobs})
-    progress.echo(f"submitted {len(jobs)} jobs ({', '.join(array_ids)}); "
-                  f"logs under {grid.results_dir / '_submitit' / grid.name}")
+    slurm = executor.cluster == "slurm"
+    running = active_jobs(grid, [c.run_id for c in cells]) if slurm else {}
+    jobs = {run_id: attach(grid, job_id) for run_id, job_id in running.items()}
+    if jobs:
+        progress.echo(f"{len(jobs)} cell(s) already have a job queued or running: "
+                      f"{', '.join(sorted(set(running.values())))}; waiting for them")
     outcomes = []
+    fresh = []
+    for cell in cells:
+        if cell.run_id in jobs:
+            continue
+        if running_elsewhere(cell):   # another runner's worker has it (a lock it holds)
+            outcomes.append(Outcome(cell.run_id, ELSEWHERE, None, 0.0))
+            progress.finished(outcomes[-1])
+        else:
+            fresh.append(cell)
+    if fresh:
+        submitted = submit(grid, executor, fresh, notebook)
+        jobs.update(submitted)
+        array_ids = sorted({job.job_id.split("_")[0] for job in submitted.values()})
+        progress.echo(f"submitted {len(submitted)} jobs ({', '.join(array_ids)}); "
+                      f"logs under {grid.results_dir / '_submitit' / grid.name}")
+    if detach:
+        return outcomes
+    cell_of = {job.job_id: next(c for c in cells if c.run_id == run_id)
+               for run_id, job in jobs.items()}
     started = time.perf_counter()
     try:
-        for job in submitit.helpers.as_completed(jobs, poll_frequency=poll_s):
+        for job in submitit.helpers.as_completed(list(jobs.values()),
+                                                 poll_frequency=poll_s() if slurm else 1.0):
             cell = cell_of[job.job_id]
             try:
                 outcome = Outcome(**job.result())
@@ -277,3 +321,15 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
         progress.echo("stopped waiting; the jobs keep running (check with `grid status`)")
         raise
     return outcomes
+
+
+def submit_coordinator(grid: Grid, argv: list[str]) -> str:
+    """`grid run` with `argv` as a Slurm job of its own; its job id, remembered."""
+    from peft_utils.grid.slurm import COORDINATOR, Coordinator, remember, sbatch_refusal
+
+    executor = submitit_executor(grid, coordinator=True)
+    with sbatch_refusal(grid, "the coordinator job"):
+        job = executor.submit(Coordinator(), argv)
+    if executor.cluster == "slurm":
+        remember(grid, {COORDINATOR: job.job_id})
+    return job.job_id

@@ -423,6 +423,18 @@ def storage_url(grid) -> str:
     return storage or f"sqlite:///{grid.results_dir / 'tuning.db'}"
 
 
+def shown_storage(url: str) -> str:
+    """The storage URL to print: a database password replaced by ***."""
+    if url.startswith(JOURNAL):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:   # not a URL SQLAlchemy reads: Optuna will say so when it opens it
+        return url
+
+
 def open_storage(url: str):
     """The Optuna storage at `url`: a journal file (journal:///PATH) or a database."""
     import optuna
@@ -437,8 +449,8 @@ def open_storage(url: str):
         return optuna.storages.get_storage(url)
     except ImportError as err:   # the database's driver (SQLAlchemy imports it)
         raise ConfigError(f"tune.storage {url.split(':')[0]}: its driver is missing ({err}); "
-                          "pip install 'peft-utils[cluster]' (PostgreSQL), or a MySQL driver "
-                          "such as pymysql") from None
+                          "pip install 'peft-utils[cluster]' (psycopg2 for postgresql://, "
+                          "pymysql for mysql+pymysql://)") from None
 
 
 def require_optuna() -> None:
