@@ -74,7 +74,9 @@ def test_every_task_in_one_pass_matches_one_at_a_time(runs):
     assert list(together) == ["sib", "brighter", "sib_again"]
     for name, logits in together.items():
         np.testing.assert_allclose(logits, shared.logits(name, rows), atol=TOLERANCE, rtol=0)
-    np.testing.assert_array_equal(together["sib"], together["sib_again"])
+    # Not bit-identical: the two copies sit at different rows of one batched pass, and the
+    # CPU kernels may block the rows differently (4.8e-7 seen on 2 busy cores).
+    np.testing.assert_allclose(together["sib"], together["sib_again"], atol=TOLERANCE, rtol=0)
 
 
 def test_each_task_reads_its_own_adapter(runs):
