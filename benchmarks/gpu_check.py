@@ -105,20 +105,10 @@ def peak_flops(device: str, override_tflops: float | None) -> tuple[float | None
             if key.lower() in name.lower():
                 return tflops * 1e12, f"{name}: {key} dense bf16 data sheet"
         return None, f"{name}: not in PEAK_TFLOPS, MFU omitted (set --peak-tflops)"
-    return cpu_matmul_flops(), "CPU: fp32 matmul rate measured here (2048², best of 5)"
+    from peft_utils.core.timing import matmul_flops
 
+    return matmul_flops(), "CPU: fp32 matmul rate measured here (2048², best of 5)"
 
-def cpu_matmul_flops(size: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
 
 
 def reset_memory(device: str) -> None:

@@ -133,19 +133,11 @@ def fixed_shape_step(spec: dict) -> dict:
 
 
 def peak_matmul_flops(size: int = 2048, repeats: int = 10) -> float:
-    import torch
-
     from peft_utils.core.devices import set_cpu_threads
+    from peft_utils.core.timing import matmul_flops
 
     set_cpu_threads()
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
+    return matmul_flops(size, repeats)
 
 
 def in_child(fn, spec):

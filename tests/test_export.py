@@ -120,12 +120,13 @@ def reference(run_dir):
     return list(frame["text"]), logits, recorded
 
 
-def in_fresh_process(fmt: str, folder, texts, tmp_path) -> dict:
-    """The snippet of `fmt` run by a new interpreter that cannot import this project."""
-    texts_file = tmp_path / "texts.json"
-    texts_file.write_text(json.dumps(texts))
+def in_fresh_process(snippet: str, folder, inputs: list[str], tmp_path) -> dict:
+    """`snippet` run by a new interpreter that cannot import this project, on `folder` and a
+    JSON file of `inputs`; its last output line, as JSON."""
+    inputs_file = tmp_path / "inputs.json"
+    inputs_file.write_text(json.dumps(inputs))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", SNIPPETS[fmt], str(folder), str(texts_file)],
+    done = subprocess.run([sys.executable, "-c", snippet, str(folder), str(inputs_file)],
                           cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -137,7 +138,7 @@ def assert_predicts_the_run(fmt: str, run_dir, tmp_path) -> dict:
     meta = export_run(run_dir, out, fmt)
     assert read_metadata(out) == json.loads(json.dumps(meta))
     texts, logits, recorded = reference(run_dir)
-    got = in_fresh_process(fmt, out, texts, tmp_path)
+    got = in_fresh_process(SNIPPETS[fmt], out, texts, tmp_path)
     assert not any(m.startswith("peft_utils") for m in got["modules"])
     np.testing.assert_allclose(np.asarray(got["logits"]), logits, rtol=0, atol=ONNX_TOLERANCE)
     # Top-1 labels identical wherever the run's own top two are told apart at all.

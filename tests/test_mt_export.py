@@ -5,9 +5,6 @@ format a method has no form in, and ONNX for any MT run, is refused in one line 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -18,6 +15,7 @@ from peft_utils.mt.config import MTConfig
 from peft_utils.mt.export import export_run
 from peft_utils.mt.testing import make_ntrex_tree, make_tiny_mt_model
 from peft_utils.mt.training import train_and_evaluate
+from test_export import in_fresh_process
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # see conftest.one_thread
 
@@ -124,25 +122,13 @@ def recorded(run_dir) -> tuple[list[str], list[str]]:
     return list(table["src"]), list(table["hypothesis"])
 
 
-def in_fresh_process(fmt: str, folder, sources, tmp_path) -> dict:
-    """The snippet of `fmt` run by a new interpreter that cannot import this project."""
-    sources_file = tmp_path / "sources.json"
-    sources_file.write_text(json.dumps(sources))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", SNIPPETS[fmt], str(folder), str(sources_file)],
-                          cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def assert_translates_as_the_run(fmt: str, run_dir, tmp_path) -> dict:
     out = tmp_path / f"export-{fmt}"
     meta = export_run(run_dir, out, fmt)
     assert read_metadata(out) == json.loads(json.dumps(meta))
     sources, hypotheses = recorded(run_dir)
     assert all(hypotheses), "the run translated nothing: there is nothing to compare"
-    got = in_fresh_process(fmt, out, sources, tmp_path)
+    got = in_fresh_process(SNIPPETS[fmt], out, sources, tmp_path)
     assert not any(m.startswith("peft_utils") for m in got["modules"])
     assert got["translations"] == hypotheses
     return meta

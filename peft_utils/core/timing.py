@@ -22,3 +22,18 @@ class Stopwatch:
 
     def as_dict(self) -> dict[str, float]:
         return {"started_at": self.started_at, **{f"{k}_s": v for k, v in self.seconds.items()}}
+
+
+def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an fp32 size x size matmul on this process's CPU threads, best of `repeats`
+    after a warm-up: the peak the benchmarks' MFU on CPU is measured against."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
