@@ -276,7 +276,7 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
     later runner)."""
     import submitit
 
-    from peft_utils.grid.slurm import active_jobs, attach, poll_s
+    from peft_utils.grid.slurm import active_jobs, attach, jobs_folder, poll_s
 
     executor = submitit_executor(grid, workers)
     slurm = executor.cluster == "slurm"
@@ -300,11 +300,11 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
         jobs.update(submitted)
         array_ids = sorted({job.job_id.split("_")[0] for job in submitted.values()})
         progress.echo(f"submitted {len(submitted)} jobs ({', '.join(array_ids)}); "
-                      f"logs under {grid.results_dir / '_submitit' / grid.name}")
+                      f"logs under {jobs_folder(grid)}")
     if detach:
         return outcomes
-    cell_of = {job.job_id: next(c for c in cells if c.run_id == run_id)
-               for run_id, job in jobs.items()}
+    by_run_id = {cell.run_id: cell for cell in cells}
+    cell_of = {job.job_id: by_run_id[run_id] for run_id, job in jobs.items()}
     started = time.perf_counter()
     try:
         for job in submitit.helpers.as_completed(list(jobs.values()),
