@@ -237,12 +237,22 @@ def test_requeued_and_cancelled_jobs_resume_from_their_checkpoints(tmp_path, sib
     runner = start("grid", "run", str(grid_file), "--executor", "slurm", "--workers", "2",
                    cwd=tmp_path, log=log)
     try:
-        for cell in (requeued, cancelled):
-            wait_for(lambda c=cell: newest_checkpoint(results / c.run_id), 300,
-                     f"a checkpoint of {cell.run_id}", runner, log)
+        # Each job is signalled as soon as its own cell has a checkpoint: the two jobs may
+        # run far apart on a loaded machine (one done with its 160 steps before the other's
+        # first checkpoint), and a job signalled once its cell is complete resumes nothing.
+        signals = {requeued.run_id: ["--signal=USR2"], cancelled.run_id: []}
+
+        def signal_at_first_checkpoints() -> bool:
+            for run_id in list(signals):
+                if (step := newest_checkpoint(results / run_id)) is None:
+                    continue
+                assert step < LONG["max_steps"], f"{run_id} ended training before its signal"
+                subprocess.run(["scancel", *signals.pop(run_id),
+                                jobs_of(results, "rq")[run_id]], check=True)
+            return not signals
+
+        wait_for(signal_at_first_checkpoints, 300, "a checkpoint of each cell", runner, log)
         jobs = jobs_of(results, "rq")
-        subprocess.run(["scancel", "--signal=USR2", jobs[requeued.run_id]], check=True)
-        subprocess.run(["scancel", jobs[cancelled.run_id]], check=True)
         # Slurm holds a requeued job back for 2 minutes (its BeginTime): release it now.
         wait_for(lambda: {"Restarts=1", "JobState=PENDING"} <= set(
             scontrol(jobs[requeued.run_id]).split()), 120, "the requeue", runner, log)
