@@ -13,7 +13,8 @@ from peft_utils.cli import main
 from peft_utils.core.export import read_metadata
 from peft_utils.mt.config import MTConfig
 from peft_utils.mt.export import export_run
-from peft_utils.mt.testing import make_ntrex_tree, make_tiny_mt_model
+from peft_utils.mt.testing import (make_ntrex_tree, make_tiny_coded_mt_model,
+                                   make_tiny_mt_model, ntrex_texts)
 from peft_utils.mt.training import train_and_evaluate
 from test_export import in_fresh_process
 
@@ -33,14 +34,20 @@ folder, sources = sys.argv[1], json.load(open(sys.argv[2]))
 meta = json.load(open(folder + "/peft_utils_export.json"))
 """
 DONE = """
-print(json.dumps({"translations": translations, "modules": sorted(sys.modules)}))
+first = tokenizer(sources[0]).input_ids
+print(json.dumps({"translations": translations, "modules": sorted(sys.modules),
+                  "first_ids": tokenizer.convert_ids_to_tokens(first),
+                  "forced_bos": tokenizer.convert_ids_to_tokens(
+                      [getattr(GenerationConfig.from_pretrained(folder), "forced_bos_token_id",
+                               None) or 0])[0]}))
 """
 SNIPPETS = {
     # The documented call: the prefix and the run's decoding come from the folder.
     "merged": READ + """
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, pipeline
 translator = pipeline("translation", model=folder, truncation=True)
-translations = [t["translation_text"].strip() for t in translator(sources)]
+codes = meta["settings"]["language_codes"] or {}   # mBART-50, NLLB: the pair as codes
+translations = [t["translation_text"].strip() for t in translator(sources, **codes)]
 # Without the pipeline: the config's prefix, generate() with the saved generation config.
 model = AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
 tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -131,7 +138,7 @@ def assert_translates_as_the_run(fmt: str, run_dir, tmp_path) -> dict:
     got = in_fresh_process(SNIPPETS[fmt], out, sources, tmp_path)
     assert not any(m.startswith("peft_utils") for m in got["modules"])
     assert got["translations"] == hypotheses
-    return meta
+    return {**meta, "loaded": got}
 
 
 @pytest.mark.slow
@@ -178,6 +185,37 @@ def test_an_adapters_prefix_run_has_no_export_and_says_what_serves_it(trained, t
     assert len(err.splitlines()) == 1 and str(run_dir) in err
     assert "cannot save as safetensors" in err and "predict RUN_DIR" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, codes", [
+    ("nllb", {"src_lang": "eng_Latn", "tgt_lang": "deu_Latn"}),
+    ("mbart50", {"src_lang": "en_XX", "tgt_lang": "de_DE"})])
+def test_a_language_code_model_exports_and_predicts_with_the_runs_pair(family, codes,
+                                                                       mt_setup, tmp_path):
+    """NLLB and mBART-50 take the pair as codes: the tokenizer puts the source code first
+    and generation forces the target code. Both exports load in a fresh process with the
+    run's pair (the tiny model's tokenizer defaults to another pair), the pipeline called
+    with the metadata's codes, and translate as the run did; so does `predict`."""
+    data, _ = mt_setup
+    model = make_tiny_coded_mt_model(tmp_path / family, ntrex_texts(data), family)
+    run_dir = train_and_evaluate(MTConfig(
+        **SETTINGS, method="lora", learning_rate=LEARNING_RATE["lora"], data_root=str(data),
+        model=str(model), results_dir=str(tmp_path / "results"))).run_dir
+    sources, hypotheses = recorded(run_dir)
+    for fmt in ("merged", "adapter"):
+        meta = assert_translates_as_the_run(fmt, run_dir, tmp_path)
+        assert meta["settings"]["language_codes"] == codes
+        assert meta["loaded"]["first_ids"][0] == codes["src_lang"]
+        assert meta["loaded"]["forced_bos"] == codes["tgt_lang"]
+    call = f"(texts, src_lang='{codes['src_lang']}', tgt_lang='{codes['tgt_lang']}')"
+    assert call in read_metadata(tmp_path / "export-merged")["load"]
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"text": sources}).to_csv(table, index=False)
+    for source in (run_dir, tmp_path / "export-merged", tmp_path / "export-adapter"):
+        out = tmp_path / f"out-{source.name}.csv"
+        assert main(["predict", str(source), "--input", str(table), "--out", str(out)]) == 0
+        assert list(pd.read_csv(out, keep_default_na=False)["translation"]) == hypotheses
 
 
 # ---- predict: translations of a table or of lines -------------------------------------------

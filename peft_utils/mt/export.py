@@ -67,14 +67,19 @@ def decoding(run: Run) -> dict[str, Any]:
             "do_sample": False, **run.scheme.generate_kwargs(run.tokenizer, run.config.tgt_lang)}
 
 
+def language_codes(run: Run) -> dict[str, str] | None:
+    """The pair as the family's tokenizer and the translation pipeline take it (`src_lang`,
+    `tgt_lang`: mBART-50, NLLB, M2M100); None for the families told by a source prefix."""
+    if not run.scheme.takes_codes:
+        return None
+    return {"src_lang": run.scheme.code(run.config.src_lang),
+            "tgt_lang": run.scheme.code(run.config.tgt_lang)}
+
+
 def pipeline_call(run: Run, model: str) -> str:
     """How to translate with the translation pipeline: the language codes where the family's
-    tokenizer takes them (mBART-50, NLLB, M2M100); the prefix and decoding come from the
-    folder's config."""
-    codes = ""
-    if run.scheme.takes_codes:
-        codes = (f", src_lang={run.scheme.code(run.config.src_lang)!r}, "
-                 f"tgt_lang={run.scheme.code(run.config.tgt_lang)!r}")
+    tokenizer takes them; the prefix and decoding come from the folder's config."""
+    codes = "".join(f", {k}={v!r}" for k, v in (language_codes(run) or {}).items())
     return (f"pipeline('translation', model={model}, truncation=True)(texts{codes}); each "
             "result's 'translation_text'")
 
@@ -86,6 +91,7 @@ def metadata(run: Run, fmt: str) -> dict[str, Any]:
             "src_lang": config.src_lang, "tgt_lang": config.tgt_lang,
             "settings": {"base_model": config.model, "scheme": run.scheme.name,
                          "source_prefix": run.scheme.prefix(config.src_lang, config.tgt_lang),
+                         "language_codes": language_codes(run),
                          "max_source_length": config.max_source_length,
                          "eval_batch_size": config.eval_batch_size, **decoding(run)},
             "scores": {split: {k: (metrics.get(split) or {}).get("overall", {}).get(k)
