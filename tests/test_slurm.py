@@ -3,7 +3,8 @@ once for the module): a tuned grid's trials and finals run as array jobs, detach
 coordinator job, with the local executor's exact records; the grid file's job options reach
 the job and one Slurm refuses is a one-line error; a requeued (preempted) job and a cancelled
 one resume from their checkpoints; a runner killed while its jobs are queued or running
-re-attaches to them instead of submitting again; cells another runner holds are left to it.
+re-attaches to them instead of submitting again; cells another runner holds are left to it;
+a runner that starts while another submits waits for it and submits no cell twice.
 
 `make test-slurm` runs these (marker `slurm`); `make test` leaves them out.
 """
@@ -317,3 +318,39 @@ def test_killed_runner_reattaches_and_leaves_held_cells_to_their_runner(tmp_path
                for c in (first, second, held))
     ran = cell_jobs("grid-k")
     assert len(ran) == 3 and {s for _, s in ran} == {"COMPLETED"}, ran
+
+
+def test_a_runner_waits_for_another_runners_submission_and_submits_no_cell_twice(
+        tmp_path, presets):
+    """Another runner is submitting (it holds the grid's submission lock): `grid run
+    --detach` says so and waits; the other runner submits one cell's job and lets go; the
+    waiting runner then submits only the other cell. Two jobs in all, each cell's once."""
+    from peft_utils.grid.executors import submit, submitit_executor
+    from peft_utils.grid.slurm import submitting
+
+    grid_file = write_yaml(tmp_path / "configs" / "w.yaml", {
+        "presets": ["tiny.yaml"], "grid": {"method": ["bitfit", "lora"]}, "slurm": JOB})
+    grid = load_grid(grid_file, results_dir=tmp_path / "results")
+    theirs, ours = grid.cells
+    log = tmp_path / "runner.log"
+    with submitting(grid):
+        runner = start("grid", "run", str(grid_file), "--executor", "slurm", "--detach",
+                       cwd=tmp_path, log=log)
+        try:
+            wait_for(lambda: "another runner is submitting" in log.read_text(), 120,
+                     "the runner to wait for the submission lock", runner, log)
+            assert jobs_of(grid.results_dir, "w") == {} and not sacct("--name", "grid-w")
+            mine = submit(grid, submitit_executor(grid, None), [theirs], None)
+        except BaseException:
+            if runner.poll() is None:
+                os.killpg(runner.pid, signal.SIGKILL)
+            raise
+    assert runner.wait(timeout=120) == 0, log.read_text()
+    out = log.read_text()
+    assert f"1 cell(s) already have a job queued or running: {mine[theirs.run_id].job_id}" \
+        in out and "submitted 1 jobs" in out, out
+    jobs = jobs_of(grid.results_dir, "w")
+    assert jobs[theirs.run_id] == mine[theirs.run_id].job_id and len(set(jobs.values())) == 2
+    collected = cli("grid", "run", str(grid_file), "--executor", "slurm", cwd=tmp_path)
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    assert sorted(j for j, _ in cell_jobs("grid-w")) == sorted(jobs.values())

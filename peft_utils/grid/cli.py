@@ -84,17 +84,18 @@ def _run(args) -> int:
 def _coordinator_first(grid, args) -> int | None:
     """What a grid's coordinator job (`--detach` of a tuned grid) decides before this runner
     does anything: wait for it to end, or submit it; None: go on as usual."""
-    from peft_utils.grid.slurm import coordinator_running, follow_coordinator
+    from peft_utils.grid.slurm import coordinator_running, follow_coordinator, submitting
 
-    if args.detach and (job := coordinator_running(grid)):
-        print(f"grid {grid.path.name}: coordinator job {job} is already running it; follow "
-              f"with `grid status {args.grid_file}`")
-        return 0
-    if not args.detach and not follow_coordinator(grid):
-        return 130
-    if args.detach and grid.tune:
-        _check(grid, grid.cells)   # a bad data path stops here, not in the job
-        return _detach_tuned(grid, args)
+    if not args.detach:
+        return None if follow_coordinator(grid) else 130
+    with submitting(grid):   # two `--detach` at once submit one coordinator
+        if job := coordinator_running(grid):
+            print(f"grid {grid.path.name}: coordinator job {job} is already running it; "
+                  f"follow with `grid status {args.grid_file}`")
+            return 0
+        if grid.tune:
+            _check(grid, grid.cells)   # a bad data path stops here, not in the job
+            return _detach_tuned(grid, args)
     return None
 
 

@@ -276,31 +276,32 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
     later runner)."""
     import submitit
 
-    from peft_utils.grid.slurm import active_jobs, attach, jobs_folder, poll_s
+    from peft_utils.grid.slurm import active_jobs, attach, jobs_folder, poll_s, submitting
 
     executor = submitit_executor(grid, workers)
     slurm = executor.cluster == "slurm"
-    running = active_jobs(grid, [c.run_id for c in cells]) if slurm else {}
-    jobs = {run_id: attach(grid, job_id) for run_id, job_id in running.items()}
-    if jobs:
-        progress.echo(f"{len(jobs)} cell(s) already have a job queued or running: "
-                      f"{', '.join(sorted(set(running.values())))}; waiting for them")
     outcomes = []
-    fresh = []
-    for cell in cells:
-        if cell.run_id in jobs:
-            continue
-        if running_elsewhere(cell):   # another runner's worker has it (a lock it holds)
-            outcomes.append(Outcome(cell.run_id, ELSEWHERE, None, 0.0))
-            progress.finished(outcomes[-1])
-        else:
-            fresh.append(cell)
-    if fresh:
-        submitted = submit(grid, executor, fresh, notebook)
-        jobs.update(submitted)
-        array_ids = sorted({job.job_id.split("_")[0] for job in submitted.values()})
-        progress.echo(f"submitted {len(submitted)} jobs ({', '.join(array_ids)}); "
-                      f"logs under {jobs_folder(grid)}")
+    with submitting(grid, progress.echo) if slurm else contextlib.nullcontext():
+        running = active_jobs(grid, [c.run_id for c in cells]) if slurm else {}
+        jobs = {run_id: attach(grid, job_id) for run_id, job_id in running.items()}
+        if jobs:
+            progress.echo(f"{len(jobs)} cell(s) already have a job queued or running: "
+                          f"{', '.join(sorted(set(running.values())))}; waiting for them")
+        fresh = []
+        for cell in cells:
+            if cell.run_id in jobs:
+                continue
+            if running_elsewhere(cell):   # another runner's worker has it (a lock it holds)
+                outcomes.append(Outcome(cell.run_id, ELSEWHERE, None, 0.0))
+                progress.finished(outcomes[-1])
+            else:
+                fresh.append(cell)
+        if fresh:
+            submitted = submit(grid, executor, fresh, notebook)
+            jobs.update(submitted)
+            array_ids = sorted({job.job_id.split("_")[0] for job in submitted.values()})
+            progress.echo(f"submitted {len(submitted)} jobs ({', '.join(array_ids)}); "
+                          f"logs under {jobs_folder(grid)}")
     if detach:
         return outcomes
     by_run_id = {cell.run_id: cell for cell in cells}

@@ -8,12 +8,14 @@ of `grid run --detach` that runs a tuned grid's stages without a runner on the l
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from peft_utils.core.runs import atomic_write_text
 from peft_utils.grid.spec import Grid
 
 JOBS = "jobs.json"
+SUBMIT_LOCK = ".submit.lock"
 COORDINATOR = "coordinator"   # the key of the `--detach` coordinator job in jobs.json
 # Scheduler states of a job that will still run (or is running): its cell must not get another.
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
@@ -47,16 +50,33 @@ def remembered(grid: Grid) -> dict[str, str]:
 
 
 def remember(grid: Grid, jobs: dict[str, str]) -> None:
-    """Add `jobs` to the memory; read, update and written whole under a lock, since two
-    runners may submit at once."""
+    """Add `jobs` to the memory (read, updated and written whole: call it inside
+    `submitting`)."""
+    folder = jobs_folder(grid)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / JOBS, json.dumps({**remembered(grid), **jobs}, indent=1,
+                                               sort_keys=True))
+
+
+@contextlib.contextmanager
+def submitting(grid: Grid, say: Callable[[str], None] | None = None):
+    """Held while a runner looks up which cells (or which coordinator) already have a job,
+    submits the others and remembers them: a second runner started at the same moment, on
+    this node or another, waits here, then finds those jobs instead of submitting its own.
+    An flock on a file beside jobs.json (NFSv4 and Lustre lock across nodes)."""
     import fcntl
 
     folder = jobs_folder(grid)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".jobs.lock", "a+", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        atomic_write_text(folder / JOBS, json.dumps({**remembered(grid), **jobs}, indent=1,
-                                                   sort_keys=True))
+    with open(folder / SUBMIT_LOCK, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            (say or functools.partial(print, flush=True))(
+                f"grid {grid.path.name}: another runner is submitting this grid's jobs; "
+                f"waiting for it ({folder / SUBMIT_LOCK})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 # ---- the scheduler ------------------------------------------------------------------------
