@@ -5,6 +5,7 @@ refused with the reason and exit status 2."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -210,3 +211,60 @@ def test_export_refuses_a_non_run_and_an_existing_folder(trained, tmp_path, caps
     export_run(trained("lora"), out, "merged", force=True)   # replaced whole, once written
     assert (out / METADATA).is_file() and not (out / "keep.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_large_vocabulary_export_loads_without_the_false_tokenizer_warning(tmp_path):
+    """transformers 4.57.3-4.x warns that any local tokenizer over 100k pieces (the e5 and
+    mBART-50 ones) has "an incorrect regex pattern" unless config.json says it was written by
+    4.57.2 or earlier (huggingface/transformers#44031). An export's config.json is stamped so
+    (the metadata keeps the real writer); tokenization is unchanged; a Mistral config is not
+    stamped."""
+    import transformers
+    from packaging.version import Version
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
+
+    from peft_utils.core.export import finish_export
+    from peft_utils.core.modeling import QUIET_WRITER, stamp_quiet_writer
+
+    if not Version(QUIET_WRITER) < Version(transformers.__version__) < Version("5"):
+        pytest.skip(f"transformers {transformers.__version__} does not give that warning")
+    vocab = {f"w{i}": i for i in range(100_050)} | {"[UNK]": 100_050}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path)
+    AutoConfig.for_model("bert", vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1,
+                         num_attention_heads=1, intermediate_size=8).save_pretrained(tmp_path)
+
+    def load_ids() -> tuple[list[int], bool]:
+        """The ids of three words, and whether loading the tokenizer warned."""
+        warnings: list[str] = []
+        handler = logging.Handler(logging.WARNING)
+        handler.emit = lambda record: warnings.append(record.getMessage())
+        library = logging.getLogger("transformers")
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_warning()   # whatever an earlier test left
+        library.addHandler(handler)
+        try:
+            ids = AutoTokenizer.from_pretrained(tmp_path)("w7 w100049 zz").input_ids
+        finally:
+            library.removeHandler(handler)
+            transformers.logging.set_verbosity(verbosity)
+        return ids, any("incorrect regex pattern" in w for w in warnings)
+
+    before, warned = load_ids()
+    assert warned   # the folder as transformers wrote it
+    meta = {"format": "merged"}
+    finish_export(tmp_path, meta)
+    assert meta["written_with"] == {"transformers": transformers.__version__,
+                                    "config_json_says": QUIET_WRITER}
+    assert read_metadata(tmp_path)["written_with"] == meta["written_with"]
+    after, warned = load_ids()
+    assert not warned and after == before == [7, 100_049, 100_050]
+    assert stamp_quiet_writer(tmp_path / "config.json") is None   # already quiet
+
+    mistral = tmp_path / "mistral.json"
+    mistral.write_text(json.dumps({"model_type": "mistral",
+                                   "transformers_version": transformers.__version__}))
+    assert stamp_quiet_writer(mistral) is None
+    assert json.loads(mistral.read_text())["transformers_version"] == transformers.__version__

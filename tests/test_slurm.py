@@ -287,8 +287,10 @@ def test_killed_runner_reattaches_and_leaves_held_cells_to_their_runner(tmp_path
     """SIGKILL the runner while one job runs and one waits (--workers 1): `grid status` shows
     both jobs; the next runner waits for them instead of submitting again, and submits only
     the third cell, which another runner held (its lock) when the first one started."""
+    # 100 steps: the first job still runs when the next runner asks (some 10 s after it
+    # started; more on a loaded machine).
     write_yaml(tmp_path / "configs" / "long.yaml",
-               {**LONG, "max_steps": 60, "data_root": str(sib_root), "model": str(tiny_model)})
+               {**LONG, "max_steps": 100, "data_root": str(sib_root), "model": str(tiny_model)})
     grid_file = write_yaml(tmp_path / "configs" / "k.yaml", {
         "presets": ["long.yaml"], "grid": {"method": ["bitfit", "lora", "ia3"]}, "slurm": JOB})
     results = tmp_path / "results"

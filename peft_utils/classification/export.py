@@ -25,9 +25,9 @@ from peft_utils.classification.models import ADAPTER_NAME, labelled_config, meth
 from peft_utils.classification.run_data import load_frames
 from peft_utils.core import methods
 from peft_utils.core.config import ConfigError
-from peft_utils.core.export import (ONNX_FILE, ONNX_TOLERANCE, copy_weights, finished_run,
-                                    format_problem, onnx_session, save_adapter, staged,
-                                    write_metadata, write_onnx)
+from peft_utils.core.export import (ONNX_FILE, ONNX_TOLERANCE, copy_weights, finish_export,
+                                    finished_run, format_problem, onnx_session, save_adapter,
+                                    staged, write_onnx)
 from peft_utils.core.serving import merge_status, merged_copy
 from peft_utils.data.errors import DataError
 from peft_utils.data.long_text import encode_texts
@@ -260,7 +260,7 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "merged",
     meta = {**metadata(run, fmt), "checked_on": {"rows": len(rows), "texts": source}}
     with staged(out, force) as tmp:
         meta.update(WRITERS[fmt](run, tmp, rows, reference))
-        write_metadata(tmp, meta)
+        finish_export(tmp, meta)
     return meta
 
 

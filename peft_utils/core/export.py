@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from peft_utils.core.checkpoints import FINAL
 from peft_utils.core.config import ConfigError
 from peft_utils.core.methods import Method
+from peft_utils.core.modeling import QUIET_WRITER, stamp_quiet_writer
 from peft_utils.core.runs import RECORD, atomic_write_text, json_default, read_record
 from peft_utils.core.serving import merge_status
 
@@ -104,7 +105,17 @@ def staged(out: str | Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
-def write_metadata(folder: str | Path, meta: dict[str, Any]) -> None:
+def finish_export(folder: str | Path, meta: dict[str, Any]) -> None:
+    """The export's last files: its config.json stamped where the transformers that wrote it
+    would make AutoTokenizer warn falsely about the folder's tokenizer
+    (core.modeling.stamp_quiet_writer; `written_with` in the metadata keeps the truth), then
+    the metadata."""
+    import transformers
+
+    config = Path(folder) / "config.json"
+    meta["written_with"] = {"transformers": transformers.__version__}
+    if config.is_file() and stamp_quiet_writer(config):
+        meta["written_with"]["config_json_says"] = QUIET_WRITER
     atomic_write_text(Path(folder) / METADATA,
                       json.dumps(meta, indent=2, default=json_default) + "\n")
 

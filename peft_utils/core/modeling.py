@@ -3,6 +3,7 @@ to a base model, counting parameters one way for every method, and the trainable
 checkpoints hold."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from peft_utils.core.methods import Method
@@ -18,8 +19,6 @@ def load_pretrained(auto_class, name: str, **kwargs):
     """`from_pretrained` of `auto_class`, the one way this project loads weights: safetensors
     only (a pickled checkpoint is never unpickled) and no remote code. A model folder without
     safetensors weights is refused with the fix."""
-    from pathlib import Path
-
     folder = Path(name)
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         raise FileNotFoundError(
@@ -28,6 +27,36 @@ def load_pretrained(auto_class, name: str, **kwargs):
             "`python -m peft_utils model prepare e5-small`)")
     return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=False,
                                       **kwargs)
+
+
+# transformers 4.57.3 up to 5.0 warn, for any local folder whose tokenizer has over 100k
+# pieces, that it has "an incorrect regex pattern" (meant for some Mistral tokenizers), unless
+# its config.json was written by 4.57.2 or earlier (huggingface/transformers#44031, fixed by
+# #45444): every folder this project writes with the e5 or mBART-50 tokenizer would warn.
+QUIET_WRITER = "4.57.2"
+MISTRAL_TYPES = {"mistral", "mistral3", "voxtral", "ministral", "pixtral"}
+
+
+def stamp_quiet_writer(config_json: str | Path) -> str | None:
+    """Record transformers 4.57.2 as the writer of a model folder's `config_json` where the
+    version that wrote it would make AutoTokenizer warn falsely (above); the config format
+    is the same in those versions. Returns the version that really wrote it when stamped (for
+    the folder's provenance), else None."""
+    import json
+
+    from packaging.version import Version
+
+    from peft_utils.core.runs import atomic_write_text
+
+    path = Path(config_json)
+    config = json.loads(path.read_text(encoding="utf-8"))
+    written = config.get("transformers_version")
+    if (not written or config.get("model_type") in MISTRAL_TYPES
+            or not Version(QUIET_WRITER) < Version(written) < Version("5.0.0")):
+        return None
+    config["transformers_version"] = QUIET_WRITER
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return written
 
 
 def apply_method(model, entry: Method, library_config, adapter_name: str):

