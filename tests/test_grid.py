@@ -344,7 +344,8 @@ def test_job_memory_merges_submissions_and_forgets_a_torn_file(tmp_path, presets
     """The Slurm runner's memory of which job runs which cell (tests/test_slurm.py runs it
     against a real scheduler); without Slurm commands, `grid status` shows the jobs' state as
     UNKNOWN instead of failing."""
-    from peft_utils.grid.slurm import JOBS, jobs_folder, remember, remembered
+    from peft_utils.grid.slurm import (JOBS, announce, jobs_folder, remember, remembered,
+                                       under_way)
     from peft_utils.grid.state import status_table
 
     grid = load_grid(write_yaml(presets / "g.yaml", {"presets": ["presets/tiny.yaml"]}),
@@ -357,9 +358,32 @@ def test_job_memory_merges_submissions_and_forgets_a_torn_file(tmp_path, presets
     monkeypatch.setenv("PATH", str(tmp_path / "no-slurm-here"))
     table = status_table(grid)
     assert "coordinator job 6 UNKNOWN" in table and "9_0 UNKNOWN" in table
+    # A submission announced and never remembered stays noted while squeue cannot answer
+    # for its jobs; remembering its jobs settles it.
+    token = announce(grid, [cell.run_id])
+    status_table(grid)
+    assert under_way(grid) == {token: [cell.run_id]}
+    remember(grid, {cell.run_id: "11"}, token)
+    assert under_way(grid) == {} and remembered(grid)[cell.run_id] == "11"
     (jobs_folder(grid) / JOBS).write_text('{"' + cell.run_id + '": "9_')   # torn by hand
     assert remembered(grid) == {}
     assert not list(jobs_folder(grid).glob("*.tmp"))
+
+
+def test_the_jobs_comment_ends_in_the_submission_token_after_the_grid_files_own(presets):
+    from peft_utils.grid.slurm import tagged_comment
+
+    def comment(slurm):
+        grid = load_grid(write_yaml(presets / "c.yaml", {"presets": ["presets/tiny.yaml"],
+                                                          "slurm": slurm}))
+        return tagged_comment(grid, "peft-utils-ab12")
+
+    assert comment({}) == {"slurm_comment": "peft-utils-ab12"}
+    assert comment({"comment": "study-7"}) == {"slurm_comment": "study-7;peft-utils-ab12"}
+    # sbatch lines of the grid file's own win over the executor's parameters: the token
+    # goes there.
+    assert comment({"additional_parameters": {"comment": "x", "hint": "nomultithread"}}) == {
+        "slurm_additional_parameters": {"comment": "x;peft-utils-ab12", "hint": "nomultithread"}}
 
 
 def test_detach_needs_the_slurm_executor(tmp_path, presets, capsys):

@@ -3,7 +3,8 @@ once for the module): a tuned grid's trials and finals run as array jobs, detach
 coordinator job, with the local executor's exact records; the grid file's job options reach
 the job and one Slurm refuses is a one-line error; a requeued (preempted) job and a cancelled
 one resume from their checkpoints; a runner killed while its jobs are queued or running
-re-attaches to them instead of submitting again; cells another runner holds are left to it;
+re-attaches to them instead of submitting again, also when it was killed before it noted
+their job ids; cells another runner holds are left to it;
 a runner that starts while another submits waits for it and submits no cell twice.
 
 `make test-slurm` runs these (marker `slurm`); `make test` leaves them out.
@@ -194,7 +195,7 @@ def test_job_options_reach_the_job_and_a_refused_one_is_a_one_line_error(tmp_pat
     job = jobs_of(results, "opts")[cell.run_id]
     shown = scontrol(job)
     for expected in ("Partition=long", "TimeLimit=00:07:00", "CPUs/Task=2", "mem=1G",
-                     "gres:scratch:1", "Account=peft", "QOS=normal", "Comment=peft-ci"):
+                     "gres:scratch:1", "Account=peft", "QOS=normal", "Comment=peft-ci;peft-utils-"):
         assert expected in shown, f"{expected} not in\n{shown}"
     status = cli("grid", "status", str(grid_file), cwd=tmp_path).stdout
     assert re.search(rf"{job} (PENDING|RUNNING|COMPLETED)", status), status
@@ -320,6 +321,58 @@ def test_killed_runner_reattaches_and_leaves_held_cells_to_their_runner(tmp_path
                for c in (first, second, held))
     ran = cell_jobs("grid-k")
     assert len(ran) == 3 and {s for _, s in ran} == {"COMPLETED"}, ran
+
+
+# A runner that sbatch has answered, killed before its job memory has the job ids.
+KILLED_AFTER_SBATCH = """
+import os, signal, sys
+from peft_utils.grid import load_grid, slurm
+from peft_utils.grid.executors import submit, submitit_executor
+
+remember = slurm.remember
+def killed(grid, jobs, token=None):
+    if jobs:
+        os.kill(os.getpid(), signal.SIGKILL)
+    remember(grid, jobs, token)
+slurm.remember = killed
+grid = load_grid(sys.argv[1], results_dir=sys.argv[2])
+with slurm.submitting(grid):
+    submit(grid, submitit_executor(grid, workers=1), grid.cells, None)
+"""
+
+
+def test_a_runner_killed_before_it_remembers_its_jobs_leaves_no_cell_a_second_job(
+        tmp_path, sib_root, tiny_model):
+    """SIGKILL after sbatch returned and before the job ids reached jobs.json: the jobs carry
+    their submission's token in their comment (after the grid file's own); `grid status`
+    finds them by it, and the next runner waits for them: two jobs in all."""
+    write_yaml(tmp_path / "configs" / "long.yaml",
+               {**LONG, "max_steps": 100, "data_root": str(sib_root), "model": str(tiny_model)})
+    grid_file = write_yaml(tmp_path / "configs" / "s.yaml", {
+        "presets": ["long.yaml"], "grid": {"method": ["bitfit", "lora"]},
+        "slurm": {**JOB, "comment": "study-7"}})
+    results = tmp_path / "results"
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_SBATCH, str(grid_file),
+                             str(results)], cwd=tmp_path, env=env(), capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert jobs_of(results, "s") == {}
+    queued = subprocess.run(["squeue", "-h", "-r", "-n", "grid-s", "-o", "%i|%k"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert len(queued) == 2 and all("|study-7;peft-utils-" in q for q in queued), queued
+
+    cells = load_grid(grid_file, results_dir=results).cells
+    status = cli("grid", "status", str(grid_file), cwd=tmp_path).stdout
+    jobs = jobs_of(results, "s")
+    assert sorted(jobs.values()) == sorted(q.split("|")[0] for q in queued), (jobs, queued)
+    assert all(re.search(rf"{re.escape(jobs[c.run_id])} (PENDING|RUNNING)", status)
+               for c in cells), status
+    again = cli("grid", "run", str(grid_file), "--executor", "slurm", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "submitted" not in again.stdout, again.stdout
+    assert all(read_record(results / c.run_id)["status"] == "complete" for c in cells)
+    assert sorted(j for j, s in cell_jobs("grid-s") if s == "COMPLETED") \
+        == sorted(jobs.values())
 
 
 def test_a_runner_waits_for_another_runners_submission_and_submits_no_cell_twice(

@@ -258,14 +258,37 @@ def submitit_executor(grid: Grid, workers: int | None = None, coordinator: bool 
 def submit(grid: Grid, executor, cells: list[Cell], notebook: Path | None) -> dict[str, Any]:
     """Submit one array job, a task per cell, and remember which job runs which cell; a grid
     option Slurm refuses stops here with sbatch's message."""
-    from peft_utils.grid.slurm import CellJob, remember, sbatch_refusal
+    from peft_utils.grid.slurm import CellJob
 
     specs = [str(write_spec(cell.config, grid.path, notebook)) for cell in cells]
-    with sbatch_refusal(grid, "the jobs"), executor.batch():   # an array job, a task per cell
-        jobs = [executor.submit(CellJob(), spec) for spec in specs]
-    if executor.cluster == "slurm":
-        remember(grid, {cell.run_id: job.job_id for cell, job in zip(cells, jobs)})
+
+    def sbatch():
+        with executor.batch():   # an array job, a task per cell
+            return [executor.submit(CellJob(), spec) for spec in specs]
+
+    jobs = _submit_remembered(grid, executor, [cell.run_id for cell in cells], sbatch,
+                              "the jobs")
     return {cell.run_id: job for cell, job in zip(cells, jobs)}
+
+
+def _submit_remembered(grid: Grid, executor, keys: list[str], sbatch, what: str) -> list:
+    """`sbatch()`'s jobs, one per key in order; on Slurm, announced before and remembered
+    after, so that a runner killed in between leaves jobs the next one finds (`slurm`)."""
+    from peft_utils.grid.slurm import announce, remember, sbatch_refusal, tagged_comment
+
+    if executor.cluster != "slurm":
+        with sbatch_refusal(grid, what):
+            return sbatch()
+    token = announce(grid, keys)
+    executor.update_parameters(**tagged_comment(grid, token))
+    try:
+        with sbatch_refusal(grid, what):
+            jobs = sbatch()
+    except ConfigError:   # refused: nothing was submitted
+        remember(grid, {}, token)
+        raise
+    remember(grid, {key: job.job_id for key, job in zip(keys, jobs)}, token)
+    return jobs
 
 
 def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: Progress,
@@ -326,11 +349,10 @@ def run_submitit(grid: Grid, cells: list[Cell], workers: int | None, progress: P
 
 def submit_coordinator(grid: Grid, argv: list[str]) -> str:
     """`grid run` with `argv` as a Slurm job of its own; its job id, remembered."""
-    from peft_utils.grid.slurm import COORDINATOR, Coordinator, remember, sbatch_refusal
+    from peft_utils.grid.slurm import COORDINATOR, Coordinator
 
     executor = submitit_executor(grid, coordinator=True)
-    with sbatch_refusal(grid, "the coordinator job"):
-        job = executor.submit(Coordinator(), argv)
-    if executor.cluster == "slurm":
-        remember(grid, {COORDINATOR: job.job_id})
+    [job] = _submit_remembered(grid, executor, [COORDINATOR],
+                               lambda: [executor.submit(Coordinator(), argv)],
+                               "the coordinator job")
     return job.job_id

@@ -1,6 +1,8 @@
 """A grid's Slurm jobs: which job runs which cell, remembered in the results folder
 (`_submitit/<grid>/jobs.json`) so that a runner that was killed, or one started later, finds
-the jobs still queued or running and waits for them instead of submitting a second job; what
+the jobs still queued or running and waits for them instead of submitting a second job
+(a runner killed between sbatch and that file leaves its jobs a token in their comment, by
+which the next one finds them); what
 the scheduler says of them (squeue, else sacct); the job a cell runs in (requeued, and resumed
 from its checkpoint, when it reaches its time limit or is preempted); and the coordinator job
 of `grid run --detach` that runs a tuned grid's stages without a runner on the login node.
@@ -9,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import io
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,12 @@ from peft_utils.core.runs import atomic_write_text
 from peft_utils.grid.spec import Grid
 
 JOBS = "jobs.json"
+# Submissions under way: token -> the keys (run ids, COORDINATOR) of its jobs in task order.
+# Written before sbatch and cleared once jobs.json has the job ids, so that the jobs of a
+# runner killed in between are found again by the token in their Slurm comment.
+UNDER_WAY = "submitting.json"
 SUBMIT_LOCK = ".submit.lock"
+TOKEN_PREFIX = "peft-utils-"
 COORDINATOR = "coordinator"   # the key of the `--detach` coordinator job in jobs.json
 # Scheduler states of a job that will still run (or is running): its cell must not get another.
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
@@ -49,13 +58,78 @@ def remembered(grid: Grid) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def remember(grid: Grid, jobs: dict[str, str]) -> None:
+def remember(grid: Grid, jobs: dict[str, str], token: str | None = None) -> None:
     """Add `jobs` to the memory (read, updated and written whole: call it inside
-    `submitting`)."""
+    `submitting`); `token`: the submission (`announce`) they came from, now settled."""
     folder = jobs_folder(grid)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / JOBS, json.dumps({**remembered(grid), **jobs}, indent=1,
                                                sort_keys=True))
+    if token is not None:
+        _write_under_way(grid, {t: k for t, k in under_way(grid).items() if t != token})
+
+
+def under_way(grid: Grid) -> dict[str, list[str]]:
+    """Submissions announced and not yet remembered: token -> keys in task order."""
+    try:
+        data = json.loads((jobs_folder(grid) / UNDER_WAY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_under_way(grid: Grid, submissions: dict[str, list[str]]) -> None:
+    path = jobs_folder(grid) / UNDER_WAY
+    if submissions:
+        atomic_write_text(path, json.dumps(submissions, indent=1, sort_keys=True))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def announce(grid: Grid, keys: list[str]) -> str:
+    """Before sbatch (inside `submitting`): note which keys the next submission is for,
+    under a new token; its jobs carry the token in their comment (`tagged_comment`)."""
+    token = TOKEN_PREFIX + uuid.uuid4().hex[:12]
+    jobs_folder(grid).mkdir(parents=True, exist_ok=True)
+    _write_under_way(grid, {**under_way(grid), token: list(keys)})
+    return token
+
+
+def tagged_comment(grid: Grid, token: str) -> dict[str, Any]:
+    """The executor parameters that give the jobs a Slurm comment ending in the token, after
+    the grid file's own `comment` if it has one (also where sbatch lines of its own,
+    `additional_parameters`, would set it, as they override the executor's)."""
+    extra = dict(grid.slurm.get("additional_parameters")
+                 or grid.slurm.get("slurm_additional_parameters") or {})
+    own = extra.get("comment") or grid.slurm.get("comment") or grid.slurm.get("slurm_comment")
+    comment = f"{own};{token}" if own else token
+    if "comment" in extra:
+        return {"slurm_additional_parameters": {**extra, "comment": comment}}
+    return {"slurm_comment": comment}
+
+
+def _recover_under_way(grid: Grid) -> None:
+    """Remember the jobs of submissions a killed runner announced but never remembered,
+    found in squeue by their token; a token whose jobs the scheduler does not hold (sbatch
+    never ran, or they ended long ago) is dropped. If squeue cannot answer, kept for later."""
+    if not (pending := under_way(grid)):
+        return
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-u", getpass.getuser(),
+                              "-o", "%i|%k"], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        job_id, _, comment = line.strip().partition("|")
+        token = comment.rsplit(";", 1)[-1]
+        if keys := pending.get(token):
+            task = job_id.partition("_")[2] or "0"
+            if task.isdigit() and int(task) < len(keys):
+                found[keys[int(task)]] = job_id
+    remember(grid, found)
+    _write_under_way(grid, {})
 
 
 @contextlib.contextmanager
@@ -76,7 +150,16 @@ def submitting(grid: Grid, say: Callable[[str], None] | None = None):
                 f"grid {grid.path.name}: another runner is submitting this grid's jobs; "
                 f"waiting for it ({folder / SUBMIT_LOCK})")
             fcntl.flock(lock, fcntl.LOCK_EX)
+        _recover_under_way(grid)
         yield
+
+
+def settle_under_way(grid: Grid) -> None:
+    """Outside `submitting` (`grid status`, a runner about to follow the coordinator): the
+    jobs of a half-recorded submission, remembered now, if there is one."""
+    if (jobs_folder(grid) / UNDER_WAY).exists():
+        with submitting(grid):
+            pass
 
 
 # ---- the scheduler ------------------------------------------------------------------------
@@ -116,6 +199,7 @@ def _parse(command: list[str], header: str = "") -> dict[str, dict[str, str]]:
 
 def job_lines(grid: Grid) -> dict[str, str]:
     """run id (or COORDINATOR) -> `JOBID STATE` of its remembered job, for `grid status`."""
+    settle_under_way(grid)
     jobs = remembered(grid)
     states = scheduler_states(list(jobs.values()))
     return {key: f"{job} {states.get(job, 'UNKNOWN')}" for key, job in jobs.items()}
@@ -142,6 +226,7 @@ def poll_s() -> float:
 def follow_coordinator(grid: Grid) -> bool:
     """Wait while the grid's coordinator job runs (a second runner beside it would only
     wait for the same jobs); False if Ctrl-C stopped the waiting (not the job)."""
+    settle_under_way(grid)
     job = coordinator_running(grid)
     if job is None:
         return True
