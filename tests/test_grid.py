@@ -370,6 +370,27 @@ def test_job_memory_merges_submissions_and_forgets_a_torn_file(tmp_path, presets
     assert not list(jobs_folder(grid).glob("*.tmp"))
 
 
+def test_a_cell_another_runner_starts_after_the_check_is_left_to_it_untouched(
+        tmp_path, presets, monkeypatch):
+    """Another runner takes the cell's lock between this runner's check and its write of the
+    cell's spec: the cell is left to it at once and its folder untouched. Written without the
+    lock, the spec's temporary file could be swept away by that runner's start (its clean-up of
+    a killed writer's files), which stopped a runner on CI (2026-12-03)."""
+    from peft_utils.core.runs import run_dir, run_lock
+    from peft_utils.grid import executors
+    from peft_utils.grid.cell import CELL_LOCK, ELSEWHERE, SPEC
+
+    grid = load_grid(write_yaml(presets / "e.yaml", {"presets": ["presets/tiny.yaml"]}),
+                     results_dir=tmp_path / "results")
+    (cell,) = grid.cells
+    folder = run_dir(cell.config.results_dir, cell.run_id)
+    monkeypatch.setattr(executors, "running_elsewhere", lambda cell: False)   # checked before
+    with run_lock(folder, CELL_LOCK):   # ... the other runner started the cell
+        outcomes = executors.run_local(grid, [cell], 1, Progress(1, echo=lambda line: None))
+    assert [o.status for o in outcomes] == [ELSEWHERE]
+    assert not (folder / SPEC).exists() and not (folder / "run.log").exists()
+
+
 def test_the_jobs_comment_ends_in_the_submission_token_after_the_grid_files_own(presets):
     from peft_utils.grid.slurm import tagged_comment
 

@@ -67,6 +67,17 @@ def write_spec(config, grid: Path | None = None, notebook: Path | None = None) -
     return out / SPEC
 
 
+def claim_spec(config, grid: Path | None = None, notebook: Path | None = None) -> Path | None:
+    """`write_spec` under the cell's lock, or None if another runner holds it (runs the cell
+    now). Without the lock, that runner starting the cell in between would sweep this write's
+    temporary file away as a killed writer's (`remove_stale_temp_files`)."""
+    try:
+        with run_lock(run_dir(config.results_dir, config.run_id), CELL_LOCK, timeout=0):
+            return write_spec(config, grid, notebook)
+    except RunBusyError:
+        return None
+
+
 def executed_notebook(out: Path, kind: Study) -> Path:
     """Where a cell's executed notebook lies: named after its study's notebook, whichever
     notebook ran (`train.ipynb`, `mt_train.ipynb`)."""

@@ -24,7 +24,8 @@ from typing import Any
 
 from peft_utils.core.config import ConfigError
 from peft_utils.core.runs import is_locked, read_record, run_dir, write_failure
-from peft_utils.grid.cell import CELL_LOCK, ELSEWHERE, Outcome, running_elsewhere, write_spec
+from peft_utils.grid.cell import (CELL_LOCK, ELSEWHERE, Outcome, claim_spec,
+                                  running_elsewhere, write_spec)
 from peft_utils.grid.spec import Cell, Grid
 
 # Generic submitit parameters; any other key of the grid's `slurm:` mapping is Slurm-specific.
@@ -169,7 +170,9 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
         try:
             if stopping.is_set():
                 raise KeyboardInterrupt
-            spec = write_spec(cell.config, grid.path, notebook)
+            spec = claim_spec(cell.config, grid.path, notebook)
+            if spec is None:   # another runner started it since the check above
+                return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
             log = spec.parent / "run.log"
             log.write_text("", encoding="utf-8")
             start = time.perf_counter()
