@@ -90,7 +90,6 @@ def announce(grid: Grid, keys: list[str]) -> str:
     """Before sbatch (inside `submitting`): note which keys the next submission is for,
     under a new token; its jobs carry the token in their comment (`tagged_comment`)."""
     token = TOKEN_PREFIX + uuid.uuid4().hex[:12]
-    jobs_folder(grid).mkdir(parents=True, exist_ok=True)
     _write_under_way(grid, {**under_way(grid), token: list(keys)})
     return token
 
