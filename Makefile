@@ -8,7 +8,7 @@ WORKERS ?= 2
 
 .PHONY: help install test test-all test-slow test-slurm demo demo-random-head demo-full demo-prepare imbalanced \
         report bench bench-inference bench-multitask gpu-check gpu-wheels \
-        mt-smoke clean docs
+        mt-smoke clean docs readme-table
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -135,6 +135,10 @@ TABLES ?= tables
 FIGURES ?= figures
 REPORT ?= analysis
 K_TASKS ?= 10   # tasks served from one base model in the report's storage projection
+# The README's headline table from the demo's report (tables/findings.csv), kept beside the docs.
+readme-table: install
+	$(PY) -m peft_utils headline $(TABLES)/findings.csv --readme README.md --keep docs/demo/findings.csv
+
 report: install
 	mkdir -p reports
 	$(PY) -m papermill notebooks/analysis.ipynb reports/$(REPORT).ipynb --cwd notebooks \

@@ -18,6 +18,7 @@ COMMANDS = {
     "model": "peft_utils.modelprep.e5_convert",
     "rerun": "peft_utils.core.rerun",
     "bench-inference": "peft_utils.core.inference_bench",
+    "headline": "peft_utils.classification.analysis.headline",
     "export": "peft_utils.core.export",
     "predict": "peft_utils.core.predict",
     "predict-tasks": "peft_utils.classification.multitask",

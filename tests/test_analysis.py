@@ -543,27 +543,35 @@ def test_analysis_notebook_executes_on_results(trained, tmp_path):
 def test_findings_lead_with_verdicts_the_probe_check_and_where_runs_started(tmp_path):
     """FFT and LoRA predict the gold labels, Pfeiffer at random: LoRA is comparable to FFT,
     Pfeiffer worse and below the probe; each run's start (its head from the probe) is shown
-    beside its end; one seed per final is said next to the verdicts."""
+    beside its end; the seeds per final are said next to the verdicts."""
     rng = np.random.default_rng(0)
     gold, langs = sib_examples(rng)
-    preds = {"fft": gold, "lora": gold, "pfeiffer": list(rng.choice(SIB200_LABELS, len(gold)))}
-    for method, pred in preds.items():
-        table = examples_table(gold, pred, langs)
-        score = 1.0 if method != "pfeiffer" else 0.2
-        write_run(tmp_path, method, 1, examples={"dev": table, "test": table}, extra_metrics={
-            "selection_dev": {"macro_f1": score, "n": 90},
-            "head_init": {"setting": "probe", "selection_dev": {"macro_f1": 0.6, "n": 90}},
-            "frozen_probe": {"selection_dev": {"macro_f1": 0.6, "n": 90}, "dev": {},
-                             "test": {"overall": {"macro_f1": 0.55, "n": 90}},
-                             "pooling": "mean", "class_weights": "none"}})
+    for seed in (1, 2, 3):
+        preds = {"fft": gold, "lora": gold,
+                 "pfeiffer": list(rng.choice(SIB200_LABELS, len(gold)))}
+        for method, pred in preds.items():
+            table = examples_table(gold, pred, langs)
+            score = 1.0 if method != "pfeiffer" else 0.2
+            write_run(tmp_path, method, seed, examples={"dev": table, "test": table},
+                      extra_metrics={
+                          "best_step": 0 if (method, seed) == ("pfeiffer", 1) else 40,
+                          "selection_dev": {"macro_f1": score, "n": 90},
+                          "head_init": {"setting": "probe",
+                                        "selection_dev": {"macro_f1": 0.6, "n": 90}},
+                          "frozen_probe": {"selection_dev": {"macro_f1": 0.6, "n": 90},
+                                           "dev": {},
+                                           "test": {"overall": {"macro_f1": 0.55, "n": 90}},
+                                           "pooling": "mean", "class_weights": "none"}})
     report = A.write_report(tmp_path, tmp_path / "tables", tmp_path / "figures", n_boot=100)
     text = "\n".join(report.findings)
-    assert "of 2 PEFT cells, 1 comparable, 0 better, 1 worse" in text
-    assert "One seed per final" in text
+    assert ("of 2 PEFT cells, 1 comparable, 0 better, 1 worse (unadjusted: 1 / 0 / 1); "
+            "3 seeds per final") in text
     assert "2 of 3 final cells beat the frozen-feature probe" in text
     assert "below it: sib200 · multilingual · pfeiffer" in text
     assert "On test, 2 of 3 beat the probe's test score" in text
     assert "mean dev gain over that start: fft +0.400, lora +0.400, pfeiffer -0.400" in text
+    assert ("Training added nothing (the best dev state was the start) in: sib200 · "
+            "multilingual · pfeiffer (1 of 3 seeds)") in text
     assert "**Failures**: none." in text
     shown = report.display["findings"].set_index("method")
     assert shown.loc["pfeiffer", "verdict"] == "worse" and shown.loc["lora", "verdict"] == \

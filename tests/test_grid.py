@@ -108,7 +108,8 @@ def test_demo_grids_expand_as_documented(tmp_path, monkeypatch):
                 model / "config.json")
     grid = load_grid(REPO / "configs" / "demo.yaml")
     demo = grid.cells
-    assert len(demo) == 20 and {c.config.seed for c in demo} == {2}
+    # Three seeds per final: the intervals cover the seed-to-seed spread.
+    assert len(demo) == 60 and {c.config.seed for c in demo} == {2, 3, 4}
     assert {c.config.pooling for c in demo} == {"mean"}
     # Every head starts from the probe and goes on at one small rate (docs/demo/head-init.md).
     assert {(c.config.head_init, c.config.head_learning_rate) for c in demo} == {("probe", 1e-4)}
@@ -503,14 +504,21 @@ def test_worker_reuses_its_kernel_resets_it_and_replaces_it_after_a_failure(tmp_
     assert warm["metrics"] == read_record(tmp_path / "alone" / bitfit.run_id)["metrics"]
 
 
-def test_every_cell_gets_its_own_kernel_by_default(tmp_path, presets):
+def test_every_cell_gets_its_own_kernel_and_its_seeds_share_it(tmp_path, presets):
+    """By default a cell's seeds run one after another in one kernel (emptied between them)
+    and the next cell starts a new one: every method has one cold seed, the rest warm."""
     notebook = probed_notebook(tmp_path)
     grid = write_yaml(presets / "grids" / "cold.yaml", {
-        "presets": ["../presets/tiny.yaml"], "grid": {"method": ["lora", "bitfit"]}})
+        "presets": ["../presets/tiny.yaml"],
+        "grid": {"method": ["lora", "bitfit"], "seed": [1, 2]}})
     results = tmp_path / "results"
-    out = cli("grid", "run", str(grid), "--results", str(results), "--notebook", str(notebook))
+    out = cli("grid", "run", str(grid), "--results", str(results), "--notebook", str(notebook),
+              "--workers", "1")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "kernels kept" not in out.stdout
-    probes = [probe_output(results / c.run_id / "train.ipynb")
-              for c in load_grid(grid, results_dir=results).cells]
-    assert probes[0][0] != probes[1][0] and not probes[1][1]
+    cells = load_grid(grid, results_dir=results).cells
+    probes = {(c.config.method, c.config.seed): probe_output(results / c.run_id / "train.ipynb")
+              for c in cells}
+    assert probes["lora", 2] == (probes["lora", 1][0], False, 1)   # same kernel, emptied
+    assert probes["bitfit", 2][0] == probes["bitfit", 1][0]
+    assert probes["bitfit", 1][0] != probes["lora", 1][0]            # a new one per cell

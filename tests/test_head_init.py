@@ -179,3 +179,115 @@ def test_prior_bias_under_balanced_starts_at_zero_and_learns(tmp_path, tiny_mode
     # (with the prior counted twice this run ends exactly at the majority class, 0.286)
     assert metrics["selection_dev"]["macro_f1"] > majority + 0.2, (metrics["selection_dev"],
                                                                    majority)
+
+
+# ---- the probe head's learning rate and step 0 as a candidate -----------------------------
+def head_rates(fitted, model) -> dict[str, set[float]]:
+    """The initial learning rates of the optimiser's groups: {"head": ..., "body": ...}."""
+    from peft_utils.classification.head import head_parameters
+
+    head = {id(p) for p in head_parameters(model)}
+    rates: dict[str, set[float]] = {"head": set(), "body": set()}
+    for group in fitted.trainer.optimizer.param_groups:
+        for param in group["params"]:
+            rates["head" if id(param) in head else "body"].add(group["initial_lr"])
+    return rates
+
+
+def test_a_probe_head_trains_at_the_probe_head_rate_when_its_rate_is_unset(
+        tmp_path, sib_root, tiny_bert, one_thread):
+    """head_init: probe with head_learning_rate unset: the head trains at
+    PROBE_HEAD_LEARNING_RATE (at the method's rate it lost its start on the demo), the rest at
+    the method's rate; the field stays unset, so the run id is the one it had. A random head
+    with the rate unset trains at the method's rate, as before."""
+    from peft_utils.classification.config import PROBE_HEAD_LEARNING_RATE
+
+    assert PROBE_HEAD_LEARNING_RATE == 1e-4
+    cfg = config(sib_root, tiny_bert, "fft", tmp_path, max_steps=2, eval_steps=2,
+                 checkpoint_steps=0)
+    assert cfg.head_learning_rate is None and cfg.effective_head_learning_rate == 1e-4
+    assert cfg.identity()["head_learning_rate"] is None
+    prep = T._prepare(cfg)
+    init = T._init_head(cfg, prep)
+    assert init["learning_rate"] == 1e-4
+    fitted = T._fit(cfg, tmp_path / "out", prep)
+    assert head_rates(fitted, prep.built.model) == {"head": {1e-4}, "body": {1e-2}}
+    assert cfg.head_learning_rate is None   # derived, not written
+    random = config(sib_root, tiny_bert, "fft", tmp_path, head_init="random")
+    assert random.effective_head_learning_rate is None   # the method's rate
+    assert config(sib_root, tiny_bert, "fft", tmp_path,
+                  head_learning_rate=3e-3).effective_head_learning_rate == 3e-3
+
+
+@pytest.mark.parametrize("head_init, rate, warned", [
+    ("probe", 1e-2, True), ("probe", 1e-3, True), ("probe", 1e-4, False),
+    ("probe", None, False), ("random", 1e-2, False)])
+def test_a_probe_head_at_a_rate_that_undid_its_start_is_warned_about(
+        head_init, rate, warned, tmp_path, sib_root, tiny_bert, capsys):
+    """One line on stderr at the start of the run, with the run id, naming the rate, the
+    measurement and the default; not an error, and nothing for a random head at 1e-2 (the
+    random-head configs set it on purpose)."""
+    cfg = config(sib_root, tiny_bert, "fft", tmp_path, head_init=head_init,
+                 head_learning_rate=rate)
+    T._prepare(cfg)
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if "head_learning_rate" in line]
+    if not warned:
+        assert not lines
+        return
+    (line,) = lines
+    assert line.startswith(f"{cfg.run_id}: warning: head_learning_rate {rate:g} with "
+                           "head_init: probe")
+    assert "lost its start within 10 steps" in line and "docs/demo/head-init.md" in line
+    assert "the default for a probe head is 0.0001" in line
+
+
+def test_step0_is_kept_when_training_only_makes_dev_worse(tmp_path, sib_root, tiny_bert,
+                                                          one_thread):
+    """A probe-head run whose training can only lose (FFT, encoder and head at 0.5): step 0 is
+    dev-scored like the later evaluations, kept as the best state and restored, so the run
+    ends at its start (`metrics.best_step` 0, `metrics.selection_dev` = the start)."""
+    cfg = config(sib_root, tiny_bert, "fft", tmp_path, learning_rate=0.5,
+                 head_learning_rate=0.5, max_steps=4, eval_steps=2, checkpoint_steps=0)
+    metrics = T.train_and_evaluate(cfg).record["metrics"]
+    start = metrics["head_init"]["selection_dev"]
+    curve = metrics["dev_curve"]
+    assert [point["step"] for point in curve] == [0, 2, 4]
+    assert curve[0]["dev"] == pytest.approx(start["macro_f1"], abs=1e-9)
+    assert all(point["dev"] < curve[0]["dev"] for point in curve[1:]), curve   # collapsed
+    assert metrics["best_step"] == 0 and metrics["best_dev"] == curve[0]["dev"]
+    assert metrics["selection_dev"]["macro_f1"] == pytest.approx(start["macro_f1"], abs=1e-9)
+
+
+def test_step0_is_on_the_dev_curve_of_a_probe_head_run_and_not_training_time(
+        tmp_path, sib_root, tiny_bert, one_thread, monkeypatch):
+    """A probe-head run's dev curve starts at step 0 (the start's score) and its best step is
+    that of the best point; the step-0 evaluation is not counted as training time; a random
+    head's curve starts at its first evaluation, as before."""
+    import time as clock
+
+    from transformers import Trainer
+
+    slow = 1.0   # seconds added to the step-0 evaluation: must not reach train_wall_s
+
+    stock = Trainer.evaluate
+
+    def evaluate_slowly(self, *args, **kwargs):
+        if self.state.max_steps == 0:   # before training
+            clock.sleep(slow)
+        return stock(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate_slowly)
+    record = T.train_and_evaluate(config(sib_root, tiny_bert, "lora", tmp_path,
+                                         checkpoint_steps=0)).record
+    metrics = record["metrics"]
+    curve = metrics["dev_curve"]
+    assert [point["step"] for point in curve] == [0, 2, 4]
+    assert curve[0]["dev"] == pytest.approx(metrics["head_init"]["selection_dev"]["macro_f1"],
+                                            abs=1e-9)
+    best = max(curve, key=lambda point: point["dev"])   # the first of equals
+    assert metrics["best_step"] == best["step"] and metrics["best_dev"] == best["dev"]
+    assert record["costs"]["train_wall_s"] < record["costs"]["phases"]["train_s"] - slow
+    random = T.train_and_evaluate(config(sib_root, tiny_bert, "lora", tmp_path,
+                                         head_init="random", checkpoint_steps=0)).record
+    assert [point["step"] for point in random["metrics"]["dev_curve"]] == [2, 4]

@@ -18,6 +18,14 @@ LONG_TEXT = ("head", "head+tail", "chunks")
 CLASS_WEIGHTS = REMEDIES
 SELECTION = ("dev", "last")
 HEAD_INIT = ("random", "probe")
+# The head's learning rate when it starts from the probe and `head_learning_rate` is unset.
+# Measured on the demo (docs/demo/head-init.md, SIB-200, seed 1): a head fitted by the probe
+# lost its start within 10 steps at 1e-2 (FFT dev macro-F1 0.664 at step 0, 0.143 at step 10)
+# and at the method's own rate (2.24e-4 to 5.48e-3: 0.476 / 0.298 / 0.090 at step 10); at 1e-4
+# it kept it (0.628 at step 10) and ended higher.
+PROBE_HEAD_LEARNING_RATE = 1e-4
+# A head rate from which a probe head is warned about: the measured rates that undid its start.
+PROBE_HEAD_WARNING_RATE = 1e-3
 # Fields that say where or how a run executes, not what it computes: left out of the run id.
 NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root", "translations_dir",
                 "attention", "gradient_checkpointing", "torch_compile", "checkpoint_steps")
@@ -56,8 +64,9 @@ class RunConfig(RunSettings):
     # the run starts at the probe's score and training measures what the method adds).
     head_init: str = "random"
     learning_rate: float = 3e-4
-    # The classifier head's own learning rate (None: learning_rate). A freshly drawn head learns
-    # slowly at FFT's small learning rate; short runs give it its own.
+    # The classifier head's own learning rate (None: learning_rate under head_init: random,
+    # PROBE_HEAD_LEARNING_RATE under head_init: probe; see effective_head_learning_rate). A
+    # freshly drawn head learns slowly at FFT's small learning rate; short runs give it its own.
     head_learning_rate: float | None = None
     num_epochs: float = 3.0
     max_steps: int = -1
@@ -108,6 +117,27 @@ class RunConfig(RunSettings):
     @property
     def multilabel(self) -> bool:
         return self.task.multilabel
+
+    @property
+    def effective_head_learning_rate(self) -> float | None:
+        """The head's learning rate in training: `head_learning_rate` where set; else
+        PROBE_HEAD_LEARNING_RATE for a head started from the probe, and None (the method's
+        `learning_rate`) for a random head. Derived, not written to the field, so run ids
+        stay as they were."""
+        if self.head_learning_rate is not None:
+            return self.head_learning_rate
+        return PROBE_HEAD_LEARNING_RATE if self.head_init == "probe" else None
+
+    def head_rate_warning(self) -> str | None:
+        """A note for a head started from the probe at a rate of the size that undid its start
+        on the demo (not an error: the rate may be meant); None otherwise."""
+        rate = self.effective_head_learning_rate
+        if self.head_init != "probe" or rate is None or rate < PROBE_HEAD_WARNING_RATE:
+            return None
+        return (f"warning: head_learning_rate {rate:g} with head_init: probe: a head started "
+                f"from the probe lost its start within 10 steps at rates of this size "
+                f"(docs/demo/head-init.md); the default for a probe head is "
+                f"{PROBE_HEAD_LEARNING_RATE:g} (leave head_learning_rate unset)")
 
     @property
     def resolved_train_langs(self) -> list[str]:

@@ -132,6 +132,9 @@ class Prepared:
 
 
 def _prepare(config: RunConfig) -> Prepared:
+    warning = config.head_rate_warning()
+    if warning:
+        print(f"{config.run_id}: {warning}", file=sys.stderr)
     device, precision = prepare_device(config)
     data = load_run_data(config)
     for note in data.notes():
@@ -167,10 +170,11 @@ def _init_head(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     from peft_utils.classification.head_init import init_head_from_probe
 
     prep.built.model.to(prep.device)   # the step-0 features are the model's, on its device
-    return init_head_from_probe(
+    return {**init_head_from_probe(
         config, prep.built.model, prep.splits, prep.selection if prep.selects_on_dev else None,
         len(prep.built.labels), prep.tokenizer, prep.device, prep.precision,
-        None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
+        None if config.extra.get("no_feature_cache") else FEATURE_CACHE),
+        "learning_rate": config.effective_head_learning_rate}
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
@@ -197,6 +201,9 @@ def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
 
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
+    """Train with the head at its effective rate. A head started from the probe makes step 0
+    a candidate for the kept state (dev-scored before the first step), so a run selected on
+    dev never keeps less than its start."""
     from peft_utils.core.trainer import training_arguments
 
     model, labels = prep.built.model, prep.built.labels
@@ -211,7 +218,8 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
-        head_lr=config.head_learning_rate, head_params=head_parameters(model))
+        head_lr=config.effective_head_learning_rate, head_params=head_parameters(model),
+        evaluate_at_start=config.head_init == "probe" and prep.selects_on_dev)
 
 
 def _predict(config: RunConfig, prep: Prepared, model, split: str) -> np.ndarray:

@@ -180,12 +180,14 @@ def _record(outcome: Outcome, parts: RecordParts, inference: dict | None,
 
 # ---- training -------------------------------------------------------------------------
 def fit(config, out: Path, model, task: str, method_settings: dict[str, Any],
-        dev_score: Callable[[dict], float] | None = None, **trainer_args) -> Fitted:
+        dev_score: Callable[[dict], float] | None = None, evaluate_at_start: bool = False,
+        **trainer_args) -> Fitted:
     """Train `model` with the run's trainer (core.trainer: the adapters library's for its
     methods, seq2seq for `task` "seq2seq"), continuing from the run's newest complete
     checkpoint, keeping the best dev state (`dev_score`: see BestDevState) and the method's
-    part of the loop (`method_settings`). `trainer_args`: the study's arguments, datasets,
-    collator and metrics."""
+    part of the loop (`method_settings`). `evaluate_at_start`: step 0 is dev-scored and
+    competes for the kept state (see RunTrainerMixin.fit). `trainer_args`: the study's
+    arguments, datasets, collator and metrics."""
     from peft_utils.core import methods
     from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for
 
@@ -194,7 +196,7 @@ def fit(config, out: Path, model, task: str, method_settings: dict[str, Any],
     trainer = trainer_for(adapters, seq2seq=task == "seq2seq")(
         model=model, run_id=config.run_id, best=best, resume=resumable(out, config),
         hooks=method_hooks(config.method, method_settings, model), **trainer_args)
-    return trainer.fit()
+    return trainer.fit(evaluate_at_start=evaluate_at_start)
 
 
 # ---- reload ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ and the adapters library's AdapterTrainer / Seq2SeqAdapterTrainer) with the proj
 guarantees added by one mixin, `RunTrainerMixin`:
 
 - the best dev state kept in memory, restored at the end, early stopping (`BestDevState`);
+  where asked, the model at step 0 dev-scored as a candidate (`RunTrainerMixin.fit`);
 - periodic checkpoints of the trainable state (the same file for every method) with the
   optimizer, scheduler, RNG and trainer states, and resuming from the last complete one to
   the metrics of an uninterrupted run (`peft_utils.core.checkpoints` says what is on disk);
@@ -56,7 +57,8 @@ class BestDevState(TrainerCallback):
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kw):
         value = self.score(metrics)
-        self.curve.append({"step": state.global_step, "epoch": state.epoch, "dev": value,
+        epoch = state.epoch if state.epoch is not None else 0.0   # None: before training
+        self.curve.append({"step": state.global_step, "epoch": epoch, "dev": value,
                            "loss": metrics.get("eval_loss")})
         if self.best is None or value > self.best:
             self.best, self.best_step, self.bad = value, state.global_step, 0
@@ -108,7 +110,9 @@ class EvaluationLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         loss = "-" if self.loss is None else f"{self.loss:.4f}"
-        print(f"{self.run_id} step {state.global_step}/{state.max_steps}: loss {loss}, "
+        # max_steps is 0 before training (the step-0 evaluation of RunTrainerMixin.fit)
+        of = f"/{state.max_steps}" if state.max_steps else " (before training)"
+        print(f"{self.run_id} step {state.global_step}{of}: loss {loss}, "
               f"dev {self.best.curve[-1]['dev']:.4f} (best {self.best.best:.4f} at step "
               f"{self.best.best_step})", flush=True)
 
@@ -242,10 +246,17 @@ class RunTrainerMixin:
         self.started: float | None = None
 
     # ---- the public entry points ------------------------------------------------------
-    def fit(self) -> Fitted:
-        """Train (or continue `resume`) to the end; the model then holds the best dev state."""
+    def fit(self, evaluate_at_start: bool = False) -> Fitted:
+        """Train (or continue `resume`) to the end; the model then holds the best dev state.
+
+        `evaluate_at_start` (with dev data, not when resuming: the checkpoint already holds the
+        start's evaluation): the model is dev-scored once before its first step, so step 0
+        (global_step 0) enters the dev curve and is kept as the best state, and restored at
+        the end, unless a later evaluation beats it. That evaluation is not training time."""
         if self.args.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        if evaluate_at_start and self.resume is None and self.eval_dataset is not None:
+            self.evaluate()   # the Trainer's own pass (its state is fresh: global_step 0)
         self.started = time.perf_counter()
         if self.resume is not None:
             print(f"resuming {self.run_id} from {self.resume.folder} (step {self.resume.step})",

@@ -1,6 +1,12 @@
-"""Run pending cells: locally (N at a time, a worker process per slot: a new one per cell, or
-with `keep_kernels` one that keeps its kernel from cell to cell) or as Slurm jobs (submitit,
-one cell per job).
+"""Run pending cells: locally (N at a time, a worker process per slot: a new one per cell
+group, or with `keep_kernels` one that keeps its kernel from cell to cell) or as Slurm jobs
+(submitit, one cell per job).
+
+A cell group is one cell's seeds (`seed_groups`): they run one after another in one kernel, so
+only the first seed pays the kernel's start and the libraries' imports. Every method's cell then
+has one cold seed and the rest warm, the same pattern for each, so costs averaged over seeds
+stay comparable across methods (a kernel kept across different cells would not: a method that
+happens to follow a larger cell reads higher peak memory).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
 failing cell. The local executor leaves a cell that another runner of the grid is running
@@ -115,8 +121,10 @@ class CellWorker:
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
 
-    def run(self, spec: Path, log: Path) -> dict[str, Any] | None:
-        """The cell's Outcome as the worker reported it; None if the worker ended first."""
+    def run(self, spec: Path, log: Path, keep: bool = False) -> dict[str, Any] | None:
+        """The cell's Outcome as the worker reported it; None if the worker ended first.
+        `keep`: keep the kernel for the next cell even without `reuse` (its seed group's)."""
+        keep = keep or self.reuse
         with self.guard:   # no new worker once the runner is stopping
             if self.stopping.is_set():
                 raise KeyboardInterrupt
@@ -129,12 +137,12 @@ class CellWorker:
             proc = self.proc
         try:
             proc.stdin.write(json.dumps({"spec": str(spec), "log": str(log),
-                                         "keep": self.reuse}) + "\n")
+                                         "keep": keep}) + "\n")
             proc.stdin.flush()
             answer = json.loads(proc.stdout.readline() or "null")
         except (OSError, ValueError):   # it died before or while answering
             answer = None
-        if answer is None or not (self.reuse and answer["reusable"]):
+        if answer is None or not (keep and answer["reusable"]):
             self.close()
         return answer and answer["outcome"]
 
@@ -153,6 +161,16 @@ class CellWorker:
                 _terminate(self.proc)
 
 
+def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells grouped by everything but their seed, in the order they come."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        key = json.dumps({k: v for k, v in cell.values.items() if k != "seed"},
+                         sort_keys=True, default=str)
+        groups.setdefault(f"{cell.preset}|{key}", []).append(cell)
+    return list(groups.values())
+
+
 def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
               notebook: Path | None = None, keep_kernels: bool = False) -> list[Outcome]:
     gpus = visible_gpus()
@@ -163,23 +181,35 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     for worker in slot_workers:
         slots.put(worker)
 
-    def work(cell: Cell) -> Outcome:
+    reporting = threading.Lock()
+
+    def work(group: list[Cell]) -> list[Outcome]:
+        worker = slots.get()   # the group's seeds in one kernel: see the module's docstring
+        try:
+            outcomes = []
+            for position, cell in enumerate(group):
+                outcomes.append(run_cell(worker, cell, keep=position < len(group) - 1))
+                with reporting:
+                    progress.finished(outcomes[-1])
+            return outcomes
+        finally:
+            if not keep_kernels:   # the next group starts cold, whichever cell ended this one
+                worker.close()
+            slots.put(worker)
+
+    def run_cell(worker: CellWorker, cell: Cell, keep: bool) -> Outcome:
         if running_elsewhere(cell):   # another runner of the grid has it: take the next one
             return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
-        worker = slots.get()
-        try:
-            if stopping.is_set():
-                raise KeyboardInterrupt
-            spec = claim_spec(cell.config, grid.path, notebook)
-            if spec is None:   # another runner started it since the check above
-                return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
-            log = spec.parent / "run.log"
-            log.write_text("", encoding="utf-8")
-            start = time.perf_counter()
-            answer = worker.run(spec, log)
-            returncode = worker.returncode   # before another cell may restart the worker
-        finally:
-            slots.put(worker)
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        spec = claim_spec(cell.config, grid.path, notebook)
+        if spec is None:   # another runner started it since the check above
+            return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
+        log = spec.parent / "run.log"
+        log.write_text("", encoding="utf-8")
+        start = time.perf_counter()
+        answer = worker.run(spec, log, keep)
+        returncode = worker.returncode   # before another cell may restart the worker
         if stopping.is_set():
             raise KeyboardInterrupt
         if answer is not None:
@@ -194,11 +224,9 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
     try:
-        futures = {pool.submit(work, cell): cell for cell in cells}
+        futures = [pool.submit(work, group) for group in seed_groups(cells)]
         for future in as_completed(futures):
-            outcome = future.result()
-            outcomes.append(outcome)
-            progress.finished(outcome)
+            outcomes.extend(future.result())
     except BaseException:
         stopping.set()
         for worker in slot_workers:

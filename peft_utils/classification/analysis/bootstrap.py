@@ -1,12 +1,26 @@
-"""PEFT − FFT differences with a paired bootstrap over examples and seeds.
+"""PEFT − FFT differences with a paired bootstrap over examples and seeds, and the verdicts
+drawn from them.
 
 Each replicate draws examples with replacement (within each language, so the language mix of
-the evaluation set stays fixed) and seeds with replacement, and recomputes the task's main
-metric for every run from its per-example predictions. Both methods see the same examples in
-every replicate, and the same seeds where their seed lists match: the pairing removes the
-variance the two methods share. The metric is computed from weighted confusion counts, which
-equals `peft_utils.classification.metrics.scores` on unit weights (tested) and is fast enough
-for B=1000.
+the evaluation set stays fixed) and, independently, seeds with replacement, and recomputes the
+task's main metric for every run from its per-example predictions: the two crossed sources of
+variance (which examples were scored, which seed trained the model) are resampled together, as
+the pigeonhole bootstrap does for crossed random effects (Owen, 2007, "The pigeonhole
+bootstrap", Annals of Applied Statistics 1(2)), and as Bouthillier et al. (MLSys 2021,
+"Accounting for Variance in Machine Learning Benchmarks") ask of a benchmark comparison. Both
+methods see the same examples in every replicate, and the same seeds where their seed lists
+match: the pairing removes the variance the two methods share. The metric is computed from
+weighted confusion counts, which equals `peft_utils.classification.metrics.scores` on unit
+weights (tested) and is fast enough for B=1000.
+
+Verdicts: a cell needs at least MIN_SEEDS seeds on both sides (one seed shows a difference,
+never a verdict); the cells' bootstrap p-values form one family per scope (the overall scores,
+and separately the per-language scores) whose family-wise error is held at 1 − ci by Holm's
+step-down correction (statsmodels); the verdict follows the adjusted p-value, the unadjusted
+one stands beside it. The probability of improvement (Agarwal et al., NeurIPS 2021, "Deep
+Reinforcement Learning at the Edge of the Statistical Precipice") is P(a run of the method
+scores above a run of FFT), ties counted half, over every pair of their seeds, with its
+bootstrap interval over the same replicates.
 """
 from __future__ import annotations
 
@@ -26,6 +40,8 @@ from peft_utils.classification.analysis.tables import reference_variants
 from peft_utils.core.methods import REFERENCE
 
 KEY = ["lang", "id", "line"]   # how examples align across runs of one split
+MIN_SEEDS = 2                  # per side, for a verdict: one seed shows a difference only
+ONE_SEED = "one seed"          # the verdict column of a cell with fewer seeds
 _BLOCK_CELLS = 4_000_000       # replicate rows × examples held in memory at once
 
 
@@ -88,19 +104,31 @@ class BootstrapResult:
     p_value: float          # two-sided: how often replicates fall on either side of 0
     method_runs: np.ndarray       # per-run point scores (seed order)
     reference_runs: np.ndarray
+    prob_improvement: float       # P(method run > FFT run), ties half, over all seed pairs
+    pi_low: float
+    pi_high: float
+
+
+def improvement_probability(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(X > Y) + P(X = Y) / 2 for a run X of the method and a run Y of the reference, over
+    every pair of their runs (the normalised Mann-Whitney statistic of Agarwal et al. 2021):
+    `a` [B, k] and `b` [B, m] scores -> [B]."""
+    a, b = np.atleast_2d(a)[:, :, None], np.atleast_2d(b)[:, None, :]
+    return (a > b).mean((1, 2)) + 0.5 * (a == b).mean((1, 2))
 
 
 def paired_bootstrap(score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                      method_preds: list[np.ndarray], reference_preds: list[np.ndarray],
                      strata: list[np.ndarray], n: int, paired_seeds: bool, n_boot: int = 1000,
                      ci: float = 0.95, rng: np.random.Generator | None = None) -> BootstrapResult:
-    """Percentile CI of mean(method) − mean(reference) over replicates of examples and seeds.
-    `score(weights, pred)` gives the metric of one run for each row of weights."""
+    """Percentile CI of mean(method) − mean(reference) over replicates of examples and seeds,
+    and of the probability of improvement. `score(weights, pred)` gives the metric of one run
+    for each row of weights."""
     rng = rng or np.random.default_rng(0)
     ones = np.ones((1, n))
     a_runs = np.array([score(ones, p)[0] for p in method_preds])
     b_runs = np.array([score(ones, p)[0] for p in reference_preds])
-    diffs = np.empty(n_boot)
+    diffs, improves = np.empty(n_boot), np.empty(n_boot)
     block = max(1, min(n_boot, _BLOCK_CELLS // max(n, 1)))
     for start in range(0, n_boot, block):
         size = min(block, n_boot - start)
@@ -109,14 +137,50 @@ def paired_bootstrap(score: Callable[[np.ndarray, np.ndarray], np.ndarray],
         b = np.stack([score(weights, p) for p in reference_preds], axis=1)
         a_idx = rng.integers(0, a.shape[1], size=a.shape)
         b_idx = a_idx if paired_seeds else rng.integers(0, b.shape[1], size=b.shape)
-        diffs[start:start + size] = (np.take_along_axis(a, a_idx, 1).mean(1)
-                                     - np.take_along_axis(b, b_idx, 1).mean(1))
+        a, b = np.take_along_axis(a, a_idx, 1), np.take_along_axis(b, b_idx, 1)
+        diffs[start:start + size] = a.mean(1) - b.mean(1)
+        improves[start:start + size] = improvement_probability(a, b)
     alpha = (1 - ci) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
-    p_value = min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean()))
+    pi_low, pi_high = np.quantile(improves, [alpha, 1 - alpha])
     return BootstrapResult(float(a_runs.mean()), float(b_runs.mean()),
                            float(a_runs.mean() - b_runs.mean()), float(low), float(high),
-                           float(p_value), a_runs, b_runs)
+                           bootstrap_p_value(diffs), a_runs, b_runs,
+                           float(improvement_probability(a_runs[None], b_runs[None])[0]),
+                           float(pi_low), float(pi_high))
+
+
+def bootstrap_p_value(diffs: np.ndarray) -> float:
+    """Two-sided p-value of "no difference": twice the smaller share of replicates on either
+    side of 0, each share counted as (count + 1) / (B + 1) so that B replicates never claim a
+    p-value below what they can resolve (Davison & Hinkley 1997, §4.4)."""
+    b = len(diffs)
+    below, above = ((diffs <= 0).sum() + 1) / (b + 1), ((diffs >= 0).sum() + 1) / (b + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm_verdicts(table: pd.DataFrame, ci: float) -> pd.DataFrame:
+    """`p_holm` and `verdict` for the rows with enough seeds: Holm's correction over each
+    family (the overall rows; the per-language rows), the verdict from the adjusted p-value
+    and the side of 0 the difference lies on. `verdict_unadjusted` follows the CI alone.
+    Rows with fewer than MIN_SEEDS seeds on a side get ONE_SEED in both and no p_holm."""
+    from statsmodels.stats.multitest import multipletests
+
+    table = table.copy()
+    eligible = (table["n_seeds"] >= MIN_SEEDS) & (table["n_reference_seeds"] >= MIN_SEEDS)
+    side = np.where(table["diff"] > 0, "better", "worse")
+    table["verdict_unadjusted"] = np.where(
+        ~eligible, ONE_SEED, np.where(table["contains_zero"], "comparable", side))
+    table["p_holm"] = np.nan
+    for family in (table["lang"] == "overall", table["lang"] != "overall"):
+        rows = family & eligible
+        if rows.any():
+            table.loc[rows, "p_holm"] = multipletests(table.loc[rows, "p_value"],
+                                                      alpha=1 - ci, method="holm")[1]
+    significant = table["p_holm"] < 1 - ci
+    table["verdict"] = np.where(~eligible, ONE_SEED,
+                                np.where(significant, side, "comparable"))
+    return table
 
 
 # ---- from results folders -----------------------------------------------------
@@ -191,9 +255,12 @@ def bootstrap_differences(source: Results | str | Path, n_boot: int = 1000, ci: 
     """Method − FFT on the main metric for every non-FFT cell with an FFT counterpart, on test
     (dev where test has no gold), overall (and per language with `by_language`).
 
-    `contains_zero` says whether the CI includes 0: `verdict` is "comparable" then, else
-    "better" or "worse" than FFT. `matches_record` checks the recomputed point scores
-    against the records.
+    `contains_zero` says whether the CI includes 0 (`verdict_unadjusted`); `verdict` is
+    "better" or "worse" where the Holm-adjusted p-value of its family lies below 1 − ci, else
+    "comparable", and ONE_SEED where a side has fewer than MIN_SEEDS seeds (`holm_verdicts`).
+    `seeds`, `method_seed_scores`, `reference_seed_scores`: each run's point score, in seed
+    order (`seed_differences` lays them out). `matches_record` checks the recomputed point
+    scores against the records.
     """
     results = as_results(source)
     rows = []
@@ -209,7 +276,8 @@ def bootstrap_differences(source: Results | str | Path, n_boot: int = 1000, ci: 
             rows.extend(_compare(results, runs, reference, n_boot, ci, seed, by_language))
     if not rows:
         return pd.DataFrame(rows)
-    return sort_cells(pd.DataFrame(rows), ["_lang_pos"]).drop(columns="_lang_pos")
+    table = sort_cells(pd.DataFrame(rows), ["_lang_pos"]).drop(columns="_lang_pos")
+    return holm_verdicts(table, ci)
 
 
 def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_boot: int,
@@ -258,9 +326,12 @@ def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_bo
                     "method_score": res.method_score, "reference_score": res.reference_score,
                     "diff": res.diff, "ci_low": res.ci_low, "ci_high": res.ci_high,
                     "ci_level": ci, "n_boot": n_boot, "contains_zero": contains_zero,
-                    "verdict": "comparable" if contains_zero else (
-                        "better" if res.ci_low > 0 else "worse"),
-                    "p_value": res.p_value, "matches_record": matches})
+                    "p_value": res.p_value, "prob_improvement": res.prob_improvement,
+                    "pi_low": res.pi_low, "pi_high": res.pi_high,
+                    "seeds": list(runs["seed"]), "reference_seeds": list(reference["seed"]),
+                    "method_seed_scores": list(res.method_runs),
+                    "reference_seed_scores": list(res.reference_runs),
+                    "matches_record": matches})
     return out
 
 
@@ -282,6 +353,29 @@ def _matches_record(results: Results, run_ids: list[str], split: str, lang: str,
     return ok
 
 
+SEED_COLUMNS = ["seeds", "reference_seeds", "method_seed_scores", "reference_seed_scores"]
+
+
+def seed_differences(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell, scope and seed of the method: its score and its difference to FFT,
+    to FFT's run of the same seed where the seed lists match (paired), else to FFT's mean."""
+    rows = []
+    for row in table.itertuples(index=False):
+        paired = list(row.seeds) == list(row.reference_seeds)
+        reference = np.mean(row.reference_seed_scores)
+        for i, (seed, score) in enumerate(zip(row.seeds, row.method_seed_scores)):
+            base = row.reference_seed_scores[i] if paired else reference
+            rows.append({**{c: getattr(row, c) for c in CELL}, "lang": row.lang,
+                         "seed": seed, "score": score, "reference_score": base,
+                         "diff": score - base, "paired": paired})
+    return pd.DataFrame(rows)
+
+
+def numeric_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as written to CSV: the per-seed lists go to `seed_differences`."""
+    return table.drop(columns=[c for c in SEED_COLUMNS if c in table])
+
+
 def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     from peft_utils.classification.analysis.tables import display_keys
 
@@ -298,16 +392,21 @@ def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "Δ (method − FFT)": table["diff"].map(lambda v: f"{v:+.{digits}f}"),
         f"{level} CI": [f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
                         for lo, hi in zip(table["ci_low"], table["ci_high"])],
-        "CI contains 0": table["contains_zero"].map({True: "yes", False: "no"}),
+        "P(method > FFT)": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in
+                            zip(table["prob_improvement"], table["pi_low"], table["pi_high"])],
+        "p": table["p_value"].map(lambda v: f"{v:.3f}"),
+        "p (Holm)": table["p_holm"].map(lambda v: "–" if v != v else f"{v:.3f}"),
+        "verdict (unadjusted)": table["verdict_unadjusted"],
         "verdict": table["verdict"],
     })
 
 
 def verdict_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """How many task × scenario cells each method is comparable to, better or worse than FFT."""
+    """How many task × scenario cells each method is comparable to, better or worse than FFT
+    (Holm-adjusted), or has too few seeds to judge."""
     overall = table[table["lang"] == "overall"] if not table.empty else table
     if overall.empty:
         return pd.DataFrame()
     counts = overall.groupby(["method", "verdict"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=["better", "comparable", "worse"], fill_value=0)
+    counts = counts.reindex(columns=["better", "comparable", "worse", ONE_SEED], fill_value=0)
     return sort_cells(counts.reset_index().rename_axis(columns=None))

@@ -1,19 +1,22 @@
 """The report's first section: what the study found, before the tables it is read from.
 
 One row per final cell (`findings_table`) and a few sentences (`findings_text`): the verdicts
-(method − FFT with their CI), whether each run beat the frozen-feature probe, where each run
-started (`head_init: probe`: the probe's score) and what it added, what tuning chose and
-whether the choice is interior, the cost ranges and the runs that failed.
+(method − FFT with their interval over seeds and examples, Holm-adjusted; cells with one seed
+get none), whether each run beat the frozen-feature probe, where each run started
+(`head_init: probe`: the probe's score) and what it added, what tuning chose, whether the
+choice is interior and whether tuning could tell its values apart, the cost ranges and the
+runs that failed.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from peft_utils.classification.analysis.bootstrap import ONE_SEED
 from peft_utils.classification.analysis.load import CELL, sort_cells
 from peft_utils.classification.analysis.tables import display_keys
 from peft_utils.core.methods import REFERENCE
-from peft_utils.core.outputs import fmt_number, fmt_signed
+from peft_utils.core.outputs import fmt_mean_sd, fmt_number, fmt_signed
 
 
 def findings_table(diffs: pd.DataFrame, baselines: pd.DataFrame,
@@ -22,27 +25,29 @@ def findings_table(diffs: pd.DataFrame, baselines: pd.DataFrame,
     against the probe's and the run's starting score, and the tuned choice's position."""
     if baselines.empty:
         return pd.DataFrame()
-    table = baselines[[*CELL, "n_seeds", "dev_mean", "start", "probe", "beats_probe", "test",
-                       "probe_test"]].copy()
+    table = baselines[[*CELL, "n_seeds", "dev_mean", "start", "kept_start", "probe",
+                       "beats_probe", "test", "test_std", "probe_test"]].copy()
     overall = diffs[diffs["lang"] == "overall"] if not diffs.empty else pd.DataFrame()
     if not overall.empty:
-        table = table.merge(overall[[*CELL, "diff", "ci_low", "ci_high", "verdict"]],
-                            on=CELL, how="left")
-    for column in ("diff", "ci_low", "ci_high", "verdict"):
+        table = table.merge(overall[[*CELL, *VERDICT_COLUMNS]], on=CELL, how="left")
+    for column in VERDICT_COLUMNS:
         if column not in table:
             table[column] = np.nan
-    if not chosen.empty and "position" in chosen:
-        table = table.merge(chosen[["task", "scenario", "method", "position"]],
-                            on=["task", "scenario", "method"], how="left")
-        # A tuning shared across scenarios is recorded at its first scenario: spread it.
-        shared = chosen.drop_duplicates(["task", "method"]).set_index(["task", "method"])
-        missing = table["position"].isna()
-        table.loc[missing, "position"] = [
-            shared["position"].get((t, m), np.nan)
-            for t, m in zip(table.loc[missing, "task"], table.loc[missing, "method"])]
-    else:
-        table["position"] = np.nan
+    tuned = [c for c in ("position", "separated") if c in chosen]
+    for column in ("position", "separated"):
+        table[column] = _tuned_value(table, chosen, column) if column in tuned else np.nan
     return sort_cells(table)
+
+
+VERDICT_COLUMNS = ["diff", "ci_low", "ci_high", "p_value", "p_holm", "prob_improvement",
+                   "verdict_unadjusted", "verdict"]
+
+
+def _tuned_value(table: pd.DataFrame, chosen: pd.DataFrame, column: str) -> list:
+    """`chosen[column]` for each final cell: a tuning shared across scenarios is recorded at
+    its first scenario, so a cell takes its task and method's value."""
+    shared = chosen.drop_duplicates(["task", "method"]).set_index(["task", "method"])[column]
+    return [shared.get((t, m), np.nan) for t, m in zip(table["task"], table["method"])]
 
 
 def findings_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -52,13 +57,18 @@ def findings_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         return fmt_number(v, digits)
     return pd.DataFrame({
         **{k: table[k] for k in display_keys(table)},
-        "test": table["test"].map(num),
+        "test (mean ± sd)": [fmt_mean_sd(m, s, digits)
+                             for m, s in zip(table["test"], table["test_std"])],
+        "seeds": table["n_seeds"],
         "Δ test vs FFT [CI]": [
             "reference" if m == REFERENCE else
             "–" if pd.isna(d) else f"{fmt_signed(d, digits)} [{fmt_signed(lo, digits)}, "
                                    f"{fmt_signed(hi, digits)}]"
             for m, d, lo, hi in zip(table["method"], table["diff"], table["ci_low"],
                                     table["ci_high"])],
+        "P(method > FFT)": table["prob_improvement"].map(lambda v: fmt_number(v, 2)),
+        "p / Holm": [f"{fmt_number(p, 3)} / {fmt_number(h, 3)}" if p == p else "–"
+                     for p, h in zip(table["p_value"], table["p_holm"])],
         "verdict": [("" if m == REFERENCE else v) if isinstance(v, str) else "–"
                     for m, v in zip(table["method"], table["verdict"])],
         "dev start → end": [f"{num(s)} → {num(e)}" if s == s else num(e)
@@ -78,18 +88,8 @@ def findings_text(table: pd.DataFrame, ranges_display: pd.DataFrame, failed: int
         return ["No complete final run to report on."]
     out = []
     peft = table[table["method"] != REFERENCE]
-    judged = peft[peft["verdict"].notna()]
-    if len(judged):
-        counts = judged["verdict"].value_counts()
-        level = f"{ci_level:.0%} " if ci_level else ""
-        seeds = sorted(set(table["n_seeds"]))
-        spread = ("One seed per final: each CI resamples the evaluation examples only and "
-                  "shows no seed-to-seed spread; a second seed would show it."
-                  if seeds == [1] else f"{'-'.join(map(str, seeds))} seeds per final.")
-        out.append(f"**Verdicts** (method − FFT on test, {level}paired bootstrap CI): of "
-                   f"{len(judged)} PEFT cells, {counts.get('comparable', 0)} comparable, "
-                   f"{counts.get('better', 0)} better, {counts.get('worse', 0)} worse. "
-                   + spread)
+    if peft["verdict"].notna().any():
+        out.append(_verdict_line(peft, ci_level))
     probed = table[table["beats_probe"].notna()]
     if len(probed):
         below = probed[~probed["beats_probe"].astype(bool)]
@@ -104,7 +104,8 @@ def findings_text(table: pd.DataFrame, ranges_display: pd.DataFrame, failed: int
                                                                  sort=False).mean()
         out.append("**From the probe**: every head started at the probe's score "
                    "(`head_init: probe`); mean dev gain over that start: "
-                   + ", ".join(f"{m} {fmt_signed(g, 3)}" for m, g in gains.items()) + ".")
+                   + ", ".join(f"{m} {fmt_signed(g, 3)}" for m, g in gains.items()) + "."
+                   + _kept_start(started))
     positions = table.drop_duplicates(["task", "method"])["position"].dropna()
     if len(positions):
         edges = table.drop_duplicates(["task", "method"])
@@ -114,7 +115,8 @@ def findings_text(table: pd.DataFrame, ranges_display: pd.DataFrame, failed: int
                    + ("; at an edge (its optimum may lie beyond): "
                       + ", ".join(f"{r.task} · {r.method} ({r.position})"
                                   for r in edges.itertuples()) + "." if len(edges) else ".")
-                   + (f" {tuning_budget}" if tuning_budget else ""))
+                   + (f" {tuning_budget}" if tuning_budget else "")
+                   + _separation(table))
     if not ranges_display.empty:
         out.append("**Costs** (FFT / method trainable parameters; training time saved): "
                    + "; ".join(f"{r['method']} {r['FFT / method']}, {r['training time saved']}"
@@ -130,3 +132,50 @@ def _test_against_probe(table: pd.DataFrame) -> str:
         return ""
     ahead = int((scored["test"] > scored["probe_test"]).sum())
     return f" On test, {ahead} of {len(scored)} beat the probe's test score."
+
+
+def _verdict_line(peft: pd.DataFrame, ci_level: float | None) -> str:
+    """The verdicts' counts (Holm-adjusted, the unadjusted beside), the seeds behind them, and
+    the cells with too few seeds for one."""
+    level = f"{ci_level:.0%} " if ci_level else ""
+    one_seed = peft[peft["verdict"] == ONE_SEED]
+    judged = peft[peft["verdict"].notna() & (peft["verdict"] != ONE_SEED)]
+    if judged.empty:
+        return (f"**No verdicts**: every final cell ran one seed, so its difference to FFT "
+                "(shown below) covers the evaluation examples only and says nothing of the "
+                "seed-to-seed spread; run several seeds (`grid: seed: [1, 2, 3]`) for a "
+                "verdict.")
+    counts, raw = judged["verdict"].value_counts(), judged["verdict_unadjusted"].value_counts()
+    seeds = sorted(set(judged["n_seeds"]))
+    line = (f"**Verdicts** (method − FFT on test, {level}interval over seeds and examples, "
+            f"Holm-adjusted over the {len(judged)} cells): of {len(judged)} PEFT cells, "
+            f"{counts.get('comparable', 0)} comparable, {counts.get('better', 0)} better, "
+            f"{counts.get('worse', 0)} worse (unadjusted: {raw.get('comparable', 0)} / "
+            f"{raw.get('better', 0)} / {raw.get('worse', 0)}); "
+            f"{'-'.join(map(str, seeds))} seeds per final.")
+    if len(one_seed):
+        line += (f" {len(one_seed)} cell(s) with one seed show their difference, no verdict: "
+                 + ", ".join(f"{r.task} · {r.scenario} · {r.method}"
+                             for r in one_seed.itertuples()) + ".")
+    return line
+
+
+def _separation(table: pd.DataFrame) -> str:
+    """The tuned groups whose tried values scored within the finals' seed-to-seed spread."""
+    groups = table.drop_duplicates(["task", "method"])
+    blurred = groups[groups["separated"].eq(False)]
+    if blurred.empty:
+        return ""
+    return (" Tuning could not separate the rates (their dev spread does not exceed the "
+            "spread across seeds) for: " + ", ".join(f"{r.task} · {r.method}"
+                                                  for r in blurred.itertuples()) + ".")
+
+
+def _kept_start(table: pd.DataFrame) -> str:
+    """The cells where some seed's best dev state was its start (step 0)."""
+    kept = table[table["kept_start"] > 0]
+    if kept.empty:
+        return ""
+    return (" Training added nothing (the best dev state was the start) in: "
+            + ", ".join(f"{r.task} · {r.scenario} · {r.method} ({int(r.kept_start)} of "
+                        f"{int(r.n_seeds)} seeds)" for r in kept.itertuples()) + ".")

@@ -13,6 +13,7 @@ from peft_utils.classification.analysis import tuning as T
 from peft_utils.classification.analysis.findings import (findings_display, findings_table,
                                                          findings_text)
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
+                                                          numeric_table, seed_differences,
                                                           verdict_counts)
 from peft_utils.classification.analysis.exports import export_table
 from peft_utils.classification.analysis.load import CELL, Results, load_results
@@ -31,13 +32,17 @@ CAPTIONS = {
     "coverage": "What each split held per evaluation language: scored, unlabelled (predicted "
                 "only), empty after filtering, or absent from the data tree.",
     "cost_ranges": "Range over tasks and scenarios of the headline cost claims, per method.",
-    "verdicts": "Task × scenario cells per method where the CI of method − FFT lies above 0, "
-                "contains 0 or lies below 0 (overall score).",
+    "verdicts": "Task × scenario cells per method that are better than, comparable to or "
+                "worse than FFT (overall score, Holm-adjusted), or ran one seed (no verdict).",
     "provenance": "Code, packages and devices that produced the runs.",
     "costs": "Training costs, mean over seeds; ratio and reductions relative to full "
              "fine-tuning (FFT) under the same task and scenario.",
-    "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap confidence interval "
-                   "over examples and seeds.",
+    "peft_vs_fft": "Method − FFT on the main metric with a paired bootstrap interval over "
+                   "examples and seeds, the probability that a run of the method beats a run "
+                   "of FFT, and the p-value before and after Holm's correction over the family "
+                   "(overall rows; per-language rows); the verdict follows the adjusted one.",
+    "peft_vs_fft_seeds": "Each seed's difference to FFT (to FFT's run of the same seed where "
+                         "both ran the same seeds): the dots of the forest plot.",
     "baselines": "Dev score on the training languages beside the trivial predictors and the "
                  "frozen-feature probe (logistic regression on the base model's features) "
                  "scored on the same rows; test scores beside.",
@@ -52,7 +57,9 @@ CAPTIONS = {
     "tuning_trials": "Every tuning trial (seeds averaged): the values tried and the dev score "
                      "on the training languages; `chosen` marks each group's best.",
     "tuning_chosen": "Per method: the values tuning chose on dev, whether the choice is interior "
-                     "to what the method tried, and what tuning cost (trial runs, optimiser "
+                     "to what the method tried, whether the dev spread across the values "
+                     "exceeds the finals' spread across seeds, and what tuning cost (trial "
+                     "runs, optimiser "
                      "steps and training time summed over the trials; trials run in kept "
                      "kernels, so their times are the tuning budget's, not a method's cost).",
     "findings": "What the study found, per final cell: test score, method − FFT with its CI, "
@@ -109,7 +116,9 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     add("cost_ranges", ranges, cost_ranges_display(ranges))
     diffs = bootstrap_differences(results, n_boot=n_boot, ci=ci, seed=seed,
                                   by_language=by_language)
-    add("peft_vs_fft", diffs, bootstrap_display(diffs))
+    add("peft_vs_fft", numeric_table(diffs), bootstrap_display(diffs))
+    seeds = seed_differences(diffs) if not diffs.empty else pd.DataFrame()
+    add("peft_vs_fft_seeds", seeds, seeds.round(4))
     verdicts = verdict_counts(diffs)
     add("verdicts", verdicts, verdicts)
     baselines = baseline_table(results)
@@ -120,7 +129,7 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     chosen = pd.DataFrame()
     if not trials.empty:
         report.tuning_budget = T.budget_statement(results, trials)
-        chosen = T.chosen_table(results, trials)
+        chosen = T.separability(T.chosen_table(results, trials), trials, baselines)
         add("tuning_trials", trials, trials.round(4))
         add("tuning_chosen", chosen, T.chosen_display(chosen, T.tuned_keys(results.trials)))
     found = findings_table(diffs, baselines, chosen)
@@ -130,6 +139,7 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
     report.add_tables(TABLES)
 
     report.add_figures({
+        **({"verdicts_forest": F.forest_figure(diffs, seeds)} if not diffs.empty else {}),
         **F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
         "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
         **T.sensitivity_figures(results, trials), **S.pareto_figures(f1, costs, serving)})

@@ -256,8 +256,9 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
     and whether every run beats it by at least CLEAR_MARGIN; and the frozen-feature probe
     (a logistic regression on the base model's features; records from before it have none),
     and whether every run beats it (a run below it has failed); `start`: the run's score
-    before its first step where its head started from the probe (head_init: probe). Test
-    scores of the method and the probe beside them, where test has gold."""
+    before its first step where its head started from the probe (head_init: probe), and
+    `kept_start`: in how many seeds that start stayed the best dev state. Test scores of the
+    method (mean, sd over seeds) and the probe beside them, where test has gold."""
     results = as_results(source)
     rows = []
     for run in results.runs.itertuples(index=False):
@@ -280,6 +281,8 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
                      "same_rows": same_rows,
                      "probe": (probe.get("selection_dev") or {}).get(run.main_metric, np.nan),
                      "start": start.get(run.main_metric, np.nan),
+                     # The best dev state was the start itself: training added nothing.
+                     "kept_start": metrics.get("best_step") == 0,
                      "test": _overall(metrics.get("test"), run.main_metric),
                      "probe_test": _overall(probe.get("test"), run.main_metric),
                      "class_weights": getattr(run, "class_weights", "none")})
@@ -297,8 +300,8 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         baseline=("baseline", "mean"), margin=("margin", "mean"),
         min_run_margin=("margin", "min"), same_rows=("same_rows", "all"),
         probe=("probe", "mean"), min_probe_margin=("probe_margin", "min"),
-        start=("start", "mean"),
-        test=("test", "mean"), probe_test=("probe_test", "mean"),
+        start=("start", "mean"), kept_start=("kept_start", "sum"),
+        test=("test", "mean"), test_std=("test", cell_std), probe_test=("probe_test", "mean"),
         class_weights=("class_weights", "first")).reset_index()
     table["beats_all"] = table["min_run_margin"] >= CLEAR_MARGIN
     # NaN (no probe in an older record) is not a failure: beats_probe is then None.

@@ -41,10 +41,11 @@ def chosen_table(results: Results, table: pd.DataFrame | None = None) -> pd.Data
         return table
     keys = tuned_keys(results.trials)
     rows = []
-    for _, trials in table.groupby("group", sort=False):
+    for group, trials in table.groupby("group", sort=False):
         chosen = trials[trials["chosen"]]
         top = chosen.iloc[0] if len(chosen) else None
-        rows.append({**{k: trials.iloc[0][k] for k in GROUP}, "trials": len(trials),
+        rows.append({**{k: trials.iloc[0][k] for k in GROUP}, "group": group,
+                     "trials": len(trials),
                      "failed": int(trials["failed"].sum()),
                      "chosen_trial": top["trial"] if top is not None else np.nan,
                      "position": position(trials, top, keys) if top is not None else np.nan,
@@ -53,6 +54,25 @@ def chosen_table(results: Results, table: pd.DataFrame | None = None) -> pd.Data
                      "tuning_steps": trials["steps"].sum(),
                      "tuning_train_s": trials["train_wall_s"].sum()})
     return sort_cells(pd.DataFrame(rows))
+
+
+def separability(chosen: pd.DataFrame, trials: pd.DataFrame,
+                 baselines: pd.DataFrame) -> pd.DataFrame:
+    """`chosen` with whether tuning could tell its values apart: the dev score's standard
+    deviation across the values tried (`sd_values`) against its standard deviation across the
+    final seeds at the chosen value (`sd_seeds`, the finals of the tuned scenario, from
+    `baselines`). `separated` is False where the values' spread does not exceed the seeds'
+    (the choice may be noise) and missing where the finals have fewer than two seeds."""
+    if chosen.empty:
+        return chosen
+    spread = trials.groupby("group", sort=False)["dev"].std(ddof=1)
+    finals = baselines.groupby(GROUP, sort=False).agg(sd_seeds=("dev_std", "first"),
+                                                      final_seeds=("n_seeds", "first"))
+    table = chosen.merge(finals.reset_index(), on=GROUP, how="left")
+    table["sd_values"] = table["group"].map(spread)
+    known = (table["final_seeds"] >= 2) & table["sd_values"].notna()
+    table["separated"] = np.where(known, table["sd_values"] > table["sd_seeds"], None)
+    return table
 
 
 def position(trials: pd.DataFrame, chosen: pd.Series, keys: list[str]) -> str:
@@ -77,6 +97,12 @@ def chosen_display(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     for key in keys:
         out[key] = table[key].map(lambda v: f"{v:.3g}" if isinstance(v, float) else str(v))
     out["dev (chosen)"] = table["dev"].map(lambda v: fmt_number(v, 3))
+    if "separated" in table:
+        out["dev sd: values / seeds"] = [
+            f"{fmt_number(v, 3)} / {fmt_number(sd, 3)}" for v, sd in
+            zip(table["sd_values"], table["sd_seeds"])]
+        out["values separated"] = table["separated"].map(
+            {True: "✓", False: "✗ (within seed noise)"}).fillna("–")
     out["tuning steps"] = table["tuning_steps"].map(lambda v: f"{int(v):,}" if v == v else "–")
     out["tuning train time (s)"] = table["tuning_train_s"].map(lambda v: f"{v:,.0f}")
     return out
