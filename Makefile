@@ -8,7 +8,7 @@ WORKERS ?= 2
 
 .PHONY: help install test test-all test-slow test-slurm demo demo-random-head demo-full demo-prepare imbalanced \
         report bench bench-inference bench-multitask gpu-check gpu-wheels \
-        mt-smoke clean docs readme-table
+        mt-smoke clean docs readme-table demo-stability
 
 help:
 	@echo "make demo       set up, prepare data + offline model, run the demo grid, render the report"
@@ -45,6 +45,16 @@ demo: demo-prepare
 	$(MAKE) bench-inference RESULTS=results BENCH_RUNS='*-multilingual-*' BENCH_ROUNDS=2
 	$(MAKE) report RESULTS=results
 	@echo "Report: $(abspath reports/analysis.html)  (tables in tables/, figures in figures/)"
+
+# The demo's finals on seeds 5-7 (tuning reused from results/), reported alone and compared with
+# the demo's verdicts (docs/report.md#verdicts). After `make demo`; 60 more finals.
+demo-stability: demo-prepare
+	$(PY) -m peft_utils grid run configs/stability/demo.yaml --workers $(WORKERS)
+	rm -rf results-stability && mkdir -p results-stability
+	for run in results/*-s[567]-*/; do ln -s "$$(realpath $$run)" results-stability/; done
+	$(MAKE) report RESULTS=results-stability TABLES=tables-stability FIGURES=figures-stability \
+		REPORT=analysis-stability
+	$(PY) benchmarks/verdict_stability.py tables/findings.csv tables-stability/findings.csv
 
 # The demo with the paper's random head (docs/demo/head-init.md compares it with `make demo`).
 demo-random-head: demo-prepare

@@ -55,3 +55,35 @@ def test_the_link_finder_sees_links_and_ignores_code():
             "`[not](a-link.md)` [web](https://example.org) [top](#top)\n"
             "```\n[nor](this.md)\n```\n")
     assert relative_links(text) == ["docs/a.md#x", "img/b.png", "docs/c.md"]
+
+
+def test_the_readme_headline_table_is_the_demos_findings():
+    """`make readme-table` writes it from the demo's tables/findings.csv (kept as
+    docs/demo/findings.csv): the README cannot show what the demo's report does not say."""
+    import pandas as pd
+
+    from peft_utils.classification.analysis.headline import block_of, headline_markdown
+
+    findings = pd.read_csv(ROOT / "docs" / "demo" / "findings.csv")
+    assert block_of(README.read_text(encoding="utf-8")) == headline_markdown(findings), (
+        "README.md's headline table differs from docs/demo/findings.csv; run "
+        "`make readme-table` after `make demo`")
+    assert set(findings["n_seeds"]) == {3}   # the demo's verdicts rest on three seeds
+
+
+def test_the_headline_table_marks_one_seed_cells_and_keeps_the_verdict():
+    import pandas as pd
+
+    from peft_utils.classification.analysis.headline import (END, START, block_of,
+                                                             headline_markdown, replace_block)
+
+    findings = pd.DataFrame({
+        "task": "sib200", "scenario": "en", "method": ["fft", "lora"], "n_seeds": [3, 3],
+        "test": [0.70, 0.75], "test_std": [0.01, 0.02], "probe_test": [0.6, 0.6],
+        "diff": [float("nan"), 0.05], "ci_low": [float("nan"), -0.01],
+        "ci_high": [float("nan"), 0.11], "verdict": [float("nan"), "comparable"]})
+    table = headline_markdown(findings)
+    assert "| sib200 | en | 0.700 ± 0.010 | 0.750 ± 0.020 | 0.600 | lora +0.050 [-0.010, " \
+           "+0.110] comparable |" in table
+    text = replace_block(f"intro\n{START}\nold\n{END}\nrest", table)
+    assert block_of(text) == table and text.startswith("intro\n") and text.endswith("\nrest")

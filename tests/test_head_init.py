@@ -198,25 +198,27 @@ def test_a_probe_head_trains_at_the_probe_head_rate_when_its_rate_is_unset(
         tmp_path, sib_root, tiny_bert, one_thread):
     """head_init: probe with head_learning_rate unset: the head trains at
     PROBE_HEAD_LEARNING_RATE (at the method's rate it lost its start on the demo), the rest at
-    the method's rate; the field stays unset, so the run id is the one it had. A random head
-    with the rate unset trains at the method's rate, as before."""
+    the method's rate; the rate is written into the config, so the run id is that of an
+    explicit 1e-4 and differs from a run before this default (its head trained at the method's
+    rate). A random head with the rate unset trains at the method's rate, as before."""
     from peft_utils.classification.config import PROBE_HEAD_LEARNING_RATE
 
     assert PROBE_HEAD_LEARNING_RATE == 1e-4
     cfg = config(sib_root, tiny_bert, "fft", tmp_path, max_steps=2, eval_steps=2,
                  checkpoint_steps=0)
-    assert cfg.head_learning_rate is None and cfg.effective_head_learning_rate == 1e-4
-    assert cfg.identity()["head_learning_rate"] is None
+    assert cfg.head_learning_rate == 1e-4
+    explicit = config(sib_root, tiny_bert, "fft", tmp_path, max_steps=2, eval_steps=2,
+                      checkpoint_steps=0, head_learning_rate=1e-4)
+    assert cfg.run_id == explicit.run_id
     prep = T._prepare(cfg)
     init = T._init_head(cfg, prep)
     assert init["learning_rate"] == 1e-4
     fitted = T._fit(cfg, tmp_path / "out", prep)
     assert head_rates(fitted, prep.built.model) == {"head": {1e-4}, "body": {1e-2}}
-    assert cfg.head_learning_rate is None   # derived, not written
     random = config(sib_root, tiny_bert, "fft", tmp_path, head_init="random")
-    assert random.effective_head_learning_rate is None   # the method's rate
+    assert random.head_learning_rate is None   # the method's rate
     assert config(sib_root, tiny_bert, "fft", tmp_path,
-                  head_learning_rate=3e-3).effective_head_learning_rate == 3e-3
+                  head_learning_rate=3e-3).head_learning_rate == 3e-3
 
 
 @pytest.mark.parametrize("head_init, rate, warned", [

@@ -64,9 +64,10 @@ class RunConfig(RunSettings):
     # the run starts at the probe's score and training measures what the method adds).
     head_init: str = "random"
     learning_rate: float = 3e-4
-    # The classifier head's own learning rate (None: learning_rate under head_init: random,
-    # PROBE_HEAD_LEARNING_RATE under head_init: probe; see effective_head_learning_rate). A
-    # freshly drawn head learns slowly at FFT's small learning rate; short runs give it its own.
+    # The classifier head's own learning rate (None: learning_rate under head_init: random;
+    # under head_init: probe an unset rate becomes PROBE_HEAD_LEARNING_RATE when the config is
+    # validated, so the run id says which rate trained). A freshly drawn head learns slowly at
+    # FFT's small learning rate; short runs give it its own.
     head_learning_rate: float | None = None
     num_epochs: float = 3.0
     max_steps: int = -1
@@ -118,20 +119,10 @@ class RunConfig(RunSettings):
     def multilabel(self) -> bool:
         return self.task.multilabel
 
-    @property
-    def effective_head_learning_rate(self) -> float | None:
-        """The head's learning rate in training: `head_learning_rate` where set; else
-        PROBE_HEAD_LEARNING_RATE for a head started from the probe, and None (the method's
-        `learning_rate`) for a random head. Derived, not written to the field, so run ids
-        stay as they were."""
-        if self.head_learning_rate is not None:
-            return self.head_learning_rate
-        return PROBE_HEAD_LEARNING_RATE if self.head_init == "probe" else None
-
     def head_rate_warning(self) -> str | None:
         """A note for a head started from the probe at a rate of the size that undid its start
         on the demo (not an error: the rate may be meant); None otherwise."""
-        rate = self.effective_head_learning_rate
+        rate = self.head_learning_rate
         if self.head_init != "probe" or rate is None or rate < PROBE_HEAD_WARNING_RATE:
             return None
         return (f"warning: head_learning_rate {rate:g} with head_init: probe: a head started "
@@ -261,6 +252,8 @@ class RunConfig(RunSettings):
             raise bad(f"head_bias must be default or prior, got {self.head_bias!r}")
         if self.head_init not in HEAD_INIT:
             raise bad(f"head_init must be one of {', '.join(HEAD_INIT)}, got {self.head_init!r}")
+        if self.head_init == "probe" and self.head_learning_rate is None:
+            self.head_learning_rate = PROBE_HEAD_LEARNING_RATE
         if self.head_init == "probe" and self.head_bias == "prior":
             raise bad("head_bias: prior and head_init: probe both set the head's bias (the probe "
                       "fits it); remove head_bias")

@@ -174,7 +174,7 @@ def _init_head(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         config, prep.built.model, prep.splits, prep.selection if prep.selects_on_dev else None,
         len(prep.built.labels), prep.tokenizer, prep.device, prep.precision,
         None if config.extra.get("no_feature_cache") else FEATURE_CACHE),
-        "learning_rate": config.effective_head_learning_rate}
+        "learning_rate": config.head_learning_rate}
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
@@ -218,7 +218,7 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         compute_metrics=compute_metrics, data_collator=collator(prep.tokenizer, config),
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
-        head_lr=config.effective_head_learning_rate, head_params=head_parameters(model),
+        head_lr=config.head_learning_rate, head_params=head_parameters(model),
         evaluate_at_start=config.head_init == "probe" and prep.selects_on_dev)
 
 

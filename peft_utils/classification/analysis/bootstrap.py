@@ -392,8 +392,9 @@ def bootstrap_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         "Δ (method − FFT)": table["diff"].map(lambda v: f"{v:+.{digits}f}"),
         f"{level} CI": [f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
                         for lo, hi in zip(table["ci_low"], table["ci_high"])],
-        "P(method > FFT)": [f"{p:.2f} [{lo:.2f}, {hi:.2f}]" for p, lo, hi in
-                            zip(table["prob_improvement"], table["pi_low"], table["pi_high"])],
+        "P(method > FFT)": ["–" if v == ONE_SEED else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+                            for p, lo, hi, v in zip(table["prob_improvement"], table["pi_low"],
+                                                    table["pi_high"], table["verdict"])],
         "p": table["p_value"].map(lambda v: f"{v:.3f}"),
         "p (Holm)": table["p_holm"].map(lambda v: "–" if v != v else f"{v:.3f}"),
         "verdict (unadjusted)": table["verdict_unadjusted"],

@@ -162,8 +162,9 @@ def forest_rows(diffs: pd.DataFrame, seeds: pd.DataFrame) -> tuple[pd.DataFrame,
     `peft_vs_fft` (one bar each, top to bottom) and their per-seed differences
     (`peft_vs_fft_seeds`), with the label of the row each belongs to."""
     rows = diffs[diffs["lang"] == "overall"].reset_index(drop=True)
-    rows = rows.assign(label=rows["task"] + " · " + rows["scenario"] + " · " + cell_label(rows))
-    dots = seeds[seeds["lang"] == "overall"].merge(rows[[*CELL, "label"]], on=CELL)
+    rows = rows.assign(label=rows["task"] + " · " + condition_label(rows) + " · "
+                       + cell_label(rows), y=-np.arange(len(rows)))
+    dots = seeds[seeds["lang"] == "overall"].merge(rows[[*CELL, "label", "y"]], on=CELL)
     return rows, dots
 
 
@@ -174,18 +175,15 @@ def forest_figure(diffs: pd.DataFrame, seeds: pd.DataFrame):
     plt = _plt()
     rows, dots = forest_rows(diffs, seeds)
     fig, ax = plt.subplots(figsize=(7.2, 0.9 + 0.32 * max(len(rows), 1)))
-    ys = {label: -i for i, label in enumerate(rows["label"])}
     for row in rows.itertuples(index=False):
         colour = VERDICT_COLOURS.get(row.verdict, "#4d4d4d")
-        y = ys[row.label]
-        ax.hlines(y, row.ci_low, row.ci_high, colors=colour, linewidth=3, alpha=0.6,
+        ax.hlines(row.y, row.ci_low, row.ci_high, colors=colour, linewidth=3, alpha=0.6,
                   gid="interval")
-        ax.plot([row.diff], [y], marker="|", markersize=14, color=colour, gid="mean")
-    ax.scatter(dots["diff"], [ys[label] for label in dots["label"]], s=16, color="black",
-               zorder=3, gid="seeds")
+        ax.plot([row.diff], [row.y], marker="|", markersize=14, color=colour, gid="mean")
+    ax.scatter(dots["diff"], dots["y"], s=16, color="black", zorder=3, gid="seeds")
     ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
-    ax.set_yticks(list(ys.values()), list(ys.keys()), fontsize=8)
-    metric = rows["metric"].iloc[0] if len(rows) else "score"
+    ax.set_yticks(rows["y"], rows["label"], fontsize=8)
+    metric = " / ".join(dict.fromkeys(rows["metric"])) if len(rows) else "score"
     level = f"{rows['ci_level'].iloc[0]:.0%} " if len(rows) else ""
     ax.set_xlabel(f"method − FFT ({metric}); dots: seeds, bar: {level}interval over seeds "
                   "and examples", fontsize=8)

@@ -44,10 +44,13 @@ VERDICT_COLUMNS = ["diff", "ci_low", "ci_high", "p_value", "p_holm", "prob_impro
 
 
 def _tuned_value(table: pd.DataFrame, chosen: pd.DataFrame, column: str) -> list:
-    """`chosen[column]` for each final cell: a tuning shared across scenarios is recorded at
-    its first scenario, so a cell takes its task and method's value."""
+    """`chosen[column]` for each final cell: its own scenario's tuning where it had one, else
+    the tuning shared across scenarios (recorded at its first scenario)."""
+    own = chosen.drop_duplicates(["task", "scenario", "method"]).set_index(
+        ["task", "scenario", "method"])[column]
     shared = chosen.drop_duplicates(["task", "method"]).set_index(["task", "method"])[column]
-    return [shared.get((t, m), np.nan) for t, m in zip(table["task"], table["method"])]
+    return [own[(t, s, m)] if (t, s, m) in own.index else shared.get((t, m), np.nan)
+            for t, s, m in zip(table["task"], table["scenario"], table["method"])]
 
 
 def findings_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
@@ -66,7 +69,8 @@ def findings_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                                    f"{fmt_signed(hi, digits)}]"
             for m, d, lo, hi in zip(table["method"], table["diff"], table["ci_low"],
                                     table["ci_high"])],
-        "P(method > FFT)": table["prob_improvement"].map(lambda v: fmt_number(v, 2)),
+        "P(method > FFT)": [fmt_number(p, 2) if v != ONE_SEED else "–"
+                            for p, v in zip(table["prob_improvement"], table["verdict"])],
         "p / Holm": [f"{fmt_number(p, 3)} / {fmt_number(h, 3)}" if p == p else "–"
                      for p, h in zip(table["p_value"], table["p_holm"])],
         "verdict": [("" if m == REFERENCE else v) if isinstance(v, str) else "–"
@@ -141,14 +145,14 @@ def _verdict_line(peft: pd.DataFrame, ci_level: float | None) -> str:
     one_seed = peft[peft["verdict"] == ONE_SEED]
     judged = peft[peft["verdict"].notna() & (peft["verdict"] != ONE_SEED)]
     if judged.empty:
-        return (f"**No verdicts**: every final cell ran one seed, so its difference to FFT "
-                "(shown below) covers the evaluation examples only and says nothing of the "
-                "seed-to-seed spread; run several seeds (`grid: seed: [1, 2, 3]`) for a "
-                "verdict.")
+        return (f"**No verdicts**: every PEFT cell or its FFT reference ran one seed, so its "
+                "difference to FFT (shown below) covers the evaluation examples only and says "
+                "nothing of the seed-to-seed spread; run several seeds (`grid: seed: [1, 2, 3]`)"
+                " for a verdict.")
     counts, raw = judged["verdict"].value_counts(), judged["verdict_unadjusted"].value_counts()
     seeds = sorted(set(judged["n_seeds"]))
     line = (f"**Verdicts** (method − FFT on test, {level}interval over seeds and examples, "
-            f"Holm-adjusted over the {len(judged)} cells): of {len(judged)} PEFT cells, "
+            f"Holm-adjusted over the report's cells): of {len(judged)} PEFT cells, "
             f"{counts.get('comparable', 0)} comparable, {counts.get('better', 0)} better, "
             f"{counts.get('worse', 0)} worse (unadjusted: {raw.get('comparable', 0)} / "
             f"{raw.get('better', 0)} / {raw.get('worse', 0)}); "

@@ -24,6 +24,7 @@ END = "<!-- end of headline table -->"
 
 def headline_markdown(findings: pd.DataFrame) -> str:
     """The Markdown table: one row per task × scenario, in the findings' order."""
+    findings = findings.assign(method=_method_label(findings))
     methods = list(dict.fromkeys(findings["method"]))
     peft = [m for m in methods if m != REFERENCE]
     seeds = sorted(set(findings["n_seeds"].astype(int)))
@@ -31,7 +32,7 @@ def headline_markdown(findings: pd.DataFrame) -> str:
               "probe", "PEFT − FFT [95% interval], verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for (task, scenario), cell in findings.groupby(["task", "scenario"], sort=False):
-        by_method = cell.set_index("method")
+        by_method = cell.drop_duplicates("method").set_index("method")
         scores = [fmt_mean_sd(by_method["test"].get(m), by_method["test_std"].get(m), 3)
                   for m in methods]
         probe = fmt_number(cell["probe_test"].mean(), 3)
@@ -43,6 +44,16 @@ def headline_markdown(findings: pd.DataFrame) -> str:
                  f"{'-'.join(map(str, seeds))} seeds per cell; the interval covers seeds and "
                  "examples; verdicts Holm-adjusted over the cells.*")
     return "\n".join(lines)
+
+
+def _method_label(findings: pd.DataFrame) -> pd.Series:
+    """The method, with its variant and the condition's model or setting where they vary."""
+    label = findings["method"].astype(str)
+    for column in ("variant", "model", "setting"):
+        if column in findings and findings[column].fillna("").astype(str).nunique() > 1:
+            label = label + findings[column].fillna("").astype(str).map(
+                lambda v: f" [{v}]" if v else "")
+    return label
 
 
 def _verdict(method: str, row: pd.Series) -> str:
