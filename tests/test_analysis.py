@@ -506,8 +506,8 @@ def test_write_report_writes_tables_and_figures(trained, tmp_path):
     assert len(pd.read_csv(tmp_path / "tables" / "failed_runs.csv")) == 1
     tex = (tmp_path / "tables" / "f1_by_language.tex").read_text()
     assert "$\\pm$" in tex and "±" not in tex
-    names = {"f1_by_language-sib200-multilingual", "f1_vs_params", "costs", "overall_heatmap",
-             "pareto_sib200-multilingual"}
+    names = {"verdicts_forest", "f1_by_language-sib200-multilingual", "f1_vs_params", "costs",
+             "overall_heatmap", "pareto_sib200-multilingual"}
     serving = pd.read_csv(tmp_path / "tables" / "inference.csv").set_index("method")
     assert serving.loc["fft", "latency_vs_fft"] == 1.0
     assert serving.loc["lora", "merge"] == "merges"
