@@ -122,8 +122,8 @@ class RunConfig(RunSettings):
     def head_rate_warning(self) -> str | None:
         """A note for a head started from the probe at a rate of the size that undid its start
         on the demo (not an error: the rate may be meant); None otherwise."""
-        rate = self.head_learning_rate
-        if self.head_init != "probe" or rate is None or rate < PROBE_HEAD_WARNING_RATE:
+        rate = self.head_learning_rate   # set under head_init: probe (validate)
+        if self.head_init != "probe" or rate < PROBE_HEAD_WARNING_RATE:
             return None
         return (f"warning: head_learning_rate {rate:g} with head_init: probe: a head started "
                 f"from the probe lost its start within 10 steps at rates of this size "
