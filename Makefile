@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 
 .PHONY: help install test test-all test-slow test-slurm demo demo-random-head demo-full demo-prepare imbalanced \
-        report bench bench-inference bench-multitask gpu-check gpu-wheels \
+        report test-browser bench bench-inference bench-multitask gpu-check gpu-wheels \
         mt-smoke clean docs readme-table demo-stability
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test-slow  only the slow tier (CI runs it after make test)"
 	@echo "make test-slurm grids on a real single-node Slurm cluster the tests start (root, apt)"
 	@echo "make report     render the analysis report from results/"
+	@echo "make test-browser  the rendered report in headless Chromium (chromium from apt)"
 	@echo "make imbalanced class_weights none vs balanced on SIB-200 skewed like the genre task"
 	@echo "make bench      training-throughput benchmark"
 	@echo "make bench-inference RESULTS=results   time finished runs' inference side by side"
@@ -128,11 +129,23 @@ test-slow: install
 test-slurm: install
 	$(PY) -m pytest -q -m slurm
 
+# The rendered report in a real browser: tests/test_report_browser.py renders a report from fixture
+# records and loads it in headless Chromium (Debian's `chromium`; .ci/run installs it): no script
+# error, the interactive figure draws, no raw Markdown reaches the page.
+test-browser: install
+	$(PY) -m pytest -q -m browser tests/test_report_browser.py
+
 # The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, a missing page or a
 # warning from the API reference fails the build. `$(PY) -m mkdocs serve` previews it while editing.
 docs: install
 	$(PY) -m pip install -q -e ".[docs]"
 	$(PY) -m mkdocs build --strict
+
+# The reference pages generated from the code (docs/reference/config.md, cli.md); tests/test_docs.py
+# fails when the committed pages differ from what this writes.
+.PHONY: reference
+reference: install
+	$(PY) -c "from peft_utils.cli import write_reference; print(*write_reference(), sep='\n')"
 
 clean:
 	rm -rf $(VENV) results reports tables
@@ -154,4 +167,4 @@ report: install
 	$(PY) -m papermill notebooks/analysis.ipynb reports/$(REPORT).ipynb --cwd notebooks \
 		-k python3 -r results_dir "$(abspath $(RESULTS))" -r tables_dir "$(abspath $(TABLES))" \
 		-r figures_dir "$(abspath $(FIGURES))" -p k_tasks $(K_TASKS)
-	$(PY) -m nbconvert --to html --no-input reports/$(REPORT).ipynb --output-dir reports
+	$(PY) -m peft_utils.classification.analysis.interactive reports/$(REPORT).ipynb

@@ -44,6 +44,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def write_reference(folder: str | None = None) -> list:
+    """docs/reference/config.md and cli.md from the code (`make reference`)."""
+    from peft_utils.core import reference
+
+    return reference.write(build_parser(), folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     from peft_utils.core.config import ConfigError
     from peft_utils.data.errors import DataError

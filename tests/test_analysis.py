@@ -269,10 +269,26 @@ def test_frozen_probe_beside_the_baselines_flags_runs_below_it(tmp_path):
     assert table.loc["pfeiffer", "beats_probe"] is None
     assert table.loc["lora", "probe_test"] == pytest.approx(0.5)
     shown = A.baseline_display(table.reset_index()).set_index("method")
-    assert list(shown["every run beats the probe"]) == ["yes", "NO", "–"]
+    assert list(shown["no run below the probe"]) == ["yes", "NO", "–"]
     assert shown.loc["lora", "frozen probe"] == "0.450"
     assert set(shown["class weights"]) == {"balanced"}
 
+
+
+def test_a_run_that_kept_its_start_ties_the_probe_and_is_not_below_it(tmp_path):
+    """With the head from the probe, a run whose best dev state is step 0 scores exactly the
+    probe's selection-dev score: it is not below the probe (it was called below before)."""
+    probe = {"frozen_probe": {"selection_dev": {"macro_f1": 0.45, "n": 30}, "dev": {},
+                              "test": {"overall": {"macro_f1": 0.5, "n": 30}},
+                              "pooling": "mean", "class_weights": "none"}}
+    for seed in (1, 2):
+        write_run(tmp_path, "lora", seed, metrics={"dev": {"overall": {"macro_f1": 0.45, "n": 30}}},
+                  extra_metrics={**probe, "best_step": 0})
+    write_run(tmp_path, "fft", 1, metrics={"dev": {"overall": {"macro_f1": 0.45 - 1e-4, "n": 30}}},
+              extra_metrics=probe)
+    table = A.baseline_table(tmp_path).set_index("method")
+    assert bool(table.loc["lora", "beats_probe"]) and table.loc["lora", "kept_start"] == 2
+    assert not bool(table.loc["fft", "beats_probe"])
 
 def test_absent_languages_are_named_not_dropped(tmp_path):
     """A language with no score (absent from the tree, or no gold) gets a column that says
@@ -507,7 +523,8 @@ def test_write_report_writes_tables_and_figures(trained, tmp_path):
     tex = (tmp_path / "tables" / "f1_by_language.tex").read_text()
     assert "$\\pm$" in tex and "±" not in tex
     names = {"verdicts_forest", "f1_by_language-sib200-multilingual", "f1_vs_params", "costs",
-             "overall_heatmap", "pareto_sib200-multilingual"}
+             "overall_heatmap", "language_heatmap", "pareto_sib200-multilingual",
+             "labels-sib200-multilingual", "confusion-sib200-multilingual"}
     serving = pd.read_csv(tmp_path / "tables" / "inference.csv").set_index("method")
     assert serving.loc["fft", "latency_vs_fft"] == 1.0
     assert serving.loc["lora", "merge"] == "merges"
@@ -566,7 +583,7 @@ def test_findings_lead_with_verdicts_the_probe_check_and_where_runs_started(tmp_
     text = "\n".join(report.findings)
     assert ("of 2 PEFT cells, 1 comparable, 0 better, 1 worse (unadjusted: 1 / 0 / 1); "
             "3 seeds per final") in text
-    assert "2 of 3 final cells beat the frozen-feature probe" in text
+    assert "2 of 3 final cells have no run below the frozen-feature probe" in text
     assert "below it: sib200 · multilingual · pfeiffer" in text
     assert "On test, 2 of 3 beat the probe's test score" in text
     assert "mean dev gain over that start: fft +0.400, lora +0.400, pfeiffer -0.400" in text

@@ -238,3 +238,30 @@ def test_both_studies_train_through_the_core_pipeline(tmp_path, monkeypatch):
     mt.train_and_evaluate(MTConfig(), tmp_path)
     assert ran == [classification.STEPS, mt.STEPS]
     assert all(isinstance(steps, pipeline.Steps) for steps in ran)
+
+
+# ---- function length ----------------------------------------------------------------------
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """`path:line name (n lines)` of every function or method in `root` longer than `limit`."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{path}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    assert long_functions(PACKAGE) == []
+
+
+def test_the_length_check_finds_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "long.py").write_text(f"def long():\n{body}\n", encoding="utf-8")
+    (tmp_path / "short.py").write_text("def short():\n    return 1\n", encoding="utf-8")
+    assert [f.rsplit(" ", 3)[1] for f in long_functions(tmp_path)] == ["long"]

@@ -193,7 +193,9 @@ def test_a_mean_pooling_merged_export_says_its_head_is_not_standard(trained, tmp
 def test_a_format_a_method_lacks_is_refused_in_one_line(method, fmt, reason, trained, tmp_path,
                                                         capsys):
     out = tmp_path / "out"
-    assert main(["export", str(trained(method)), str(out), "--format", fmt]) == 2
+    run_dir = trained(method)
+    capsys.readouterr()   # what training the run printed (its data), if it trained here
+    assert main(["export", str(run_dir), str(out), "--format", fmt]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and reason in err and "--format" in err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))

@@ -304,7 +304,11 @@ def test_grid_runs_resumes_after_interrupt_and_isolates_failures(tmp_path, prese
         assert record["run_info"]["run_id"] == cell.run_id
         if cell is not broken:   # headless progress: a log line per evaluation, no bar
             log = (folder / "run.log").read_text()
-            assert re.search(rf"{cell.run_id} step \d+/\d+: loss [\d.]+, dev [\d.]+", log)
+            # A cell interrupted after its last checkpoint resumes with no evaluation left.
+            if record["meta"]["resumed_from_step"] is not None:
+                assert f"resuming {cell.run_id} from" in log
+            else:
+                assert re.search(rf"{cell.run_id} step \d+/\d+: loss [\d.]+, dev [\d.]+", log)
             assert "it/s]" not in log and "<progress" not in (folder / "train.ipynb").read_text()
     executed = nbformat.read(results / broken.run_id / "train.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in executed.cells

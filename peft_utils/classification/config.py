@@ -178,6 +178,13 @@ class RunConfig(RunSettings):
         wrong_types = type_problems(self)
         if wrong_types:   # before the value checks, which assume the types
             raise bad(wrong_types[0])
+        self._validate_data(bad)
+        self._validate_budget(bad)
+        self._validate_decisions(bad)
+        self._validate_model(bad)
+
+    def _validate_data(self, bad) -> None:
+        """The data set, task, method, scenario and languages."""
         if self.dataset not in registry.names():
             raise bad(f"unknown dataset {self.dataset!r}; use one of "
                       f"{', '.join(registry.names())}")
@@ -203,6 +210,9 @@ class RunConfig(RunSettings):
                 setattr(self, key, [entry.to_iso(str(code)) for code in value])
             except ValueError as err:
                 raise bad(f"{key}: {err}") from None
+
+    def _validate_budget(self, bad) -> None:
+        """Rates, sizes, steps and lengths."""
         positive = ("learning_rate", "batch_size", "eval_batch_size", "grad_accum", "max_length",
                     "lora_r", "lora_alpha", "reduction_factor", "prefix_length")
         for key in positive:
@@ -230,6 +240,9 @@ class RunConfig(RunSettings):
             raise bad("chunk_stride must be >= 0")
         if self.long_text == "chunks" and not 0 <= self.chunk_stride < self.max_length - 2:
             raise bad("chunk_stride must lie in [0, max_length - 2)")
+
+    def _validate_decisions(self, bad) -> None:
+        """Threshold, class weights, selection, device and precision."""
         if isinstance(self.threshold, str):
             if self.threshold != "tune":
                 raise bad(f"threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
@@ -246,6 +259,9 @@ class RunConfig(RunSettings):
         problem = self.settings_problem(("auto", "fp32", "bf16", "fp16"))
         if problem:
             raise bad(problem)
+
+    def _validate_model(self, bad) -> None:
+        """Pooling, head, padding, attention, optional limits and the model."""
         if self.pooling not in ("cls", "mean"):
             raise bad(f"pooling must be cls or mean, got {self.pooling!r}")
         if self.head_bias not in ("default", "prior"):

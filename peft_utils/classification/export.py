@@ -4,9 +4,11 @@ are core.export's).
 A `merged` folder is what `AutoModelForSequenceClassification.from_pretrained(OUT)` and
 `pipeline("text-classification", model=OUT)` load: the weights with the method folded in, the
 config with id2label, label2id and the problem type, the tokenizer (its model_max_length the
-run's max_length, so `truncation=True` cuts where the run did). What the pipeline cannot know
-is in the metadata's `settings` (threshold, max_length, long_text, pooling) and `notes` (what
-loading with the plain library does not reproduce: a mean-pooling head, chunked long texts).
+run's max_length, so `truncation=True` cuts where the run did). A run with `pooling: mean`
+ships its pooling as model code beside the weights (MODELING_FILE, named by config.json's
+`auto_map`, the hub's convention), which transformers runs with `trust_remote_code=True`.
+What the pipeline cannot know is in the metadata's `settings` (threshold, max_length,
+long_text, pooling) and `notes` (what loading with the plain library does not reproduce).
 An `onnx` folder holds the same model as a graph, the pooling and the head inside it.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from peft_utils.classification.config import RunConfig
-from peft_utils.classification.head import pool_by_mean
+from peft_utils.classification.head import MEAN_POOLING_SLOT, pool_by_mean
 from peft_utils.classification.inference import collator, infer_logits, onnx_logits
 from peft_utils.classification.models import ADAPTER_NAME, labelled_config, method_settings
 from peft_utils.classification.run_data import load_frames
@@ -28,6 +30,7 @@ from peft_utils.core.config import ConfigError
 from peft_utils.core.export import (ONNX_FILE, ONNX_TOLERANCE, copy_weights, finish_export,
                                     finished_run, format_problem, onnx_session, save_adapter,
                                     staged, write_onnx)
+from peft_utils.core.runs import atomic_write_text
 from peft_utils.core.serving import merge_status, merged_copy
 from peft_utils.data.errors import DataError
 from peft_utils.data.long_text import encode_texts
@@ -101,11 +104,20 @@ def load(folder: Path, record: dict[str, Any]) -> Run:
 def notes(settings: Settings, entry: methods.Method, fmt: str) -> list[str]:
     """What loading the export with its plain library alone does not reproduce."""
     found = []
-    if settings.pooling == "mean" and fmt != "onnx":
+    if settings.pooling == "mean" and fmt == "merged":
+        found.append(f"the run's head reads the mean of the token states (pooling: mean), not "
+                     f"a standard transformers head: the folder ships it as code "
+                     f"({MODELING_FILE}, named by config.json's auto_map), which transformers "
+                     "runs with trust_remote_code=True (pipeline('text-classification', "
+                     "model=OUT, trust_remote_code=True)); loaded without it, the model reads "
+                     "the first token and predicts differently")
+    if settings.pooling == "mean" and fmt == "adapter":
         found.append("the run's head reads the mean of the token states (pooling: mean, a "
                      "forward hook of this project), not a standard transformers head: loaded "
                      "with transformers alone it reads the first token and predicts "
-                     "differently; use --format onnx or `python -m peft_utils predict`")
+                     "differently; use --format merged (its pooling is code that "
+                     "trust_remote_code=True loads), --format onnx or "
+                     "`python -m peft_utils predict`")
     if entry.virtual_tokens and fmt == "adapter":
         found.append(f"{entry.name}'s head reads the text past its virtual tokens (a forward "
                      "hook of this project); loaded with its library alone the head reads a "
@@ -178,9 +190,72 @@ def _merged(run: Run, folder: Path, rows: list[dict], reference: np.ndarray) -> 
     plain = plain_model(run)
     logits = infer_logits(plain, rows, run.settings.eval_batch_size,
                           collator(run.tokenizer, run.settings))
+    code = run.settings.pooling == "mean"
+    if code:
+        plain.config.auto_map = {
+            "AutoModelForSequenceClassification": write_mean_pooling_code(plain, folder)}
     plain.save_pretrained(folder, safe_serialization=True)
     save_tokenizer(run, folder)
-    return {"merge_max_diff": max_diff(logits, reference), "load": LOADING["merged"]}
+    return {"merge_max_diff": max_diff(logits, reference),
+            **({"remote_code": MODELING_FILE} if code else {}),
+            "load": LOADING["merged-mean" if code else "merged"]}
+
+
+# The pooling of a `pooling: mean` run as model code in its merged export (the hub's
+# `auto_map` convention): the base model's class, with the forward hook of
+# classification.head.pool_by_mean written out, needing torch and transformers only.
+MODELING_FILE = "modeling_mean_pooled.py"
+MEAN_POOLING_CODE = '''"""{cls} reading the mean of the token states, written by peft_utils' export.
+
+The run this model comes from trained its head on the mean of the encoder's token states over
+the attention mask (padding excluded; `pooling: mean`), not on {reads}. The class below puts
+that mean where the head reads it, so that
+`pipeline("text-classification", model=FOLDER, trust_remote_code=True)` and
+`AutoModelForSequenceClassification.from_pretrained(FOLDER, trust_remote_code=True)` predict
+what the run predicted. Loaded without trust_remote_code, the model is a plain {base} and
+its head reads {reads}.
+"""
+import torch
+from transformers import {base}
+
+SLOT = {slot}   # what the head reads: 0 the token states (the first), 1 the pooler's output
+
+
+def masked_mean(hidden, mask):
+    """The mean of the token states over the real tokens (mask 1), padding excluded."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+def put_mean_where_the_head_reads(module, args, kwargs, output):
+    hidden = output[0]
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        mask = torch.ones(hidden.shape[:2], device=hidden.device)
+    mean = masked_mean(hidden, mask)
+    value = torch.cat([mean.unsqueeze(1), hidden[:, 1:]], dim=1) if SLOT == 0 else mean
+    if isinstance(output, tuple):
+        return (*output[:SLOT], value, *output[SLOT + 1:])
+    output[list(output.keys())[SLOT]] = value
+    return output
+
+
+class {cls}({base}):
+    def __init__(self, config):
+        super().__init__(config)
+        self.base_model.register_forward_hook(put_mean_where_the_head_reads, with_kwargs=True)
+'''
+
+
+def write_mean_pooling_code(plain, folder: Path) -> str:
+    """Write MODELING_FILE for `plain`'s class into `folder`; its `auto_map` entry."""
+    base = type(plain).__name__
+    slot = MEAN_POOLING_SLOT[plain.config.model_type]
+    reads = "the first token's state" if slot == 0 else "the pooler's output"
+    cls = f"MeanPooled{base}"
+    atomic_write_text(folder / MODELING_FILE, MEAN_POOLING_CODE.format(
+        cls=cls, base=base, slot=slot, reads=reads))
+    return f"{MODELING_FILE[:-3]}.{cls}"
 
 
 # How each export loads, for the metadata (BASE: the base model with the run's labels).
@@ -189,6 +264,9 @@ BASE = ("base = AutoModelForSequenceClassification.from_pretrained(settings.base
 LOADING = {
     "merged": "AutoModelForSequenceClassification.from_pretrained(OUT) or "
               "pipeline('text-classification', model=OUT, truncation=True)",
+    "merged-mean": "AutoModelForSequenceClassification.from_pretrained(OUT, "
+                   "trust_remote_code=True) or pipeline('text-classification', model=OUT, "
+                   "truncation=True, trust_remote_code=True): the pooling is code in OUT",
     "peft": f"{BASE}; PeftModel.from_pretrained(base, OUT)",
     "adapters": f"{BASE}; adapters.init(base); base.load_adapter(OUT, set_active=True, "
                 "use_safetensors=True)",

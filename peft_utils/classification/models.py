@@ -16,7 +16,7 @@ from peft_utils.classification.config import RunConfig, load_config
 from peft_utils.classification.head import head_module, pool_by_mean, skip_virtual_tokens
 from peft_utils.core import methods
 from peft_utils.core.config import parse_overrides
-from peft_utils.core.modeling import apply_method, count_parameters, load_pretrained
+from peft_utils.core.modeling import apply_method, count_parameters, load_pretrained, own_head
 
 ADAPTER_NAME = "task"
 # Configs of the paper's models, so parameter counts need neither weights nor a hub.
@@ -74,8 +74,9 @@ def pretrained_model(config: RunConfig, labels: list[str], meta: bool, device: s
             return AutoModelForSequenceClassification.from_config(hf_config)
     # Prefix tuning edits keys/values inside the eager attention code path.
     attention = "eager" if methods.get(config.method).needs_eager else config.attention
-    return load_pretrained(AutoModelForSequenceClassification, config.model, config=hf_config,
-                           attn_implementation=attention)
+    with own_head():   # the run sets the head itself: no "You should probably TRAIN" warning
+        return load_pretrained(AutoModelForSequenceClassification, config.model,
+                               config=hf_config, attn_implementation=attention)
 
 
 def method_settings(config: RunConfig) -> dict[str, Any]:

@@ -30,6 +30,8 @@ LABELLED, UNLABELLED, EMPTY, ABSENT = "labelled", "unlabelled", "empty", "absent
 class RunData:
     frames: dict[str, pd.DataFrame]                 # train, dev, test (dev/test may be empty)
     coverage: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Rows per split and language before max_train_samples / max_eval_samples cut them.
+    available: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def notes(self) -> list[str]:
         """One readable line per split whose languages are not all labelled."""
@@ -44,6 +46,49 @@ class RunData:
                         UNLABELLED: "unlabelled (predicted, not scored)"}[state]
                 out.append(f"{split} {what}: {', '.join(codes)}")
         return out
+
+    def summary(self, config: RunConfig) -> list[str]:
+        """What the run uses, one line per split: its rows per language, and where a limit
+        cut them (`train: 64 of 858 rows per language (max_train_samples: 64), ...`)."""
+        return [split_summary(split, frame, self.available.get(split, {}),
+                              LIMIT_KEYS[split], getattr(config, LIMIT_KEYS[split]))
+                for split, frame in self.frames.items()]
+
+
+LIMIT_KEYS = {"train": "max_train_samples", "dev": "max_eval_samples",
+              "test": "max_eval_samples"}
+SHOWN_LANGS = 10   # languages named in a summary line; the rest are counted
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - SHOWN_LANGS
+    return ", ".join(items[:SHOWN_LANGS]) + (f", and {more} more" if more > 0 else "")
+
+
+def split_summary(split: str, frame: pd.DataFrame, available: dict[str, int], key: str,
+                  limit: int | None) -> str:
+    """One split's rows per language; `available`: per language before the limit `key`."""
+    kept = _per_language(frame)
+    langs = [*available, *(lang for lang in kept if lang not in available)]
+    counts = [(lang, kept.get(lang, 0), max(available.get(lang, 0), kept.get(lang, 0)))
+              for lang in langs]
+    if not counts:
+        return f"{split}: no rows"
+    used, total = sum(k for _, k, _ in counts), sum(n for *_, n in counts)
+    if used == total:
+        return f"{split}: {used} rows ({_listed([f'{lang} {k}' for lang, k, _ in counts])})"
+    why = f"{key}: {limit}"
+    if len(counts) > 1 and len({(k, n) for _, k, n in counts}) == 1:
+        k, n = counts[0][1:]
+        return (f"{split}: {k} of {n} rows per language ({why}), {used} of {total} in all "
+                f"({_listed(langs)})")
+    shown = [f"{lang} {k} of {n}" if k < n else f"{lang} {k}" for lang, k, n in counts]
+    return f"{split}: {used} of {total} rows ({why}; {_listed(shown)})"
+
+
+def _per_language(frame: pd.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in frame["lang"].value_counts(sort=False).items()} \
+        if len(frame) else {}
 
 
 def subset(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -79,14 +124,15 @@ def _state(frame: pd.DataFrame) -> str:
     return LABELLED if frame["has_gold"].any() else UNLABELLED
 
 
-def _training_rows(config: RunConfig) -> pd.DataFrame:
+def _training_rows(config: RunConfig, data: RunData) -> pd.DataFrame:
     from peft_utils.data import build_scenario
     from peft_utils.data.layout import split_path
 
-    train = subset(build_scenario(
+    whole = build_scenario(
         config.dataset, config.data_root, config.scenario, langs=config.train_langs,
-        subtask=config.subtask, split="train", translations_dir=config.translations_dir),
-        config.max_train_samples)
+        subtask=config.subtask, split="train", translations_dir=config.translations_dir)
+    data.available["train"] = _per_language(whole)
+    train = subset(whole, config.max_train_samples)
     if train.empty:
         folders = ", ".join(str(split_path(config.dataset, config.data_root, "train", lang,
                                            config.subtask))
@@ -106,9 +152,10 @@ def _evaluation_rows(config: RunConfig, split: str, data: RunData) -> pd.DataFra
         if not has_split(config.dataset, config.data_root, split, lang, config.subtask):
             data.coverage[split][lang] = ABSENT
             continue
-        part = subset(_with_gold_flag(load_split(config.dataset, config.data_root, split,
-                                                 langs=[lang], subtask=config.subtask)),
-                      config.max_eval_samples)
+        whole = load_split(config.dataset, config.data_root, split, langs=[lang],
+                           subtask=config.subtask)
+        data.available.setdefault(split, {})[lang] = len(whole)
+        part = subset(_with_gold_flag(whole), config.max_eval_samples)
         data.coverage[split][lang] = _state(part)
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
@@ -132,7 +179,8 @@ def load_run_data(config: RunConfig) -> RunData:
         raise FileNotFoundError(
             f"data_root {config.data_root!r} does not exist; prepare the data "
             "(`python -m peft_utils data prepare NAME`) or set data_root")
-    data = RunData({"train": _training_rows(config)}, coverage={s: {} for s in EVAL_SPLITS})
+    data = RunData({}, coverage={s: {} for s in EVAL_SPLITS})
+    data.frames["train"] = _training_rows(config, data)
     for split in EVAL_SPLITS:
         data.frames[split] = _evaluation_rows(config, split, data)
     if config.selection == "dev" and not selection_mask(config, data.frames["dev"]).any():

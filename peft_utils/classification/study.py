@@ -23,12 +23,21 @@ def notebook_parameters(config: RunConfig) -> dict[str, Any]:
 
 
 def preflight(config: RunConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
-    """The data a cell needs, loaded with the loaders' checks; its notes say which splits and
-    languages it will run without."""
+    """The data a cell needs, loaded with the loaders' checks; its notes say what it uses
+    (`data_note`) and which splits and languages it will run without."""
+    key = ("data", *(str(getattr(config, k)) for k in DATA_KEYS))
+    return [(key, lambda: _data_notes(config))]
+
+
+DATA_NOTE = "data "   # how a note of what a cell's data hold begins (grid run prints it as is)
+
+
+def _data_notes(config: RunConfig) -> list[str]:
     from peft_utils.classification.run_data import load_run_data
 
-    key = ("data", *(str(getattr(config, k)) for k in DATA_KEYS))
-    return [(key, lambda: load_run_data(config).notes())]
+    data = load_run_data(config)
+    where = f"{config.dataset}, {config.scenario}"
+    return [f"{DATA_NOTE}({where}): " + "; ".join(data.summary(config)), *data.notes()]
 
 
 train = imported_when_called("peft_utils.classification.training", "train_and_evaluate")

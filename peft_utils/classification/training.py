@@ -137,6 +137,8 @@ def _prepare(config: RunConfig) -> Prepared:
         print(f"{config.run_id}: {warning}", file=sys.stderr)
     device, precision = prepare_device(config)
     data = load_run_data(config)
+    for line in data.summary(config):   # what the run uses, and what a limit left out
+        print(f"{config.run_id}: data {line}", file=sys.stderr)
     for note in data.notes():
         print(f"{config.run_id}: {note}", file=sys.stderr)
     seed_everything(config.seed)  # before the model: LoRA init and the head draw from it
@@ -335,15 +337,21 @@ def _summary(frame) -> dict[str, Any]:
     return out
 
 
+TEXT_CHARS = 300   # of each text in <split>-examples.csv
+
+
 def write_predictions(folder: Path, split: str, frame, pred: np.ndarray, labels: list[str],
                       config: RunConfig) -> None:
     """The official files (`write_official`) and `<split>-examples.csv` (id, line, lang,
-    pred, gold, has_gold) for paired bootstrap tests."""
+    pred, gold, has_gold, text) for paired bootstrap tests and error analysis; the text is
+    cut to TEXT_CHARS, enough to read beside a prediction without copying whole articles."""
     names = label_names(pred, labels, config.multilabel)
     table = prediction_table(frame, names).assign(
         gold=[",".join(x) for x in frame["labels"]],
         # An empty gold is "no label" only where the row has gold at all.
-        has_gold=frame["has_gold"].astype(bool).to_numpy())
+        has_gold=frame["has_gold"].astype(bool).to_numpy(),
+        text=frame["text"].astype(str).str.slice(0, TEXT_CHARS).to_numpy()
+        if "text" in frame else "")
     atomic_write_text(folder / f"{split}-examples.csv", table.to_csv(index=False))
     write_official(folder, split, table, config.task.unit)
 

@@ -3,8 +3,10 @@ to a base model, counting parameters one way for every method, and the trainable
 checkpoints hold."""
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from peft_utils.core.methods import Method
 
@@ -27,6 +29,45 @@ def load_pretrained(auto_class, name: str, **kwargs):
             "`python -m peft_utils model prepare e5-small`)")
     return auto_class.from_pretrained(name, use_safetensors=True, trust_remote_code=False,
                                       **kwargs)
+
+
+class _NewHeadFilter(logging.Filter):
+    """Drops transformers' "newly initialized ... You should probably TRAIN this model" record
+    when every weight it names starts with one of `prefixes`; a record it cannot read, or one
+    that names any other weight, passes."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import ast
+        import re
+
+        found = re.search(r"and are newly initialized: (\[.*?\])\n", record.getMessage(),
+                          re.DOTALL)
+        if not found:
+            return True
+        try:
+            keys = ast.literal_eval(found.group(1))
+        except (ValueError, SyntaxError):
+            return True
+        return not (keys and all(str(k).startswith(self.prefixes) for k in keys))
+
+
+@contextlib.contextmanager
+def own_head(prefixes: tuple[str, ...] = ("classifier",)) -> Iterator[None]:
+    """Within the block, loading a model whose task head the caller sets itself (drawn after
+    seeding, from the probe or from a checkpoint) does not print transformers' warning that
+    the head is newly initialized; a warning that names any other weight is kept, and so is
+    the warning outside the block (a model whose head is really untrained)."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    quiet = _NewHeadFilter(prefixes)
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 # transformers 4.57.3 up to 5.0 warn, for any local folder whose tokenizer has over 100k

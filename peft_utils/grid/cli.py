@@ -180,15 +180,17 @@ def _run_tuned(grid, args) -> int:
 
 
 def _print_notes(notes: list[tuple[str, str]]) -> None:
-    """What cells will run without (they evaluate where data exist): one line per note, with
-    the cells it concerns."""
+    """What cells' data hold (a study's notes that begin `data `, shown as they are) and what
+    they will run without (they evaluate where data exist): one line per note, with the cells
+    it concerns."""
     cells: dict[str, list[str]] = {}
     for run_id, note in notes:
         cells.setdefault(note, []).append(run_id)
     for note, run_ids in cells.items():
         shown = ", ".join(run_ids[:3]) + (f", and {len(run_ids) - 3} more" if len(run_ids) > 3
                                           else "")
-        print(f"note: {note} ({len(run_ids)} cell(s): {shown})")
+        label = "" if note.startswith("data ") else "note: "
+        print(f"{label}{note} ({len(run_ids)} cell(s): {shown})")
 
 
 def _execute(grid, todo, args, keep_kernels: bool = False) -> int:

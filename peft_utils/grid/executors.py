@@ -188,7 +188,8 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
         try:
             outcomes = []
             for position, cell in enumerate(group):
-                outcomes.append(run_cell(worker, cell, keep=position < len(group) - 1))
+                outcomes.append(_run_on(worker, cell, grid, notebook, stopping,
+                                        keep=position < len(group) - 1))
                 with reporting:
                     progress.finished(outcomes[-1])
             return outcomes
@@ -196,30 +197,6 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
             if not keep_kernels:   # the next group starts cold, whichever cell ended this one
                 worker.close()
             slots.put(worker)
-
-    def run_cell(worker: CellWorker, cell: Cell, keep: bool) -> Outcome:
-        if running_elsewhere(cell):   # another runner of the grid has it: take the next one
-            return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
-        if stopping.is_set():
-            raise KeyboardInterrupt
-        spec = claim_spec(cell.config, grid.path, notebook)
-        if spec is None:   # another runner started it since the check above
-            return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
-        log = spec.parent / "run.log"
-        log.write_text("", encoding="utf-8")
-        start = time.perf_counter()
-        answer = worker.run(spec, log, keep)
-        returncode = worker.returncode   # before another cell may restart the worker
-        if stopping.is_set():
-            raise KeyboardInterrupt
-        if answer is not None:
-            return Outcome(**answer)
-        died = f"worker exited with status {returncode}; see {log}"
-        outcome = _outcome_from_record(cell, time.perf_counter() - start, died)
-        if outcome.ok:   # trained and recorded, but its notebook or HTML may be missing
-            return Outcome(cell.run_id, "failed", f"{died} (after the run completed; record "
-                           "kept)", outcome.wall_s)
-        return outcome
 
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
@@ -237,6 +214,33 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     for worker in slot_workers:
         worker.close()
     return outcomes
+
+
+def _run_on(worker: CellWorker, cell: Cell, grid: Grid, notebook: Path | None,
+            stopping: threading.Event, keep: bool) -> Outcome:
+    """One cell on `worker` (keep: another cell of its group follows in the same kernel)."""
+    if running_elsewhere(cell):   # another runner of the grid has it: take the next one
+        return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
+    if stopping.is_set():
+        raise KeyboardInterrupt
+    spec = claim_spec(cell.config, grid.path, notebook)
+    if spec is None:   # another runner started it since the check above
+        return Outcome(cell.run_id, ELSEWHERE, None, 0.0)
+    log = spec.parent / "run.log"
+    log.write_text("", encoding="utf-8")
+    start = time.perf_counter()
+    answer = worker.run(spec, log, keep)
+    returncode = worker.returncode   # before another cell may restart the worker
+    if stopping.is_set():
+        raise KeyboardInterrupt
+    if answer is not None:
+        return Outcome(**answer)
+    died = f"worker exited with status {returncode}; see {log}"
+    outcome = _outcome_from_record(cell, time.perf_counter() - start, died)
+    if outcome.ok:   # trained and recorded, but its notebook or HTML may be missing
+        return Outcome(cell.run_id, "failed", f"{died} (after the run completed; record "
+                       "kept)", outcome.wall_s)
+    return outcome
 
 
 def _terminate(proc: subprocess.Popen) -> None:

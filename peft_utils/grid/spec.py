@@ -112,43 +112,24 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
         kind = study(raw.get("kind"))
     except ConfigError as err:
         raise bad(str(err)) from None
-    run_keys = kind.keys
-    notebook = kind.notebook
-    if raw.get("notebook"):
-        notebook = (path.parent / str(raw["notebook"])).resolve()
-        if not notebook.is_file():
-            raise bad(f"notebook {raw['notebook']!r} not found (looked for {notebook}); "
-                      "it is relative to the grid file")
+    notebook = _notebook(raw, path, kind, bad)
     unknown = sorted(set(raw) - set(GRID_KEYS))
     if unknown:
         raise bad(f"unknown grid key(s) {', '.join(unknown)}; a grid file has: "
                   f"{', '.join(GRID_KEYS)} (config keys go under set, grid or sweep)")
-    presets = raw.get("presets")
-    if isinstance(presets, str):
-        presets = [presets]
-    if not presets or not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
-        raise bad("`presets` is required: a list of preset YAML files relative to the grid file, "
-                  "e.g. presets: [semeval/st1.yaml]")
+    presets = _presets(raw, bad)
     fixed = _mapping(raw, "set", bad)
     grid_axes, sweep_axes = _axes(raw, "grid", bad), _axes(raw, "sweep", bad)
     axes = {**grid_axes, **sweep_axes}
     clash = sorted(set(grid_axes) & set(sweep_axes)) + sorted(set(fixed) & set(axes))
     if clash:
         raise bad(f"{', '.join(clash)} set in more than one of set/grid/sweep; keep one")
-    excludes = raw.get("exclude") or []
-    if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
-        raise bad("`exclude` must be a list of mappings, e.g. exclude: [{method: fft, seed: 3}]")
-    per_method = _mapping(raw, "method_overrides", bad)
-    for method, settings in per_method.items():
-        if not isinstance(settings, dict):
-            raise bad(f"method_overrides.{method} must be a mapping of keys to values")
-    for key in [*fixed, *axes, *(k for e in excludes for k in e),
-                *(k for settings in per_method.values() for k in settings)]:
-        if key not in run_keys:
-            raise bad(f"unknown {kind.config_class.__name__} key {key!r}; valid keys are: "
-                      f"{', '.join(sorted(run_keys))}")
+    excludes = _excludes(raw, bad)
+    per_method = _method_overrides(raw, bad)
+    _check_run_keys(kind, [*fixed, *axes, *(k for e in excludes for k in e),
+                           *(k for settings in per_method.values() for k in settings)], bad)
     slurm = _mapping(raw, "slurm", bad)
-    tune = parse_tune(raw.get("tune"), run_keys, axes, set(fixed), bad)
+    tune = parse_tune(raw.get("tune"), kind.keys, axes, set(fixed), bad)
 
     results = Path(results_dir or raw.get("results_dir") or "results")
     results = results if results.is_absolute() else base / results
@@ -159,6 +140,58 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
             config = kind.load_config(preset, {**fixed, **per_method[config.method], **values})
         return absolute_paths(kind, config, base, results)
 
+    cells, duplicates = _expand(path, presets, axes, excludes, build, bad)
+    return Grid(path.resolve(), cells, results, slurm, duplicates, kind.name, notebook, tune,
+                build)
+
+
+def _notebook(raw: dict, path: Path, kind, bad) -> Path:
+    """The study's notebook, or the grid's own (relative to the grid file)."""
+    if not raw.get("notebook"):
+        return kind.notebook
+    notebook = (path.parent / str(raw["notebook"])).resolve()
+    if not notebook.is_file():
+        raise bad(f"notebook {raw['notebook']!r} not found (looked for {notebook}); "
+                  "it is relative to the grid file")
+    return notebook
+
+
+def _presets(raw: dict, bad) -> list[str]:
+    presets = raw.get("presets")
+    if isinstance(presets, str):
+        presets = [presets]
+    if not presets or not isinstance(presets, list) or not all(isinstance(p, str) for p in presets):
+        raise bad("`presets` is required: a list of preset YAML files relative to the grid file, "
+                  "e.g. presets: [semeval/st1.yaml]")
+    return presets
+
+
+def _excludes(raw: dict, bad) -> list[dict[str, Any]]:
+    excludes = raw.get("exclude") or []
+    if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
+        raise bad("`exclude` must be a list of mappings, e.g. exclude: [{method: fft, seed: 3}]")
+    return excludes
+
+
+def _method_overrides(raw: dict, bad) -> dict[str, dict[str, Any]]:
+    per_method = _mapping(raw, "method_overrides", bad)
+    for method, settings in per_method.items():
+        if not isinstance(settings, dict):
+            raise bad(f"method_overrides.{method} must be a mapping of keys to values")
+    return per_method
+
+
+def _check_run_keys(kind, keys, bad) -> None:
+    for key in keys:
+        if key not in kind.keys:
+            raise bad(f"unknown {kind.config_class.__name__} key {key!r}; valid keys are: "
+                      f"{', '.join(sorted(kind.keys))}")
+
+
+def _expand(path: Path, presets: list[str], axes: dict[str, list], excludes: list[dict],
+            build, bad) -> tuple[list[Cell], int]:
+    """Every preset × axes combination not excluded, once per run id; and how many combinations
+    repeated a run id already taken."""
     cells: dict[str, Cell] = {}
     duplicates = 0
     for preset_name in presets:
@@ -178,8 +211,7 @@ def load_grid(path: str | Path, base_dir: str | Path | None = None,
                 duplicates += 1
                 continue
             cells[config.run_id] = Cell(config, preset, values)
-    return Grid(path.resolve(), list(cells.values()), results, slurm, duplicates, kind.name,
-                notebook, tune, build)
+    return list(cells.values()), duplicates
 
 
 def _mapping(raw: dict, key: str, bad) -> dict[str, Any]:

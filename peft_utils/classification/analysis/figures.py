@@ -193,3 +193,58 @@ def forest_figure(diffs: pd.DataFrame, seeds: pd.DataFrame):
         ax.legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def language_heatmap_figure(f1: pd.DataFrame):
+    """The main metric per language × method at a glance: one panel per task, a row per
+    scenario · method, a column per evaluation language (`overall` last), each cell the mean
+    over seeds (`*` zero-shot, `†` dev split where test has no gold); the colour scale is the
+    task's."""
+    plt = _plt()
+    data = sort_cells(f1.dropna(subset=["mean"]).copy())
+    if data.empty:
+        fig, ax = plt.subplots(figsize=_SINGLE_PANEL)
+        ax.text(0.5, 0.5, "no scores", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    data["row"] = condition_label(data) + " · " + cell_label(data)
+    data["mark"] = (np.where(data["zero_shot"], ZERO_SHOT_MARK, "")
+                    + np.where(data["split"] == "dev", DEV_MARK, ""))
+    tasks = list(dict.fromkeys(data["task"]))
+    shapes = []
+    for task in tasks:
+        part = data[data["task"] == task]
+        shapes.append((part["row"].nunique(), part["lang"].nunique()))
+    width = max(6.4, 0.62 * max(c for _, c in shapes) + 3.6)
+    heights = [0.36 * rows + 1.3 for rows, _ in shapes]
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(width, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, task in zip(axes[:, 0], tasks):
+        part = data[data["task"] == task]
+        langs = list(dict.fromkeys(part.loc[part["lang"] != "overall", "lang"]))
+        langs += ["overall"] if (part["lang"] == "overall").any() else []
+        rows = list(dict.fromkeys(part["row"]))
+        grid = part.pivot_table(index="row", columns="lang", values="mean", sort=False)
+        grid = grid.reindex(index=rows, columns=langs)
+        marks = part.pivot_table(index="row", columns="lang", values="mark", aggfunc="first",
+                                 sort=False).reindex(index=rows, columns=langs)
+        image = ax.imshow(grid.to_numpy(float), cmap="viridis", aspect="auto")
+        low, high = np.nanmin(grid.to_numpy(float)), np.nanmax(grid.to_numpy(float))
+        for i, row in enumerate(rows):
+            for j, lang in enumerate(langs):
+                value = grid.iat[i, j]
+                if pd.isna(value):
+                    continue
+                dark = high > low and (value - low) / (high - low) < 0.6
+                ax.text(j, i, f"{value:.2f}{marks.iat[i, j] or ''}", ha="center", va="center",
+                        fontsize=7, color="white" if dark else "black")
+        ax.set_xticks(range(len(langs)), langs, fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
+        if "overall" in langs:
+            ax.axvline(len(langs) - 1.5, color="white", linewidth=2)
+        ax.set_title(f"{task} · {part['metric'].iloc[0]} per language "
+                     f"({ZERO_SHOT_MARK} zero-shot, {DEV_MARK} dev split)", fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
+    fig.tight_layout()
+    return fig

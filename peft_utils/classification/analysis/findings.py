@@ -39,8 +39,8 @@ def findings_table(diffs: pd.DataFrame, baselines: pd.DataFrame,
     return sort_cells(table)
 
 
-VERDICT_COLUMNS = ["diff", "ci_low", "ci_high", "p_value", "p_holm", "prob_improvement",
-                   "verdict_unadjusted", "verdict"]
+VERDICT_COLUMNS = ["diff", "ci_low", "ci_high", "ci_level", "p_value", "p_holm",
+                   "prob_improvement", "verdict_unadjusted", "verdict"]
 
 
 def _tuned_value(table: pd.DataFrame, chosen: pd.DataFrame, column: str) -> list:
@@ -99,7 +99,8 @@ def findings_text(table: pd.DataFrame, ranges_display: pd.DataFrame, failed: int
         below = probed[~probed["beats_probe"].astype(bool)]
         names = ", ".join(f"{r.task} · {r.scenario} · {r.method}" for r in below.itertuples())
         out.append(f"**Probe check**: {len(probed) - len(below)} of {len(probed)} final cells "
-                   "beat the frozen-feature probe on the training languages' dev rows"
+                   "have no run below the frozen-feature probe on the training languages' dev "
+                   "rows (a run that kept its start ties it)"
                    + (f"; below it: {names}." if len(below) else ".")
                    + _test_against_probe(probed))
     started = table[table["start"].notna()]

@@ -29,7 +29,7 @@ def headline_markdown(findings: pd.DataFrame) -> str:
     peft = [m for m in methods if m != REFERENCE]
     seeds = sorted(set(findings["n_seeds"].astype(int)))
     header = ["task", "scenario", *[m.upper() if m == REFERENCE else m for m in methods],
-              "probe", "PEFT − FFT [95% interval], verdict"]
+              "probe", f"PEFT − FFT [{_level(findings)} interval], verdict"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for (task, scenario), cell in findings.groupby(["task", "scenario"], sort=False):
         by_method = cell.drop_duplicates("method").set_index("method")
@@ -44,6 +44,13 @@ def headline_markdown(findings: pd.DataFrame) -> str:
                  f"{'-'.join(map(str, seeds))} seeds per cell; the interval covers seeds and "
                  "examples; verdicts Holm-adjusted over the cells.*")
     return "\n".join(lines)
+
+
+def _level(findings: pd.DataFrame) -> str:
+    """The intervals' level, from the findings (written by the report since 0.2.0; 95%, the
+    report's default, for a findings file from before)."""
+    levels = findings["ci_level"].dropna() if "ci_level" in findings else pd.Series(dtype=float)
+    return f"{levels.iloc[0]:.0%}" if len(levels) else "95%"
 
 
 def _method_label(findings: pd.DataFrame) -> pd.Series:

@@ -15,13 +15,16 @@ from peft_utils.classification.analysis.findings import (findings_display, findi
 from peft_utils.classification.analysis.bootstrap import (bootstrap_differences, bootstrap_display,
                                                           numeric_table, seed_differences,
                                                           verdict_counts)
+from peft_utils.classification.analysis.errors import add_label_outputs
 from peft_utils.classification.analysis.exports import export_table
 from peft_utils.classification.analysis.load import CELL, Results, load_results
-from peft_utils.classification.analysis.tables import (DEV_MARK, ZERO_SHOT_MARK, baseline_display,
+from peft_utils.classification.analysis.tables import (DEV_MARK, LONG_TABLE, ZERO_SHOT_MARK,
+                                                       baseline_display,
                                                        baseline_table, cost_display, cost_ranges,
                                                        cost_ranges_display, cost_table,
                                                        coverage_display, coverage_table, f1_table,
-                                                       f1_wide, failed_display, provenance)
+                                                       f1_wide, failed_display, html_table,
+                                                       provenance)
 from peft_utils.core import outputs
 from peft_utils.core import report as core_report
 
@@ -82,6 +85,13 @@ class Report(core_report.Report):
     """The classification report (core.report.Report), with what the findings say."""
     tuning_budget: str = ""         # the tuning budget in one sentence ('' for untuned runs)
     findings: list[str] = field(default_factory=list)   # the first section, Markdown bullets
+    label_findings: list[str] = field(default_factory=list)   # per label (errors.py)
+
+    def table_html(self, name: str, fold_after: int | None = None) -> str:
+        """The formatted table `name` as the rendered report shows it (tables.html_table): no
+        index, marks rendered, numbers aligned, captioned, folded when long."""
+        return html_table(self.display[name], self.captions.get(name, ""), name,
+                          LONG_TABLE if fold_after is None else fold_after)
 
 
 def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
@@ -142,5 +152,10 @@ def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
         **({"verdicts_forest": F.forest_figure(diffs, seeds)} if not diffs.empty else {}),
         **F.f1_by_language_figures(results), "f1_vs_params": F.f1_vs_params_figure(results),
         "costs": F.costs_figure(results), "overall_heatmap": F.heatmap_figure(results),
+        "language_heatmap": F.language_heatmap_figure(f1),
         **T.sensitivity_figures(results, trials), **S.pareto_figures(f1, costs, serving)})
+    # Texts for the disagreement sample: the prediction files' own, else the data folder the
+    # records name, where it is on this machine (the one read outside the results folder).
+    report.label_findings = add_label_outputs(report, n_boot=None, ci=ci, seed=seed,
+                                              texts_from_data=True)
     return report

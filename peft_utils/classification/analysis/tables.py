@@ -5,6 +5,8 @@ no spread, shown as "–".
 """
 from __future__ import annotations
 
+import re
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +251,9 @@ def cost_display(table: pd.DataFrame) -> pd.DataFrame:
 CLEAR_MARGIN = 0.10
 
 
+PROBE_TIE = 1e-9   # a dev score this close to the probe's is the probe's (a kept start)
+
+
 def baseline_table(source: Results | str | Path) -> pd.DataFrame:
     """Each cell's dev score (main metric) on its training languages, where the run was
     trained and selected (older records: all dev languages), beside the predictors the record
@@ -304,8 +309,8 @@ def baseline_table(source: Results | str | Path) -> pd.DataFrame:
         test=("test", "mean"), test_std=("test", cell_std), probe_test=("probe_test", "mean"),
         class_weights=("class_weights", "first")).reset_index()
     table["beats_all"] = table["min_run_margin"] >= CLEAR_MARGIN
-    # NaN (no probe in an older record) is not a failure: beats_probe is then None.
-    table["beats_probe"] = [None if pd.isna(m) else bool(m > 0)
+    # NaN (no probe in an older record): None. A kept start (step 0) ties the probe: it passes.
+    table["beats_probe"] = [None if pd.isna(m) else bool(m >= -PROBE_TIE)
                             for m in table["min_probe_margin"]]
     return sort_cells(table)
 
@@ -331,7 +336,7 @@ def baseline_display(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         f"every run beats it by ≥ {CLEAR_MARGIN:.2f}": table["beats_all"].map({True: "yes", False: "NO"}),
         "frozen probe": table["probe"].map(lambda v: fmt_number(v, digits)),
         "start (head from the probe)": table["start"].map(lambda v: fmt_number(v, digits)),
-        "every run beats the probe": table["beats_probe"].map(
+        "no run below the probe": table["beats_probe"].map(
             lambda v: DASH if v is None else ("yes" if v else "NO")),
         "test score": table["test"].map(lambda v: fmt_number(v, digits)),
         "probe test": table["probe_test"].map(lambda v: fmt_number(v, digits)),
@@ -390,3 +395,98 @@ def provenance(results: Results) -> pd.DataFrame:
         return pd.DataFrame()
     frame = pd.DataFrame(rows).fillna("")
     return frame.groupby(list(frame.columns)).size().rename("runs").reset_index()
+
+
+# ---- HTML: the tables as the rendered report shows them ---------------------------
+# A table with more rows than this starts folded in the report (HTML <details>).
+LONG_TABLE = 24
+# A cell reads as a number (right-aligned, never wrapped) when it starts like one: "0.466 ± 0.009",
+# "+0.012 [-0.010, +0.031]", "159×", "-38.1%", "0.600 → 1.000", "22.1 (36.6)".
+_NUMBER = re.compile(r"^[+\-−]?(\d[\d,]*\.?\d*|\.\d+)")
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+_MARKS = re.compile(r"(?<=[^*\s])([*†]+)$")   # trailing zero-shot / dev marks (not a bold's)
+_TICKS = {"yes": '<span class="mark ok" title="yes">✓ yes</span>',
+          "no": '<strong class="mark bad" title="no">✗ no</strong>'}
+# The report's style sheet for html_table (the notebook shows it once, before any table).
+TABLE_CSS = """
+<style>
+.peft-table-wrap { overflow-x: auto; margin: 0.4em 0 1.2em 0; }
+.peft-table-wrap > summary { cursor: pointer; font-size: 0.95em; color: #333;
+  margin-bottom: 0.3em; }
+.peft-table-wrap > summary .rows { color: #777; }
+.jp-RenderedHTMLCommon table.peft-table, table.peft-table {
+  table-layout: auto; border-collapse: collapse; margin: 0; font-size: 0.85em; width: auto; }
+.jp-RenderedHTMLCommon table.peft-table th, table.peft-table th {
+  text-align: left; vertical-align: bottom; padding: 0.3em 0.6em; border-bottom: 1px solid #444;
+  white-space: normal; font-weight: 600; }
+.jp-RenderedHTMLCommon table.peft-table td, table.peft-table td {
+  text-align: left; padding: 0.25em 0.6em; white-space: nowrap; border: none; }
+.jp-RenderedHTMLCommon table.peft-table th.num, .jp-RenderedHTMLCommon table.peft-table td.num,
+table.peft-table th.num, table.peft-table td.num {
+  text-align: right; font-variant-numeric: tabular-nums; }
+table.peft-table tbody tr:nth-child(odd) { background: #f6f6f6; }
+table.peft-table tbody tr:hover { background: #e8f0fe; }
+table.peft-table sup { font-size: 0.75em; margin-left: 0.1em; }
+table.peft-table .mark.ok { color: #1b7837; }
+table.peft-table .mark.bad { color: #b2182b; }
+</style>
+"""
+
+
+def html_cell(value) -> str:
+    """One formatted cell as HTML: escaped; `**x**` bold, `yes` / `no` as ticks, trailing
+    zero-shot and dev marks (`*`, `†`) raised, ` ± ` kept on the line."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return DASH
+    if isinstance(value, (bool, np.bool_)):
+        return _TICKS["yes" if value else "no"]
+    text = str(value)
+    plain = _BOLD.sub(r"\1", text).strip()
+    if plain in ("yes", "no", "NO"):
+        return _TICKS[plain.lower()]
+    html = escape(text, quote=False)
+    html = _BOLD.sub(r"<strong>\1</strong>", html)
+    html = _MARKS.sub(r"<sup>\1</sup>", html)
+    return html.replace(" ± ", "&nbsp;±&nbsp;")
+
+
+def _numeric_column(column: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    cells = [str(v).strip() for v in column if v is not None and v == v and str(v).strip()
+             not in ("", DASH)]
+    # Mostly numbers ("reference" or "absent" in a few cells of a number column): numbers.
+    return bool(cells) and sum(bool(_NUMBER.match(c)) for c in cells) >= 0.5 * len(cells)
+
+
+def html_table(display: pd.DataFrame, caption: str = "", name: str = "",
+               fold_after: int = LONG_TABLE) -> str:
+    """`display` (a formatted table of the report) as the HTML the rendered report shows:
+    no index column, marks rendered (html_cell), numbers right-aligned and never wrapped, in a
+    `<details>` block headed by `caption` that starts folded when the table has more than
+    `fold_after` rows."""
+    if display is None or display.empty:
+        body = "<p><em>(no rows)</em></p>"
+        rows = 0
+    else:
+        rows = len(display)
+        numeric = [_numeric_column(display[c]) for c in display.columns]
+        head = "".join(f'<th{" class=num" if num else ""}>{escape(str(c))}</th>'
+                       for c, num in zip(display.columns, numeric))
+        lines = []
+        for values in display.itertuples(index=False, name=None):
+            cells = "".join(f'<td{" class=num" if num else ""}>{html_cell(v)}</td>'
+                            for v, num in zip(values, numeric))
+            lines.append(f"<tr>{cells}</tr>")
+        body = (f'<table class="peft-table"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(lines)}</tbody></table>')
+    title = f"<strong>{escape(name)}</strong>" if name else ""
+    text = _CODE.sub(r"<code>\1</code>", _BOLD.sub(r"<strong>\1</strong>",
+                                                  escape(caption, quote=False)))
+    summary = " · ".join(p for p in (title, text) if p)
+    count = f'<span class="rows"> ({rows} row{"s" if rows != 1 else ""})</span>'
+    return (f'<details class="peft-table-wrap"{"" if rows > fold_after else " open"}>'
+            f"<summary>{summary}{count}</summary>{body}</details>")
