@@ -350,3 +350,19 @@ def test_write_label_outputs_writes_tables_and_figures(results_root, tmp_path):
     assert sample["text"].str.contains("example").all()
     assert len(report.findings) >= 2 and "sib200 · multilingual" in report.findings[-2]
     assert "n<5" in (tmp_path / "tables" / "labels.md").read_text()
+
+
+def test_a_multilabel_task_alone_has_no_confusion_matrix(results_root, tmp_path):
+    """A results folder with no multiclass task (a multilabel table of one's own) still gets
+    its per-label outputs; the confusion table stays empty and draws no figure."""
+    only = tmp_path / "results"
+    only.mkdir()
+    for run in results_root.glob("brighter-*"):
+        (only / run.name).symlink_to(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = E.write_label_outputs(only, tmp_path / "tables", tmp_path / "figures",
+                                       n_boot=200)
+    assert report.tables["confusion"].empty
+    assert set(report.figures) == {"labels-brighter-multilingual",
+                                   "missed_together-brighter-multilingual"}

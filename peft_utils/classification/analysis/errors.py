@@ -82,6 +82,8 @@ def confusion_figures(table: pd.DataFrame) -> dict[str, object]:
     rows, prediction on columns), one panel per method."""
     import seaborn as sns
 
+    if table.empty:   # no multiclass condition (a multilabel task alone)
+        return {}
     plt = _plt()
     figures = {}
     for key, part in table.groupby(CONDITION, sort=False, dropna=False):
