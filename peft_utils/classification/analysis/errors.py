@@ -60,49 +60,73 @@ def confusion_matrix(table: pd.DataFrame, cell: dict, value: str = "share") -> p
     """gold × predicted `value` of one cell (a dict of some CELL keys, e.g. task, scenario,
     method), labels in the task's order."""
     part = table[(table[list(cell)] == pd.Series(cell)).all(axis=1)]
-    order = list(dict.fromkeys(part["gold"]))
-    return (part.pivot_table(index="gold", columns="pred", values=value, sort=False,
+    return _square(part, "gold", "pred", value)
+
+
+def _square(part: pd.DataFrame, row: str, column: str, value: str = "share") -> pd.DataFrame:
+    """`row` label × `column` label `value` of one cell, both in the labels' order."""
+    order = list(dict.fromkeys(part[row]))
+    return (part.pivot_table(index=row, columns=column, values=value, sort=False,
                              dropna=False).reindex(index=order, columns=order))
+
+
+def _shares_display(table: pd.DataFrame, row: str, column: str, digits: int) -> pd.DataFrame:
+    """One line per cell × `row` label: the shares, one column per `column` label."""
+    if table.empty:
+        return pd.DataFrame()
+    keys = display_keys(table)
+    wide = table.pivot_table(index=[*keys, row], columns=column, values="share",
+                             sort=False, dropna=False)
+    wide = wide.reindex(columns=list(dict.fromkeys(table[column])))
+    return wide.map(lambda v: outputs.fmt_number(v, digits)).reset_index().rename_axis(
+        columns=None)
 
 
 def confusion_display(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """One row per cell × gold label: the row-normalised shares, one column per prediction."""
-    if table.empty:
-        return pd.DataFrame()
-    keys = display_keys(table)
-    wide = table.pivot_table(index=[*keys, "gold"], columns="pred", values="share",
-                             sort=False, dropna=False)
-    wide = wide.reindex(columns=list(dict.fromkeys(table["pred"])))
-    return wide.map(lambda v: outputs.fmt_number(v, digits)).reset_index().rename_axis(
-        columns=None)
+    return _shares_display(table, "gold", "pred", digits)
 
 
 def confusion_figures(table: pd.DataFrame) -> dict[str, object]:
     """Per multiclass condition, the row-normalised confusion matrix of each method (gold on
     rows, prediction on columns), one panel per method."""
+    return _share_panels(table, ("gold", "pred"), ("gold", "predicted"), "confusion", "Blues",
+                         "confusion matrix, row-normalised, pooled over seeds",
+                         annotate_up_to=12)
+
+
+def _share_panels(table: pd.DataFrame, columns: tuple[str, str], axis_names: tuple[str, str],
+                  stem: str, cmap: str, title: str, annotate_up_to: int | None = None,
+                  mask_diagonal: bool = False) -> dict[str, object]:
+    """Per condition, one heat map panel per method of the shares, row label × column label
+    (`columns` of the table, `axis_names` on the axes); annotated where the labels number at
+    most `annotate_up_to` (None: always)."""
     import seaborn as sns
 
-    if table.empty:   # no multiclass condition (a multilabel task alone)
+    if table.empty:   # e.g. no multiclass condition for the confusion matrices
         return {}
+    row, column = columns
     plt = _plt()
     figures = {}
     for key, part in table.groupby(CONDITION, sort=False, dropna=False):
         part = part.assign(cell=L._cell_names(part))
         cells = list(dict.fromkeys(part["cell"]))
-        n_labels = part["gold"].nunique()
+        n_labels = part[row].nunique()
         size = 1.2 + 0.42 * n_labels
         fig, axes = plt.subplots(1, len(cells), figsize=(size * len(cells) + 1, size + 0.8),
                                  squeeze=False, sharey=True)
         for ax, cell in zip(axes[0], cells):
-            grid = confusion_matrix(part[part["cell"] == cell], {"cell": cell})
-            sns.heatmap(grid, annot=n_labels <= 12, fmt=".2f", vmin=0, vmax=1, cmap="Blues",
-                        cbar=False, ax=ax, annot_kws={"fontsize": 7}, square=True)
-            ax.set(title=cell, xlabel="predicted", ylabel="gold" if ax is axes[0][0] else "")
+            sns.heatmap(_square(part[part["cell"] == cell], row, column), fmt=".2f",
+                        annot=annotate_up_to is None or n_labels <= annotate_up_to, vmin=0,
+                        vmax=1, cmap=cmap, cbar=False, ax=ax, annot_kws={"fontsize": 7},
+                        square=True, mask=np.eye(n_labels, dtype=bool) if mask_diagonal
+                        else None)
+            ax.set(title=cell, xlabel=axis_names[1],
+                   ylabel=axis_names[0] if ax is axes[0][0] else "")
             ax.tick_params(labelsize=7)
-        fig.suptitle(f"{key[0]} · {key[1]}: confusion matrix, row-normalised, "
-                     f"pooled over seeds", fontsize=9)
+        fig.suptitle(f"{key[0]} · {key[1]}: {title}", fontsize=9)
         fig.tight_layout(rect=(0, 0, 1, 0.95))
-        figures[_stem("confusion", key, table)] = fig
+        figures[_stem(stem, key, table)] = fig
     return figures
 
 
@@ -165,44 +189,16 @@ def missed_cooccurrence(conds: list[L.Condition]) -> pd.DataFrame:
 
 def missed_display(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """One row per cell × missed label: the share of its misses that also miss each label."""
-    if table.empty:
-        return pd.DataFrame()
-    keys = display_keys(table)
-    wide = table.pivot_table(index=[*keys, "missed"], columns="also_missed", values="share",
-                             sort=False, dropna=False)
-    wide = wide.reindex(columns=list(dict.fromkeys(table["also_missed"])))
-    return wide.map(lambda v: outputs.fmt_number(v, digits)).reset_index().rename_axis(
-        columns=None)
+    return _shares_display(table, "missed", "also_missed", digits)
 
 
 def cooccurrence_figures(table: pd.DataFrame) -> dict[str, object]:
     """Per multilabel condition, one panel per method: of the examples that miss the row's
-    label, the share that also miss the column's (diagonal: 1)."""
-    import seaborn as sns
-
-    plt = _plt()
-    figures = {}
-    for key, part in table.groupby(CONDITION, sort=False, dropna=False):
-        part = part.assign(cell=L._cell_names(part))
-        cells = list(dict.fromkeys(part["cell"]))
-        order = list(dict.fromkeys(part["missed"]))
-        size = 1.2 + 0.42 * len(order)
-        fig, axes = plt.subplots(1, len(cells), figsize=(size * len(cells) + 1, size + 0.8),
-                                 squeeze=False, sharey=True)
-        for ax, cell in zip(axes[0], cells):
-            grid = part[part["cell"] == cell].pivot_table(
-                index="missed", columns="also_missed", values="share", sort=False,
-                dropna=False).reindex(index=order, columns=order)
-            sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Reds", cbar=False,
-                        ax=ax, annot_kws={"fontsize": 7}, square=True,
-                        mask=np.eye(len(order), dtype=bool))   # the diagonal is 1 by definition
-            ax.set(title=cell, xlabel="also missed", ylabel="missed" if ax is axes[0][0] else "")
-            ax.tick_params(labelsize=7)
-        fig.suptitle(f"{key[0]} · {key[1]}: missed labels that go together "
-                     "(share of the row's misses)", fontsize=9)
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
-        figures[_stem("missed_together", key, table)] = fig
-    return figures
+    label, the share that also miss the column's (the diagonal, 1 by definition, masked)."""
+    return _share_panels(table, ("missed", "also_missed"), ("missed", "also missed"),
+                         "missed_together", "Reds",
+                         "missed labels that go together (share of the row's misses)",
+                         mask_diagonal=True)
 
 
 # ---- disagreements between a method and FFT -----------------------------------------------
@@ -561,12 +557,13 @@ def add_label_outputs(report, n_boot: int | None = None, ci: float = 0.95, seed:
     report.add("disagreements", summary, disagreement_summary_display(summary))
     changed = disagreement_labels(dis)
     report.add("disagreement_labels", changed, disagreement_labels_display(changed))
+    # The data folder only where some run's examples table has no text (runs before 0.2.0).
+    from_data = texts_from_data and any(cond.texts is None for cond in conds)
     sample = disagreement_sample(dis, n_sample, seed,
-                                 texts=data_texts(results, conds[0].split)
-                                 if texts_from_data and conds else None)
+                                 texts=data_texts(results, conds[0].split) if from_data else None)
     report.add("disagreement_sample", sample, sample_display(sample))
     report.add_figures({**label_heatmap_figures(table, diffs), **confusion_figures(confusion),
-                        **(cooccurrence_figures(together) if not together.empty else {})})
+                        **cooccurrence_figures(together)})
     return L.label_findings(table, diffs)
 
 
