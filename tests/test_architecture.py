@@ -179,20 +179,138 @@ def test_the_name_check_scan_finds_name_checks(tmp_path):
         ("cross_attn", 6)]
 
 
+# ---- library behaviour lives in its backend ---------------------------------------------------
+# What peft, the adapters library or the project's own methods do differently is a method of
+# that library's backend in core/backends.py (`entry.backend`); elsewhere a library's name is
+# data (a record's field, a message), never a branch.
+BACKENDS_MODULE = "core/backends.py"
+
+
+def is_library(node) -> bool:
+    """`x.library` or a variable `library`."""
+    return (isinstance(node, ast.Attribute) and node.attr == "library") or \
+        (isinstance(node, ast.Name) and node.id == "library")
+
+
+def is_literal(node) -> bool:
+    """A string literal, or a tuple, list or set of them."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and bool(node.elts) \
+        and all(map(is_literal, node.elts))
+
+
+def library_checks(path: Path, libraries: set[str]) -> list[tuple[str, int]]:
+    """(what, line) wherever `path` branches on a library's name: `library` or `x.library`
+    compared with a string literal (`==`, `!=`, `in`), a lookup keyed by it (`X[entry.library]`,
+    `X.get(entry.library)`), or a library's name written as a literal in a comparison, a
+    dict's keys (a dispatch table) or a `case`."""
+    found = [(f"{name!r}", line) for name, line in method_name_checks(path, libraries)]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(map(is_library, operands)) and any(map(is_literal, operands)):
+                found.append(("library compared", node.lineno))
+        elif isinstance(node, ast.Subscript) and is_library(node.slice):
+            found.append(("lookup by library", node.lineno))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "get" and node.args and is_library(node.args[0]):
+            found.append(("lookup by library", node.lineno))
+    return sorted(set(found), key=lambda item: (item[1], item[0]))
+
+
+def test_no_module_branches_on_a_library_name():
+    from peft_utils.core.backends import BUILTIN
+
+    found = [(module_name(path), what, line) for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).as_posix() != BACKENDS_MODULE
+             for what, line in library_checks(path, set(BUILTIN))]
+    assert found == [], "call the library's backend instead (entry.backend, core/backends.py)"
+
+
+def test_the_library_check_scan_finds_library_checks(tmp_path):
+    source = tmp_path / "example.py"
+    source.write_text('if entry.library == "peft": pass\n'
+                      'x = 1 if library != "adapters" else 2\n'
+                      'ok = entry.library in ("peft", "adapters")\n'
+                      'TRAINED = {"peft": "default"}\n'
+                      'load = LOADING[run.entry.library]\n'
+                      'kind = TABLE.get(library, None)\n'
+                      'if kind == "project": pass\n'
+                      'print(f"{entry.library}"); row = {"library": entry.library}\n'   # data
+                      'same = a.library == b.library\n')                              # no literal
+    assert library_checks(source, {"peft", "adapters", "project"}) == [
+        ("'peft'", 1), ("library compared", 1), ("'adapters'", 2), ("library compared", 2),
+        ("'adapters'", 3), ("'peft'", 3), ("library compared", 3), ("'peft'", 4),
+        ("lookup by library", 5), ("lookup by library", 6), ("'project'", 7)]
+
+
 # ---- data set knowledge lives in the data set registry ---------------------------------------
 # A data set's languages, tasks, metric, layout and parallelism are fields of its entry in
 # data/registry.py; its own loader module may name it (its DATASET constant). Elsewhere a
 # data set's name is never a branch.
-DATA_SET_MODULES = {"data/registry.py", "data/semeval.py", "data/sib200.py", "data/brighter.py"}
+DATA_SET_MODULES = {"data/registry.py", "data/semeval.py", "data/sib200.py", "data/brighter.py",
+                    "data/ntrex.py"}
+# The functions that look a data set's entry up by name (data/registry.py).
+LOOKUPS = {"get", "get_parallel"}
+
+
+def data_set_names() -> set[str]:
+    """The built-in data sets' names: classification and parallel (MT) entries."""
+    from peft_utils.data.registry import BUILTIN, PARALLEL_BUILTIN
+
+    return set(BUILTIN) | set(PARALLEL_BUILTIN)
 
 
 def test_no_module_branches_on_a_data_set_name():
-    from peft_utils.data.registry import BUILTIN
-
     found = [(module_name(path), name, line) for path in sorted(PACKAGE.rglob("*.py"))
              if path.relative_to(PACKAGE).as_posix() not in DATA_SET_MODULES
-             for name, line in method_name_checks(path, set(BUILTIN))]
+             for name, line in method_name_checks(path, data_set_names())]
     assert found == [], "read the data set's registry entry (data/registry.py) instead"
+
+
+def data_set_lookups(path: Path, names: set[str]) -> list[tuple[str, int]]:
+    """(name, line) wherever `path` looks a data set up by its name written as a string
+    literal: `get("semeval2023")`, `registry.get_parallel("ntrex")`, `get(name="sib200")`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else \
+            func.attr if isinstance(func, ast.Attribute) else None
+        if called not in LOOKUPS:
+            continue
+        for arg in [*node.args[:1], *(k.value for k in node.keywords if k.arg == "name")]:
+            if isinstance(arg, ast.Constant) and arg.value in names:
+                found.append((arg.value, node.lineno))
+    return sorted(found, key=lambda item: item[1])
+
+
+def test_no_module_looks_a_data_set_up_by_a_literal_name():
+    """A data set's entry is found from the run's config (`dataset:`) or, in its own loader
+    module, from the module's DATASET constant; a literal name passed to the registry's
+    lookup elsewhere (`get("semeval2023")`, `get_parallel("ntrex")`) hard-codes the data set
+    that the registry exists to make replaceable."""
+    found = [(module_name(path), name, line) for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).as_posix() not in DATA_SET_MODULES
+             for name, line in data_set_lookups(path, data_set_names())]
+    assert found == [], ("look the entry up by the config's dataset, or by the DATASET "
+                         "constant of the data set's own module (data/<name>.py)")
+
+
+def test_the_data_set_scans_find_names_and_lookups(tmp_path):
+    source = tmp_path / "example.py"
+    source.write_text('from peft_utils.data.registry import get\n'
+                      'table = get("semeval2023").languages\n'
+                      'entry = registry.get_parallel("ntrex", root)\n'
+                      'if self.dataset != "ntrex": pass\n'
+                      'ok = get(DATASET)\n'                         # a module's constant: fine
+                      'other = mapping.get("unrelated")\n'
+                      'dataset: str = "ntrex"\n')                   # a default: data
+    names = {"semeval2023", "ntrex", "sib200"}
+    assert data_set_lookups(source, names) == [("semeval2023", 2), ("ntrex", 3)]
+    assert method_name_checks(source, names) == [("ntrex", 4)]
 
 
 # ---- one run pipeline -----------------------------------------------------------------

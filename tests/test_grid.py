@@ -113,15 +113,19 @@ def test_demo_grids_expand_as_documented(tmp_path, monkeypatch):
     assert {c.config.pooling for c in demo} == {"mean"}
     # Every head starts from the probe and goes on at one small rate (docs/demo/head-init.md).
     assert {(c.config.head_init, c.config.head_learning_rate) for c in demo} == {("probe", 1e-4)}
-    assert {(c.config.dataset, c.config.max_steps) for c in demo} == {("sib200", 40),
-                                                                     ("brighter", 80)}
-    # Tuned first: 3 trials per method and data set, seed 1, on the multilingual scenario.
+    # The size that fits three seeds per final (docs/demo.md): dev scored at the end only.
+    assert {(c.config.dataset, c.config.max_steps, c.config.eval_steps) for c in demo} == \
+        {("sib200", 24, 24), ("brighter", 40, 40)}
+    # Tuned first: 3 trials per method and data set, seed 1, on the multilingual scenario,
+    # at half a final's steps.
     from peft_utils.grid.tuning import planned_trials
 
     trials = planned_trials(grid)
     assert len(trials) == 2 * 4 * 3 and grid.tune.extend == 1
     assert {(c.config.seed, c.config.scenario) for t in trials for c in t.runs} == \
         {(1, "multilingual")}
+    assert {(c.config.dataset, c.config.max_steps) for t in trials for c in t.runs} == \
+        {("sib200", 12), ("brighter", 20)}
     # The paper's head on the same grid, tuning and budget.
     random = load_grid(REPO / "configs" / "demo-random-head.yaml")
     assert {(c.config.head_init, c.config.head_learning_rate) for c in random.cells} == \

@@ -347,3 +347,29 @@ def test_no_edge_no_extra_trials_and_extend_needs_a_fixed_sampler(tuned_grid, tm
         load_grid(tuned_grid(name="tpe.yaml", sampler="tpe", extend=1), base_dir=tmp_path)
     with pytest.raises(ConfigError, match="tune.extend must be"):
         load_grid(tuned_grid(name="neg.yaml", extend=-1), base_dir=tmp_path)
+
+
+def test_trials_at_a_lower_fidelity_run_a_share_of_the_finals_steps(tuned_grid, tmp_path):
+    """tune.fidelity: every trial runs that share of a final run's steps, its warm-up and
+    evaluation interval scaled alike; the finals keep the grid's budget."""
+    from peft_utils.grid.tuning import Tuner
+
+    grid = load_grid(tuned_grid(fidelity=0.5, sampler="grid"), base_dir=tmp_path)
+    final = grid.cells[0].config
+    trials = planned_trials(grid)
+    assert trials and all(
+        run.config.max_steps == round(final.max_steps / 2)
+        and run.config.eval_steps == max(round(final.eval_steps / 2), 1)
+        and run.config.warmup_steps == round(final.warmup_steps / 2)
+        for t in trials for run in t.runs)
+    assert Tuner(grid).trials()[0].runs[0].config.max_steps == round(final.max_steps / 2)
+    full = load_grid(tuned_grid(name="full.yaml", sampler="grid"), base_dir=tmp_path)
+    assert all(run.config.max_steps == final.max_steps
+               for t in planned_trials(full) for run in t.runs)
+    for bad in (0, 1.5, "half", True):
+        with pytest.raises(ConfigError, match="tune.fidelity must be"):
+            load_grid(tuned_grid(name="bad.yaml", fidelity=bad), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="cannot tune them too"):
+        load_grid(tuned_grid(name="both.yaml", fidelity=0.5, space={
+            "learning_rate": "registry", "warmup_steps": {"low": 0, "high": 4, "int": True}}),
+            base_dir=tmp_path)

@@ -258,7 +258,8 @@ def write_mean_pooling_code(plain, folder: Path) -> str:
     return f"{MODELING_FILE[:-3]}.{cls}"
 
 
-# How each export loads, for the metadata (BASE: the base model with the run's labels).
+# How each export loads, for the metadata (BASE: the base model with the run's labels; an
+# adapter export: BASE, then its backend's `load_code`, core.backends).
 BASE = ("base = AutoModelForSequenceClassification.from_pretrained(settings.base_model, "
         "id2label=id2label, label2id=label2id, problem_type=problem_type)")
 LOADING = {
@@ -267,9 +268,6 @@ LOADING = {
     "merged-mean": "AutoModelForSequenceClassification.from_pretrained(OUT, "
                    "trust_remote_code=True) or pipeline('text-classification', model=OUT, "
                    "truncation=True, trust_remote_code=True): the pooling is code in OUT",
-    "peft": f"{BASE}; PeftModel.from_pretrained(base, OUT)",
-    "adapters": f"{BASE}; adapters.init(base); base.load_adapter(OUT, set_active=True, "
-                "use_safetensors=True)",
     "onnx": "onnxruntime.InferenceSession(OUT/model.onnx) on AutoTokenizer.from_pretrained(OUT)"
             "(text, truncation=True): inputs input_ids, attention_mask (int64); output logits",
 }
@@ -280,7 +278,7 @@ def _adapter(run: Run, folder: Path, rows: list[dict], reference: np.ndarray) ->
     save_tokenizer(run, folder)
     return {"adapter_name": ADAPTER_NAME, "id2label": dict(enumerate(run.settings.labels)),
             "problem_type": labelled_config(run.config, run.settings.labels).problem_type,
-            "load": LOADING[run.entry.library]}
+            "load": f"{BASE}; {run.entry.backend.load_code()}"}
 
 
 def logits_module(model):

@@ -108,10 +108,9 @@ def build_model(config: RunConfig, meta: bool = False, device: str = "meta") -> 
     head_ids = {id(p) for p in head_module(model).parameters()}
     backbone_ids = {id(p) for p in model.parameters()} - head_ids
     model_type = model.config.model_type
-    library_config = None if entry.library == "project" else methods.library_config(
-        entry, settings, model_type, "classification")
+    library_config = methods.library_config(entry, settings, model_type, "classification")
     model = apply_method(model, entry, library_config, ADAPTER_NAME)
-    if entry.library != "peft":
+    if not entry.backend.trains_head:
         # Every method trains the same head; peft does it through modules_to_save.
         for param in head_module(model).parameters():
             param.requires_grad = True

@@ -37,6 +37,7 @@ from peft_utils.classification.models import (ADAPTER_NAME, labels_for, load_tok
 from peft_utils.classification.predict import (Predictor, encode_table, output_kind, predict,
                                                read_input, with_predictions, write_table_out)
 from peft_utils.core import methods
+from peft_utils.core.backends import Backend
 from peft_utils.core.config import ConfigError
 from peft_utils.core.devices import prepare_device
 from peft_utils.core.export import finished_run
@@ -44,10 +45,9 @@ from peft_utils.core.modeling import (add_named_adapter, forward_every_adapter,
                                       load_trainable_state, select_adapter)
 from peft_utils.core.pipeline import read_config, trained_state
 
-# The name each library gave a run's adapter when it trained (peft's default name), and the
-# head's parameters in a run's state: `classifier.X`, peft's `...classifier.modules_to_save.
-# <adapter>.X`.
-TRAINED_NAME = {"peft": "default", "adapters": ADAPTER_NAME}
+# The head's parameters in a run's state: `classifier.X`, peft's `...classifier.
+# modules_to_save.<adapter>.X`. (The name a library gave a run's adapter when it trained:
+# its backend's `trained_name(ADAPTER_NAME)`, peft's default name.)
 HEAD_KEY = re.compile(r"(^|\.)classifier\.(modules_to_save\.[^.]+\.)?(?P<key>.+)$")
 SHARED_SETTINGS = ("model", "pooling")
 
@@ -81,10 +81,10 @@ def task_model(shared: "SharedTasks", names: Sequence[str]):
         def forward(self, input_ids, attention_mask):
             batch = {"input_ids": input_ids, "attention_mask": attention_mask}
             if len(names) == 1:
-                select_adapter(self.shared, shared.library, names[0])
+                select_adapter(self.shared, shared.backend, names[0])
                 features = [self.shared(**batch).logits]
             else:
-                out = forward_every_adapter(self.shared, shared.library, list(names), batch)
+                out = forward_every_adapter(self.shared, shared.backend, list(names), batch)
                 features = out.logits.chunk(len(names))
             return Output(torch.cat([head(f) for head, f in zip(self.heads, features)], 1))
 
@@ -95,7 +95,7 @@ def task_model(shared: "SharedTasks", names: Sequence[str]):
 class SharedTasks:
     """K runs' adapters on one base model, with their heads and the shared tokenizer."""
     model: Any
-    library: str
+    backend: Backend      # the library of every task's adapter (core.backends)
     tasks: dict[str, Task]
     tokenizer: Any
     precision: str
@@ -133,7 +133,7 @@ def load_tasks(folders: Sequence[str | Path], names: Sequence[str] | None = None
     folders = [Path(f) for f in folders]
     names = list(names or [f.name for f in folders])
     configs = [read_config(folder, RunConfig) for folder in folders]
-    library = shareable(configs, names)
+    backend = shareable(configs, names)
     picked, precision = prepare_device(configs[0])
     model = shared_base(configs[0])
     tasks = {}
@@ -144,12 +144,13 @@ def load_tasks(folders: Sequence[str | Path], names: Sequence[str] | None = None
     device = device or picked
     for task in tasks.values():
         task.head.to(device).eval()
-    return SharedTasks(model.to(device).eval(), library, tasks, load_tokenizer(configs[0].model),
+    return SharedTasks(model.to(device).eval(), backend, tasks, load_tokenizer(configs[0].model),
                        precision)
 
 
-def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
-    """The library of the runs' adapters; a ConfigError when they cannot share a base."""
+def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> Backend:
+    """The backend of the runs' adapters' library; a ConfigError when they cannot share a
+    base."""
     check_names(names, len(configs))
     for key in SHARED_SETTINGS:
         values = {getattr(c, key) for c in configs}
@@ -157,7 +158,7 @@ def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
             raise ConfigError(f"the runs do not share a base: {key} differs ({sorted(values)})")
     entries = [methods.get(c.method) for c in configs]
     for entry, config in zip(entries, configs):
-        if entry.library == "project" or entry.full_copy or entry.changes_base:
+        if not entry.backend.has_adapter or entry.full_copy or entry.changes_base:
             raise ConfigError(f"method {entry.name} trains or rewrites the base weights: "
                               "its runs cannot share a base")
         if methods.virtual_token_count(entry, method_settings(config)):
@@ -170,7 +171,7 @@ def shareable(configs: Sequence[RunConfig], names: Sequence[str]) -> str:
     if len(libraries) > 1:
         raise ConfigError(f"the runs mix adapter libraries ({sorted(libraries)}); load "
                           "each library's runs on their own base")
-    return libraries.pop()
+    return entries[0].backend
 
 
 def check_names(names: Sequence[str], runs: int) -> None:
@@ -201,7 +202,7 @@ def add_run(model, config: RunConfig, name: str, state: dict[str, Any]):
                                             model.config.model_type, "classification")
     model = add_named_adapter(model, entry, library_config, name)
     head, adapter = split_state(state)
-    old = f".{TRAINED_NAME[entry.library]}."
+    old = f".{entry.backend.trained_name(ADAPTER_NAME)}."
     renamed = {key.replace(old, f".{name}."): value for key, value in adapter.items()}
     own = {key for key, _ in model.named_parameters() if name in key.split(".")}
     if own != set(renamed):

@@ -125,6 +125,7 @@ class Prepared:
     tokenizer: Any
     splits: dict[str, Split]
     selection: np.ndarray           # dev examples the run is selected on (may be all False)
+    start_dev: float | None = None  # the model's selection-dev score at step 0, where known
 
     @property
     def selects_on_dev(self) -> bool:
@@ -172,11 +173,15 @@ def _init_head(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     from peft_utils.classification.head_init import init_head_from_probe
 
     prep.built.model.to(prep.device)   # the step-0 features are the model's, on its device
-    return {**init_head_from_probe(
+    init = init_head_from_probe(
         config, prep.built.model, prep.splits, prep.selection if prep.selects_on_dev else None,
         len(prep.built.labels), prep.tokenizer, prep.device, prep.precision,
-        None if config.extra.get("no_feature_cache") else FEATURE_CACHE),
-        "learning_rate": config.head_learning_rate}
+        None if config.extra.get("no_feature_cache") else FEATURE_CACHE)
+    if init["selection_dev"] is not None:
+        # The model now predicts as the probe, so the probe's score is its step-0 dev score
+        # (tests/test_head_init.py checks both against a pass): training need not recompute it.
+        prep.start_dev = init["selection_dev"][config.task.metric]
+    return {**init, "learning_rate": config.head_learning_rate}
 
 
 def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
@@ -204,8 +209,8 @@ def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
     """Train with the head at its effective rate. A head started from the probe makes step 0
-    a candidate for the kept state (dev-scored before the first step), so a run selected on
-    dev never keeps less than its start."""
+    a candidate for the kept state (scored as the probe, which it predicts as), so a run
+    selected on dev never keeps less than its start."""
     from peft_utils.core.trainer import training_arguments
 
     model, labels = prep.built.model, prep.built.labels
@@ -221,7 +226,7 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
         head_lr=config.head_learning_rate, head_params=head_parameters(model),
-        evaluate_at_start=config.head_init == "probe" and prep.selects_on_dev)
+        start_score=prep.start_dev)
 
 
 def _predict(config: RunConfig, prep: Prepared, model, split: str) -> np.ndarray:

@@ -47,7 +47,7 @@ def format_problem(entry: Method, fmt: str) -> str | None:
     if fmt in ("merged", "onnx") and merge_status(entry) == "cannot merge":
         return (f"{entry.name} cannot be merged into the base weights: it adds computation "
                 "to every forward pass; export it with --format adapter")
-    if fmt == "adapter" and entry.library == "project":
+    if fmt == "adapter" and not entry.backend.has_adapter:
         return (f"{entry.name} changes the base model's own weights, so there is no adapter "
                 "to save apart from them; export it with --format merged")
     if fmt == "adapter" and entry.changes_base:
@@ -146,40 +146,19 @@ def copy_weights(source, target) -> None:
 
 def save_adapter(model, entry: Method, adapter_name: str, folder: Path,
                  with_head: bool = True) -> None:
-    """The method's weights and the task head in its library's own format: peft's
-    `save_pretrained` (the head in `modules_to_save`), the adapters library's `save_adapter`
-    with the head (a static transformers head is saved beside it). `with_head=False`: a
-    model whose head is the base model's own (a seq2seq LM head) has none to save."""
-    if entry.library == "peft":
-        model.save_pretrained(folder, safe_serialization=True)
-        return
-    try:
-        model.save_adapter(str(folder), adapter_name, with_head=with_head, use_safetensors=True)
-    except RuntimeError as err:
-        # The adapters library's prefix tuning keeps one pool of prefixes that every layer
-        # references: safetensors refuses tensors shared under several names, and this
-        # project writes no pickles (nor loads any).
-        if "share memory" not in str(err):
-            raise
-        raise ConfigError(f"{entry.name}'s weights are shared by every layer, which the "
-                          "adapters library cannot save as safetensors (and this project "
-                          "writes no pickles); it has no export: use the run folder itself "
-                          "(`python -m peft_utils predict RUN_DIR`)") from None
+    """The method's weights and the task head in its library's own format, by its backend
+    (core.backends): peft's `save_pretrained` (the head in `modules_to_save`), the adapters
+    library's `save_adapter` with the head (a static transformers head is saved beside it).
+    `with_head=False`: a model whose head is the base model's own (a seq2seq LM head) has
+    none to save."""
+    entry.backend.save(model, entry, adapter_name, folder, with_head)
 
 
 def load_adapter(base, entry: Method, folder: str | Path):
     """`save_adapter`'s folder loaded onto `base` (the base model with the run's labels) by
     the method's library: peft's `PeftModel.from_pretrained`, the adapters library's
     `load_adapter` (safetensors, the head with it, set active). The model to predict with."""
-    if entry.library == "peft":
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base, str(folder))
-    import adapters
-
-    adapters.init(base)
-    base.load_adapter(str(folder), set_active=True, use_safetensors=True)
-    return base
+    return entry.backend.load(base, entry, folder)
 
 
 # ---- ONNX ---------------------------------------------------------------------------------

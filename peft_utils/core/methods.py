@@ -10,7 +10,8 @@ an entry here and a line to the per-method tests' table (tests/test_methods.py).
 Whatever a method does differently is a field or a hook of its entry (which parameters a
 project method trains, its part of the training loop, the paper setting that sizes it, whether
 it is the reference): the rest of the package reads the entry and never tests a method's name
-(tests/test_architecture.py checks that).
+(tests/test_architecture.py checks that). What its library does differently is that
+library's backend (core.backends), `entry.backend`.
 
 Entries that cannot run here carry the reason (`unavailable`): `python -m peft_utils methods`
 lists them with it, so no method of either library is silently absent.
@@ -24,10 +25,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from peft_utils.core.backends import Backend, backend_of, unknown_library
 from peft_utils.core.config import ConfigError, is_type
 
 TASKS = ("classification", "seq2seq")
-PEFT_TASK_TYPE = {"classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
 
 
 class Targets(str):
@@ -55,7 +56,7 @@ FAMILIES = {"xlm-roberta": _ENCODER, "roberta": _ENCODER, "bert": _ENCODER, "t5"
 @dataclass(frozen=True)
 class Method:
     name: str
-    library: str                         # peft | adapters | project
+    library: str                         # peft | adapters | project | a registered backend's
     config_class: str | None = None      # the library's config class (None: project methods)
     about: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)   # the project's, over the library's
@@ -86,21 +87,21 @@ class Method:
     def status(self, task: str = "classification") -> str:
         if self.unavailable:
             return self.unavailable
+        if unknown_library(self.library):
+            return unknown_library(self.library)
         if task not in self.tasks:
             return f"not for {task} (runs for: {', '.join(self.tasks)})"
         return "ok"
 
+    @property
+    def backend(self) -> Backend:
+        """What its library does with it (core.backends: `BACKENDS[library]`); a
+        ConfigError naming the known libraries when no backend has this name."""
+        return backend_of(self.library)
+
     def config_type(self):
         """The library's config class."""
-        if self.library == "peft":
-            import peft
-
-            return getattr(peft, self.config_class)
-        if self.library == "adapters":
-            import adapters
-
-            return getattr(adapters, self.config_class)
-        return None
+        return self.backend.config_type(self)
 
 
 def _lora(name: str, about: str, **defaults) -> Method:
@@ -424,13 +425,14 @@ def resolved_settings(entry: Method, settings: dict[str, Any], model_type: str) 
 
 
 def library_config(entry: Method, settings: dict[str, Any], model_type: str, task: str):
-    """The library's config object of `entry` for these settings."""
-    cls = entry.config_type()
+    """The library's config object of `entry` for these settings (None: its library takes
+    none, as the project's methods)."""
+    backend = entry.backend
+    if not backend.configured:
+        return None   # the project's methods: their `trains` hook decides
     values = resolved_settings(entry, settings, model_type)
-    if entry.library == "peft":
-        values["task_type"] = PEFT_TASK_TYPE[task]
     try:
-        return cls(**values)
+        return backend.config(entry, values, task)
     except (TypeError, ValueError, AssertionError) as err:
         raise ConfigError(f"method {entry.name} ({entry.library} {entry.config_class}): "
                           f"{err}") from None
@@ -439,7 +441,7 @@ def library_config(entry: Method, settings: dict[str, Any], model_type: str, tas
 def description(entry: Method, settings: dict[str, Any], model_type: str) -> dict[str, Any]:
     """What a record says about its method: the library, its config class and every setting
     it received (registry defaults and placeholders resolved), so a record shows what ran."""
-    resolved = {} if entry.library == "project" else resolved_settings(entry, settings, model_type)
+    resolved = resolved_settings(entry, settings, model_type) if entry.backend.configured else {}
     project = {k: v for k, v in {**entry.project_keys, **settings}.items()
                if k in entry.project_keys}
     return {"name": entry.name, "library": entry.library, "config_class": entry.config_class,

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
+from peft_utils.core.backends import Backend
 from peft_utils.core.methods import Method
 
 
@@ -101,97 +102,32 @@ def stamp_quiet_writer(config_json: str | Path) -> str | None:
 
 
 def apply_method(model, entry: Method, library_config, adapter_name: str):
-    """`model` with the registry method `entry` applied; only what it trains requires grad
-    (a task head outside peft's `modules_to_save` stays frozen: the caller decides). A
+    """`model` with the registry method `entry` applied by its library's backend
+    (core.backends); only what it trains requires grad (a task head outside peft's
+    `modules_to_save` stays frozen: the caller decides, `entry.backend.trains_head`). A
     project method trains the parameters its entry's `trains` picks."""
-    if entry.library == "peft":
-        return add_peft(model, library_config)
-    if entry.library == "adapters":
-        return add_adapter(model, library_config, adapter_name)
-    matched = 0
-    for name, param in model.named_parameters():
-        param.requires_grad = entry.trains(name)
-        matched += param.requires_grad
-    if not matched:
-        raise ValueError(f"method {entry.name}: {type(model).__name__} has no parameters it "
-                         "trains (bitfit: biases; cross_attn: encoder_attn.* or "
-                         "decoder.block.N.layer.1.*)")
-    return model
-
-
-def add_peft(model, peft_config):
-    """`model` wrapped by peft; only the method's parameters (and `modules_to_save`) train."""
-    from peft import get_peft_model
-
-    return get_peft_model(model, peft_config)
-
-
-def add_adapter(model, adapter_config, name: str):
-    """`model` with an adapters-library adapter `name` added and activated for training;
-    every other parameter is frozen (a classifier head too: the caller unfreezes it)."""
-    import inspect
-
-    import adapters
-
-    # The library wraps forward(*args, **kwargs), which makes the Trainer believe that every
-    # model takes its loss kwargs (num_items_in_batch): it would pass them to models that
-    # reject them (mT5) and skip dividing the loss by the gradient-accumulation steps. Say
-    # what the model's own forward takes.
-    own = inspect.signature(type(model).forward).parameters.values()
-    model.accepts_loss_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in own)
-    adapters.init(model)
-    model.add_adapter(name, config=adapter_config)
-    model.train_adapter(name)
-    return model
+    return entry.backend.apply(model, entry, library_config, adapter_name)
 
 
 # ---- several adapters on one base (classification.multitask) ---------------------------
 def add_named_adapter(model, entry: Method, library_config, name: str):
     """`model` with one more adapter `name` of `entry`'s library beside those it holds, left
-    inactive. peft: the first wraps the model in a plain `PeftModel` (task type dropped, so no
-    task head is wrapped: several tasks' heads differ in size), the next ones go beside it.
-    The adapters library: `adapters.init` once, then `add_adapter`."""
-    if entry.library == "peft":
-        from peft import PeftModel, get_peft_model
-
-        if isinstance(model, PeftModel):
-            model.add_adapter(name, library_config)
-            return model
-        library_config.task_type = None
-        return get_peft_model(model, library_config, adapter_name=name)
-    if entry.library != "adapters":
-        raise ValueError(f"method {entry.name} trains base weights: no adapter to share a "
-                         "base with")
-    import adapters
-
-    if getattr(model, "adapters_config", None) is None:
-        adapters.init(model)
-    model.add_adapter(name, config=library_config)
-    return model
+    inactive (core.backends: peft's first wraps the model in a plain `PeftModel`, the adapters
+    library's calls `adapters.init` once, then `add_adapter`)."""
+    return entry.backend.add_named(model, entry, library_config, name)
 
 
-def select_adapter(model, library: str, name: str) -> None:
-    """Make adapter `name` the one the next forward passes use."""
-    if library == "peft":
-        model.set_adapter(name)
-    else:
-        model.set_active_adapters(name)
+def select_adapter(model, backend: Backend, name: str) -> None:
+    """Make adapter `name` (of `backend`'s library) the one the next forward passes use."""
+    backend.select(model, name)
 
 
-def forward_every_adapter(model, library: str, names: list[str], batch: dict[str, Any]):
+def forward_every_adapter(model, backend: Backend, names: list[str], batch: dict[str, Any]):
     """One forward pass of `batch` through every adapter of `names`: the output holds the
     batch once per adapter, in the order of `names` (adapter-major, batch size K x B). The
     adapters library: `Parallel` composition (the batch is replicated in its first adapter
     layer); peft: a mixed batch (`adapter_names=`, one name per row; LoRA-like tuners)."""
-    if library == "adapters":
-        from adapters.composition import Parallel
-
-        model.set_active_adapters(Parallel(*names))
-        return model(**batch)
-    rows = len(next(iter(batch.values())))
-    repeated = {key: value.repeat(len(names), *([1] * (value.dim() - 1)))
-                for key, value in batch.items()}
-    return model(**repeated, adapter_names=[n for n in names for _ in range(rows)])
+    return backend.forward_every(model, names, batch)
 
 
 def unique_parameters(model):

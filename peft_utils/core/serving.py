@@ -68,43 +68,20 @@ def time_model(model, infer: Infer, rows: Sequence[dict], batch_size: int) -> di
 def merge_status(entry: Method) -> str:
     """How the method serves: `merges` (its update folds into the base weights), `nothing to
     merge` (it adds no modules: FFT, BitFit, ...) or `cannot merge` (it adds computation to
-    every forward pass: bottleneck adapters, prompts, prefixes, ...)."""
-    if entry.library == "project":
-        return "nothing to merge"
-    return "merges" if entry.merges else "cannot merge"
+    every forward pass: bottleneck adapters, prompts, prefixes, ...); its backend says."""
+    return entry.backend.merge_status(entry)
 
 
 def merged_copy(model, entry: Method, adapter_name: str):
-    """A copy of `model` with the method merged into the base weights, the trained model left
-    as it is. peft: `merge_adapter` on the copy, then every tuner layer replaced by its base
-    layer and the head wrapper by its trained head, which leaves the plain transformers model,
-    as `merge_and_unload` would (that fails for every non-LoRA tuner when the head is in
-    `modules_to_save`, peft 0.21). The adapters library: `merge_adapter(name)`."""
-    twin = copy.deepcopy(model)
-    if entry.library == "peft":
-        twin.base_model.merge_adapter()
-        twin = _unwrap_peft(twin.base_model.model)
-    else:
-        twin.merge_adapter(adapter_name)
+    """A copy of `model` with the method merged into the base weights by its backend
+    (core.backends), the trained model left as it is. peft: `merge_adapter` on the copy, then
+    every tuner layer replaced by its base layer and the head wrapper by its trained head,
+    which leaves the plain transformers model, as `merge_and_unload` would (that fails for
+    every non-LoRA tuner when the head is in `modules_to_save`, peft 0.21). The adapters
+    library: `merge_adapter(name)`."""
+    twin = entry.backend.merge(copy.deepcopy(model), adapter_name)
     twin.eval()
     return twin
-
-
-def _unwrap_peft(model):
-    """`model` (a merged peft model's inner model) with peft's wrappers taken out."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils.other import ModulesToSaveWrapper
-
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            plain = module.get_base_layer()
-        elif isinstance(module, ModulesToSaveWrapper):
-            plain = module.modules_to_save[module.active_adapters[0]]
-        else:
-            continue
-        parent, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attribute, plain)
-    return model
 
 
 def serving_bytes(model, entry: Method) -> dict[str, int]:

@@ -3,7 +3,7 @@ and the adapters library's AdapterTrainer / Seq2SeqAdapterTrainer) with the proj
 guarantees added by one mixin, `RunTrainerMixin`:
 
 - the best dev state kept in memory, restored at the end, early stopping (`BestDevState`);
-  where asked, the model at step 0 dev-scored as a candidate (`RunTrainerMixin.fit`);
+  where known, the model's score at step 0 a candidate too (`RunTrainerMixin.fit`);
 - periodic checkpoints of the trainable state (the same file for every method) with the
   optimizer, scheduler, RNG and trainer states, and resuming from the last complete one to
   the metrics of an uninterrupted run (`peft_utils.core.checkpoints` says what is on disk);
@@ -68,6 +68,14 @@ class BestDevState(TrainerCallback):
             if self.patience and self.bad >= self.patience:
                 control.should_training_stop = True
 
+    def record_start(self, value: float, model) -> None:
+        """Step 0 scored without an evaluation pass: `value` is the model's dev score before
+        its first step, known exactly beforehand (a head fitted as the probe predicts as the
+        probe: classification.head_init), so the pass would only recompute it."""
+        self.curve.append({"step": 0, "epoch": 0.0, "dev": value, "loss": None})
+        self.best, self.best_step, self.bad = value, 0, 0
+        self.best_state = trainable_state(model)
+
     def on_train_end(self, args, state, control, model=None, **kw):
         self.restore(model)
 
@@ -109,12 +117,15 @@ class EvaluationLog(TrainerCallback):
         self.loss = (logs or {}).get("loss", self.loss)
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
+        self.line(state.global_step, state.max_steps)
+
+    def line(self, step: int, max_steps: int, note: str = "") -> None:
+        """max_steps 0: before training (the start RunTrainerMixin.fit records)."""
         loss = "-" if self.loss is None else f"{self.loss:.4f}"
-        # max_steps is 0 before training (the step-0 evaluation of RunTrainerMixin.fit)
-        of = f"/{state.max_steps}" if state.max_steps else " (before training)"
-        print(f"{self.run_id} step {state.global_step}{of}: loss {loss}, "
+        of = f"/{max_steps}" if max_steps else " (before training)"
+        print(f"{self.run_id} step {step}{of}: loss {loss}, "
               f"dev {self.best.curve[-1]['dev']:.4f} (best {self.best.best:.4f} at step "
-              f"{self.best.best_step})", flush=True)
+              f"{self.best.best_step}){note}", flush=True)
 
 
 @dataclass
@@ -246,17 +257,18 @@ class RunTrainerMixin:
         self.started: float | None = None
 
     # ---- the public entry points ------------------------------------------------------
-    def fit(self, evaluate_at_start: bool = False) -> Fitted:
+    def fit(self, start_score: float | None = None) -> Fitted:
         """Train (or continue `resume`) to the end; the model then holds the best dev state.
 
-        `evaluate_at_start` (with dev data, not when resuming: the checkpoint already holds the
-        start's evaluation): the model is dev-scored once before its first step, so step 0
-        (global_step 0) enters the dev curve and is kept as the best state, and restored at
-        the end, unless a later evaluation beats it. That evaluation is not training time."""
+        `start_score` (not when resuming: the checkpoint already holds it): the model's dev
+        score before its first step, known exactly beforehand where its head was fitted as the
+        probe (classification.head_init), so step 0 (global_step 0) enters the dev curve and is
+        kept as the best state, and restored at the end, unless a later evaluation beats it.
+        No evaluation pass recomputes it, and none counts as training time."""
         if self.args.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        if evaluate_at_start and self.resume is None and self.eval_dataset is not None:
-            self.evaluate()   # the Trainer's own pass (its state is fresh: global_step 0)
+        if start_score is not None and self.resume is None:
+            self._record_start(start_score)
         self.started = time.perf_counter()
         if self.resume is not None:
             print(f"resuming {self.run_id} from {self.resume.folder} (step {self.resume.step})",
@@ -268,6 +280,15 @@ class RunTrainerMixin:
             loss = float(self.train(resume_from_checkpoint=folder).training_loss)
         return Fitted(self, self.best, loss, self.train_wall_s(),
                       self.resume.step if self.resume else None)
+
+    def _record_start(self, score: float) -> None:
+        self.best.record_start(score, self.model)
+        # The pass this replaces drew its DataLoader's base seed from the global generator;
+        # drawing it here keeps dropout, and so every later step, as it was with the pass.
+        torch.empty((), dtype=torch.int64).random_()
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, EvaluationLog):
+                callback.line(0, 0, ", the probe's score")
 
     def train_wall_s(self, now: float | None = None) -> float:
         now = time.perf_counter() if now is None else now

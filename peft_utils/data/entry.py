@@ -124,6 +124,11 @@ class DataSet:
     def split_path(self, root, split: str, lang: str, subtask: int | None = None) -> Path:
         return _resolve(self.layout)(Path(root), split, self.to_folder(lang), subtask)
 
+    def folder_path(self, root, split: str, folder: str, subtask: int | None = None) -> Path:
+        """The layout's path of a split under a language folder named `folder` as it is (a
+        folder code or an ISO code: translations folders are named by ISO code)."""
+        return _resolve(self.layout)(Path(root), split, folder, subtask)
+
     def has_split(self, root, split: str, lang: str, subtask: int | None = None) -> bool:
         """Whether anything of the split is on disk (present but broken counts as present,
         so that the loader reports it rather than the run calling it absent)."""

@@ -7,6 +7,12 @@ multilabel, the official main metric, the unit a row is), how `en+translations` 
 `data prepare` fetches. Adding a data set is adding an entry (docs/contributing.md); a folder
 of tables with a data card needs no code at all (`table`, peft_utils.data.table), and another
 package can register entries through an entry point (`plugins`).
+
+The MT study's parallel data sets are entries of their own kind (ParallelDataSet,
+peft_utils.data.parallel: languages, a loader of aligned lines, the split rule), kept apart
+from the classification entries: `parallel_entries`, `parallel_names`, `get_parallel`. A
+user's parallel table with a data card is `parallel-table` (peft_utils.data.parallel_table);
+the same entry point group registers either kind.
 """
 from __future__ import annotations
 
@@ -16,8 +22,10 @@ from pathlib import Path
 
 from peft_utils.data.entry import PARALLEL, UNITS, DataSet, Task  # noqa: F401 (re-exported)
 from peft_utils.data.labels import EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES
+from peft_utils.data.parallel import SPLIT_RULES, ParallelDataSet  # noqa: F401 (re-exported)
 
 TABLE = "table"
+PARALLEL_TABLE = "parallel-table"
 PLUGIN_GROUP = "peft_utils.datasets"
 
 _SEMEVAL = "SemEval-2023 Task 3 (Piskorski et al., 2023), the official release"
@@ -58,22 +66,49 @@ BUILTIN: dict[str, DataSet] = {entry.name: entry for entry in (
 )}
 
 
+# The MT study's parallel data sets (a ParallelDataSet each; loaders in their own modules).
+_NTREX_CODES = {"eng": "en", "deu": "de", "fra": "fr", "spa": "es", "ita": "it", "kat": "ka",
+                "jpn": "ja", "zho-CN": "zh", "hin": "hi", "pol": "pl", "rus": "ru", "ell": "el",
+                "swa": "sw"}
+PARALLEL_BUILTIN: dict[str, ParallelDataSet] = {entry.name: entry for entry in (
+    ParallelDataSet(
+        name="ntrex", title="NTREX-128: WMT19 news test set with professional translations",
+        languages=_NTREX_CODES, source_langs=("en",),
+        loader="peft_utils.data.ntrex:load_ntrex", split="document", prepare="ntrex",
+        source="Federmann et al., 2022 (MicrosoftTranslator/NTREX)"),
+)}
+
+
 def entries() -> dict[str, DataSet]:
-    """The built-in entries and those other packages register."""
+    """The built-in (classification) entries and those other packages register."""
     return {**BUILTIN, **plugins()}
 
 
-@functools.cache
 def plugins() -> dict[str, DataSet]:
     """Entries registered by installed packages: an entry point in the group
     `peft_utils.datasets` names a DataSet (or a function returning one), e.g. in the
     package's pyproject.toml: `[project.entry-points."peft_utils.datasets"] toy =
     "toy_data:ENTRY"`. Read once per process; the grid's kernels read them too."""
-    found = {}
+    return {name: e for name, e in _plugins().items() if isinstance(e, DataSet)}
+
+
+def parallel_plugins() -> dict[str, ParallelDataSet]:
+    """Parallel entries registered by installed packages (the same entry point group, naming
+    a ParallelDataSet or a function returning one)."""
+    return {name: e for name, e in _plugins().items() if isinstance(e, ParallelDataSet)}
+
+
+@functools.cache
+def _plugins() -> dict[str, DataSet | ParallelDataSet]:
+    taken = {*BUILTIN, *PARALLEL_BUILTIN, TABLE, PARALLEL_TABLE}
+    found: dict[str, DataSet | ParallelDataSet] = {}
     for point in entry_points(group=PLUGIN_GROUP):
         entry = point.load()
-        entry = entry if isinstance(entry, DataSet) else entry()
-        if entry.name in BUILTIN or entry.name == TABLE or entry.name in found:
+        entry = entry if isinstance(entry, (DataSet, ParallelDataSet)) else entry()
+        if not isinstance(entry, (DataSet, ParallelDataSet)):
+            raise ValueError(f"entry point {point.name} ({point.value}) gives "
+                             f"{type(entry).__name__}, not a DataSet or ParallelDataSet")
+        if entry.name in taken or entry.name in found:
             raise ValueError(f"entry point {point.name} ({point.value}) registers data set "
                              f"{entry.name!r}, which exists already; rename it")
         found[entry.name] = entry
@@ -81,7 +116,7 @@ def plugins() -> dict[str, DataSet]:
 
 
 def names() -> tuple[str, ...]:
-    """Every `dataset:` value a config accepts."""
+    """Every `dataset:` value a classification config accepts."""
     return (*entries(), TABLE)
 
 
@@ -95,7 +130,36 @@ def get(name: str, root: str | Path | None = None) -> DataSet:
     try:
         return entries()[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; use one of {', '.join(names())}") from None
+        kind = " (a parallel data set, for the MT study)" if name in parallel_names() else ""
+        raise ValueError(f"unknown dataset {name!r}{kind}; use one of "
+                         f"{', '.join(names())}") from None
+
+
+# ---- parallel (MT) data sets ------------------------------------------------------------
+def parallel_entries() -> dict[str, ParallelDataSet]:
+    """The built-in parallel entries and those other packages register."""
+    return {**PARALLEL_BUILTIN, **parallel_plugins()}
+
+
+def parallel_names() -> tuple[str, ...]:
+    """Every `dataset:` value an MT config accepts."""
+    return (*parallel_entries(), PARALLEL_TABLE)
+
+
+def get_parallel(name: str, root: str | Path | None = None) -> ParallelDataSet:
+    """The parallel entry of `name`; a parallel table is read from the data card under
+    `root`. ValueError naming the known data sets otherwise."""
+    if name == PARALLEL_TABLE:
+        if root is None:
+            raise ValueError(f"dataset {PARALLEL_TABLE} needs its folder (data_root) to read "
+                             "dataset.yaml")
+        from peft_utils.data.parallel_table import parallel_table_entry
+        return parallel_table_entry(root)
+    try:
+        return parallel_entries()[name]
+    except KeyError:
+        raise ValueError(f"unknown MT dataset {name!r}; use one of "
+                         f"{', '.join(parallel_names())}") from None
 
 
 def label_names(dataset: str, subtask: int | None = None, root=None) -> list[str]:

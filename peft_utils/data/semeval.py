@@ -140,6 +140,11 @@ def load_language(lang_dir: str | Path, lang: str, subtask: int, split: str, *,
     return attach(df, excluded_reasons=reasons, source=source)
 
 
+def article_files(art_dir: Path) -> dict[str, Path]:
+    """article id -> its article<ID>.txt in `art_dir` (empty when the folder is absent)."""
+    return _list_articles(art_dir) or {}
+
+
 def _list_articles(art_dir: Path) -> dict[str, Path] | None:
     if not art_dir.is_dir():
         return None

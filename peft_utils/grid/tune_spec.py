@@ -10,7 +10,10 @@ from typing import Any
 
 from peft_utils.core import methods
 
-TUNE_KEYS = ("trials", "seeds", "space", "sampler", "share", "storage", "batch", "extend")
+TUNE_KEYS = ("trials", "seeds", "space", "sampler", "share", "storage", "batch", "extend",
+             "fidelity")
+# What `fidelity` scales in a trial: its optimiser steps, warm-up and evaluation interval.
+STEP_KEYS = ("max_steps", "warmup_steps", "eval_steps")
 SAMPLERS = ("sobol", "grid", "random", "tpe")
 FIXED_SAMPLERS = ("sobol", "grid")     # positions known before anything runs
 DEFAULT_SPACE = {"learning_rate": "registry"}
@@ -85,6 +88,21 @@ class TuneSpec:
     storage: str | None = None
     batch: int | None = None
     extend: int = 0                 # further trials per method where a method chose an edge
+    fidelity: float = 1.0           # a trial's share of a final run's optimiser steps
+
+    def trial_steps(self, config) -> dict[str, int]:
+        """The step settings of a trial of `config` at `fidelity` ({} at full fidelity):
+        steps, warm-up and evaluation interval scaled alike, so a trial evaluates as often
+        and warms up for the same share of its run as the final does."""
+        if self.fidelity == 1.0:
+            return {}
+        if not getattr(config, "max_steps", 0) or config.max_steps <= 0:
+            raise ValueError(f"tune.fidelity {self.fidelity:g} scales max_steps, which "
+                             f"{config.run_id} does not set; set max_steps or drop fidelity")
+        scaled = {key: getattr(config, key) for key in STEP_KEYS
+                  if isinstance(getattr(config, key, None), int)}
+        return {key: max(round(value * self.fidelity), 0 if key == "warmup_steps" else 1)
+                for key, value in scaled.items()}
 
     @property
     def fixed(self) -> bool:
@@ -120,6 +138,9 @@ class TuneSpec:
         if self.share:
             lines.append(f"  one tuning shared by every {', '.join(self.share)} (trials at the "
                          "first value)")
+        if self.fidelity != 1.0:
+            lines.append(f"  trials at fidelity {self.fidelity:g}: {self.fidelity:.0%} of a final "
+                         "run's optimiser steps (warm-up and evaluation interval scaled alike)")
         if self.extend:
             lines.append(f"  edge rule: where any method's choice lies at the edge of what it "
                          f"tried, every method of that comparison gets {self.extend} more "
@@ -178,7 +199,15 @@ def parse_tune(raw: Any, run_keys: set[str], axes: dict[str, list], fixed: set[s
                   f"trials are placed beyond the edge of the fixed ones; {name} adapts by itself")
     if extend and not any(d.extendable for d in space.values()):
         raise bad("tune.extend goes beyond log-scale ranges (rates); tune.space has none")
-    return TuneSpec(trials, seeds, space, name, seed, share, storage, batch, extend)
+    fidelity = raw.get("fidelity", 1.0)
+    if isinstance(fidelity, bool) or not isinstance(fidelity, (int, float)) \
+            or not 0 < fidelity <= 1:
+        raise bad(f"tune.fidelity must be a share of a final run's steps in (0, 1], got "
+                  f"{fidelity!r}")
+    if fidelity != 1 and set(space) & set(STEP_KEYS):
+        raise bad(f"tune.fidelity scales {', '.join(STEP_KEYS)}; tune.space cannot tune them too")
+    return TuneSpec(trials, seeds, space, name, seed, share, storage, batch, extend,
+                    float(fidelity))
 
 
 def _storage(value: Any, bad) -> str | None:

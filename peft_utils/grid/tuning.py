@@ -13,6 +13,7 @@ tune:
   storage: null                 # Optuna storage URL; default sqlite:///<results>/tuning.db
   batch: null                   # trials asked per group before results are told (adaptive samplers)
   extend: 1                     # the edge rule (fixed samplers): see below
+  fidelity: 1.0                 # a trial's share of a final run's steps: see below
 ```
 
 Groups: the grid's cells with the same values except the seed and the `share` axes (so one
@@ -37,6 +38,13 @@ chose an edge, every one of them gets the same N further trials: beyond its edge
 step further each (a method at an edge), or halfway to its best's neighbours (a method whose
 choice is interior). So budgets stay equal, and the report says whose final choice is
 interior.
+
+Fidelity (`fidelity: f`, 0 < f <= 1): every trial runs f of a final run's optimiser steps,
+with its warm-up and evaluation interval scaled alike: the lowest rung of successive halving
+(Jamieson & Talwalkar, AISTATS 2016; Li et al., JMLR 2018, Hyperband), paid once per method
+and equal for all. A rate chosen on a shorter run can differ from the best for the full one
+(short runs favour larger rates), which the report's "tuning could not separate the rates"
+check does not see; the demo uses it to fit its time budget (docs/tuning.md).
 
 Optuna's storage keeps the bookkeeping: one study per group, one trial per position (the
 user attribute `index`), told COMPLETE with the dev score or FAIL. The records stay the
@@ -126,6 +134,9 @@ def trial(grid, group: Group, index: int, values: dict[str, Any]) -> Trial:
         marker = {"stage": "tune", "group": group.name, "trial": index, "values": values}
         cell_values = {**group.values, "seed": seed, **values}
         config = grid.build(group.preset, {**cell_values, "tuning": marker})
+        steps = grid.tune.trial_steps(config)   # fewer steps at a lower fidelity
+        if steps:
+            config = grid.build(group.preset, {**cell_values, **steps, "tuning": marker})
         runs.append(Cell(config, group.preset, cell_values))
     return Trial(group, index, values, runs)
 

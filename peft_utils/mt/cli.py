@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     budget.add_argument("--json", action="store_true")
     budget.set_defaults(func=_budget)
 
-    splits = sub.add_parser("splits", help="document-level train/dev/test split of NTREX")
+    splits = sub.add_parser("splits", help="document-level train/dev/test split of a parallel "
+                            "data set (default NTREX)")
+    splits.add_argument("--dataset", default="ntrex",
+                        help="a parallel data set: ntrex, parallel-table, or a plugin's")
     splits.add_argument("--data-root", default="data/ntrex")
+    splits.add_argument("--src-lang", default="en")
     splits.add_argument("--tgt-lang", default="de")
     splits.add_argument("--dev-fraction", type=float, default=0.05)
     splits.add_argument("--test-fraction", type=float, default=0.15)
@@ -83,8 +87,8 @@ def _budget(args) -> int:
 def _splits(args) -> int:
     from peft_utils.mt.data import load_splits, split_summary
 
-    splits = load_splits(args.data_root, args.tgt_lang, "en", args.dev_fraction,
-                         args.test_fraction, args.split_seed)
+    splits = load_splits(args.data_root, args.tgt_lang, args.src_lang, args.dev_fraction,
+                         args.test_fraction, args.split_seed, dataset=args.dataset)
     summary = split_summary(splits)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -8,6 +8,7 @@ from typing import Any
 
 from peft_utils.core import methods
 from peft_utils.core.config import ConfigError, RunSettings, load_with_method_overrides
+from peft_utils.data import registry
 from peft_utils.mt.langs import group_of, to_iso
 
 METHODS = methods.names("seq2seq")   # every registry entry that runs on seq2seq models
@@ -81,6 +82,12 @@ class MTConfig(RunSettings):
 
     # ---- derived -------------------------------------------------------
     @property
+    def data_set(self) -> registry.ParallelDataSet:
+        """The data set's registry entry (a parallel table's is read from its card under
+        data_root)."""
+        return registry.get_parallel(self.dataset, self.data_root)
+
+    @property
     def pair(self) -> str:
         return f"{self.src_lang}-{self.tgt_lang}"
 
@@ -90,8 +97,16 @@ class MTConfig(RunSettings):
             f"b{self.budget:g}" if self.budget is not None else "manual")
         size = f"n{self.train_size}" if self.train_size else "nall"
         trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
-        return (f"{self.dataset}-{self.pair}-{self.method}-{budget}-{size}-s{self.seed}{trial}-"
-                f"{self.digest()}")
+        return (f"{self.data_set.run_name}-{self.pair}-{self.method}-{budget}-{size}-"
+                f"s{self.seed}{trial}-{self.digest()}")
+
+    def identity(self) -> dict[str, Any]:
+        """A parallel table's card enters the identity (data_root does not: two cards in two
+        folders are two data sets); a built-in set adds nothing, so its run ids stay."""
+        out = super().identity()
+        if self.data_set.identity:
+            out["data_set"] = self.data_set.identity
+        return out
 
     def run_info(self) -> dict[str, Any]:
         return {**self.to_dict(), "run_id": self.run_id, "pair": self.pair,
@@ -100,8 +115,10 @@ class MTConfig(RunSettings):
     def path_problems(self) -> list[str]:
         problems = []
         if not Path(self.data_root).is_dir():
-            problems.append(f"data_root {self.data_root!r} does not exist; prepare it with "
-                            "`python -m peft_utils data prepare ntrex` or set data_root")
+            entry = registry.parallel_entries().get(self.dataset)
+            how = (f"prepare it with `python -m peft_utils data prepare {entry.prepare}` or "
+                   if entry is not None and entry.prepare else "")
+            problems.append(f"data_root {self.data_root!r} does not exist; {how}set data_root")
         local = Path(self.model).is_absolute() or Path(self.model).parts[0] in ("models", ".", "..")
         if local and not Path(self.model).is_dir():
             hint = (f"; build it with `python -m peft_utils mt tiny-model {self.model}`"
@@ -115,18 +132,10 @@ class MTConfig(RunSettings):
 
         if self.kind != "mt":
             raise bad(f"kind must be 'mt' for an MT config, got {self.kind!r}")
-        if self.dataset != "ntrex":
-            raise bad(f"unknown MT dataset {self.dataset!r}; use ntrex")
+        self._validate_data(bad)
         problem = methods.method_problem(self.method, self.method_config, "seq2seq")
         if problem:
             raise bad(problem)
-        for key in ("src_lang", "tgt_lang"):
-            try:
-                setattr(self, key, to_iso(getattr(self, key)))
-            except ValueError as err:
-                raise bad(f"{key}: {err}") from None
-        if self.src_lang == self.tgt_lang:
-            raise bad(f"src_lang and tgt_lang are both {self.src_lang!r}")
         if self.method in FIXED_SIZE:
             self.budget = None   # one cell per fixed-size method, whatever the budget axis says
         elif self.budget is not None and (isinstance(self.budget, bool) or
@@ -166,6 +175,29 @@ class MTConfig(RunSettings):
                                       or value <= 0):
                 raise bad(f"{key} must be a positive integer or null, got {value!r}")
         problem = self.settings_problem()
+        if problem:
+            raise bad(problem)
+
+
+    def _validate_data(self, bad) -> None:
+        """The data set (a registered parallel one) and the language pair: languages of the
+        study (peft_utils.mt.langs) that the data set holds as a pair."""
+        if self.dataset not in registry.parallel_names():
+            raise bad(f"unknown MT dataset {self.dataset!r}; use one of "
+                      f"{', '.join(registry.parallel_names())}")
+        try:
+            entry = self.data_set
+        except ValueError as err:   # DataError too: a parallel table's card or rows
+            raise bad(str(err)) from None
+        for key in ("src_lang", "tgt_lang"):
+            code = getattr(self, key)   # the data set's own file code, or any study spelling
+            try:
+                setattr(self, key, to_iso(entry.languages.get(code, code)))
+            except ValueError as err:
+                raise bad(f"{key}: {err}") from None
+        if self.src_lang == self.tgt_lang:
+            raise bad(f"src_lang and tgt_lang are both {self.src_lang!r}")
+        problem = entry.pair_problem(self.src_lang, self.tgt_lang)
         if problem:
             raise bad(problem)
 

@@ -1,12 +1,13 @@
-"""NTREX-128 for the MT study: line-aligned source and references, split by document.
+"""The MT study's data: one language pair of a registered parallel data set, split by
+document.
 
-    <root>/newstest2019-src.eng.txt         English source, one sentence per line
-    <root>/newstest2019-ref.<lang>.txt      the reference translation of each line
-    <root>/DOCUMENT_IDS.tsv                 the document of each line (first column)
-
-Sentences of one news story share vocabulary, names and topic, so a line-level split would
-leak test content into training; every split here keeps each document whole. The split
-depends only on the document ids and `split_seed`, so it is the same for every language pair
+The data set's registry entry (peft_utils.data.registry: `get_parallel`; NTREX-128 is the
+built-in one, a user's table is `parallel-table`, other packages add entries through the
+`peft_utils.datasets` entry point group) names the loader, which returns one row per aligned
+line (line, doc, src, tgt), and the split rule. Sentences of one news story share
+vocabulary, names and topic, so a line-level split would leak test content into training;
+every split here keeps each document whole. The split depends only on the document ids and
+`split_seed`, so for a multi-way parallel set (NTREX) it is the same for every language pair
 and every test set is the same English source.
 """
 from __future__ import annotations
@@ -16,64 +17,37 @@ from pathlib import Path
 
 import pandas as pd
 
+from peft_utils.data import registry
 from peft_utils.data.errors import DataError
-from peft_utils.data.textio import read_text
-from peft_utils.mt.langs import LANGS, to_iso
+from peft_utils.data.ntrex import DATASET as NTREX
+from peft_utils.data.ntrex import load_ntrex as _load_ntrex
+from peft_utils.mt.langs import to_iso
 
-SOURCE = "newstest2019-src.{code}.txt"
-REFERENCE = "newstest2019-ref.{code}.txt"
-DOCUMENTS = "DOCUMENT_IDS.tsv"
 SPLITS = ("train", "dev", "test")
 
 
-def _lines(path: Path) -> list[str]:
-    text = read_text(path)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()   # the final newline ends the last line, it does not start a new one
-    return lines
-
-
-def _file(root: Path, template: str, iso: str, role: str) -> Path:
-    path = root / template.format(code=LANGS[iso].ntrex)
-    if not path.is_file():
-        present = sorted(p.name for p in root.glob("newstest2019-*.txt"))
-        raise DataError(path, f"no {role} file for {iso}",
-                        fix=f"prepare NTREX with `python -m peft_utils data prepare ntrex`; "
-                            f"files present: {', '.join(present) or 'none'}")
-    return path
-
-
 def load_ntrex(root: str | Path, tgt_lang: str, src_lang: str = "en") -> pd.DataFrame:
-    """One row per line: line (1-based), doc, src, tgt. English is NTREX's only source
-    text; any other `src_lang` reads that language's reference as the source side."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "NTREX folder not found",
-                        fix="run `python -m peft_utils data prepare ntrex` or set data_root")
-    src_iso, tgt_iso = to_iso(src_lang), to_iso(tgt_lang)
-    src_path = _file(root, SOURCE if src_iso == "en" else REFERENCE, src_iso, "source")
-    tgt_path = _file(root, SOURCE if tgt_iso == "en" else REFERENCE, tgt_iso, "reference")
-    docs_path = root / DOCUMENTS
-    if not docs_path.is_file():
-        raise DataError(docs_path, "document ids not found",
-                        fix="the split is by document and needs DOCUMENT_IDS.tsv from NTREX-128")
-    src, tgt = _lines(src_path), _lines(tgt_path)
-    docs = [line.split("\t")[0].strip() for line in _lines(docs_path)]
-    for path, lines in ((tgt_path, tgt), (docs_path, docs)):
-        if len(lines) != len(src):
-            raise DataError(path, f"{len(lines)} lines but {src_path.name} has {len(src)}",
-                            fix="NTREX files are line-aligned; restore them with "
-                                "`python -m peft_utils data prepare ntrex`")
-    for path, lines in ((src_path, src), (tgt_path, tgt), (docs_path, docs)):
-        empty = next((i for i, line in enumerate(lines, 1) if not line.strip()), None)
-        if empty is not None:
-            raise DataError(path, "empty line", line=empty,
-                            fix="every line must hold a sentence (or document id)")
-    frame = pd.DataFrame({"line": range(1, len(src) + 1), "doc": docs,
-                          "src": [s.strip() for s in src], "tgt": [t.strip() for t in tgt]})
-    frame.attrs["source"] = [str(src_path), str(tgt_path), str(docs_path)]
+    """One row per line of NTREX-128 (line, doc, src, tgt); the languages in any spelling
+    the MT study accepts (de, deu, deu_Latn, de_DE)."""
+    return _load_ntrex(root, to_iso(tgt_lang), to_iso(src_lang))
+
+
+def load_pair(root: str | Path, tgt_lang: str, src_lang: str = "en",
+              dataset: str = NTREX) -> pd.DataFrame:
+    """One pair's aligned lines (line, doc, src, tgt) from the registry entry's loader, with
+    the entry's split rule applied to the doc column."""
+    entry = registry.get_parallel(dataset, root)
+    frame = entry.load(root, to_iso(tgt_lang), to_iso(src_lang))
+    if entry.split == "line":   # every line its own document
+        attrs = dict(frame.attrs)
+        frame = frame.assign(doc=[f"line {n}" for n in frame["line"]])
+        frame.attrs.update(attrs)
     return frame
+
+
+def _documents(frame: pd.DataFrame) -> str:
+    """Where a frame's documents come from, for errors about them."""
+    return str(frame.attrs.get("documents") or "the documents")
 
 
 def _doc_order(docs: list[str], seed: int, salt: str) -> list[str]:
@@ -90,7 +64,7 @@ def split_documents(frame: pd.DataFrame, dev_fraction: float = 0.05,
     order = _doc_order(list(sizes.index), seed, "split")
     total = int(sizes.sum())
     if len(order) < 3:
-        raise DataError(DOCUMENTS, f"only {len(order)} document(s): a document-level "
+        raise DataError(_documents(frame), f"only {len(order)} document(s): a document-level "
                         "train/dev/test split needs at least 3")
     assignment: dict[str, str] = {}
     position = 0
@@ -111,7 +85,7 @@ def train_subset(train: pd.DataFrame, size: int | None, seed: int = 0) -> pd.Dat
     if size is None:
         return train.reset_index(drop=True)
     if size > len(train):
-        raise DataError(DOCUMENTS, f"train_size {size} exceeds the {len(train)} training "
+        raise DataError(_documents(train), f"train_size {size} exceeds the {len(train)} training "
                         "sentences of this split", fix=f"use train_size <= {len(train)} or null")
     order = {doc: i for i, doc in enumerate(_doc_order(list(train["doc"].unique()), seed,
                                                        "subset"))}
@@ -123,9 +97,10 @@ def train_subset(train: pd.DataFrame, size: int | None, seed: int = 0) -> pd.Dat
 def load_splits(root: str | Path, tgt_lang: str, src_lang: str = "en",
                 dev_fraction: float = 0.05, test_fraction: float = 0.15, split_seed: int = 0,
                 train_size: int | None = None,
-                max_eval_samples: int | None = None) -> dict[str, pd.DataFrame]:
-    """train/dev/test frames of one pair (columns line, doc, src, tgt)."""
-    frame = load_ntrex(root, tgt_lang, src_lang)
+                max_eval_samples: int | None = None,
+                dataset: str = NTREX) -> dict[str, pd.DataFrame]:
+    """train/dev/test frames of one pair of `dataset` (columns line, doc, src, tgt)."""
+    frame = load_pair(root, tgt_lang, src_lang, dataset)
     assignment = split_documents(frame, dev_fraction, test_fraction, split_seed)
     frame = frame.assign(split=frame["doc"].map(assignment))
     out = {split: frame[frame["split"] == split].drop(columns="split").reset_index(drop=True)

@@ -194,9 +194,7 @@ def _adapter(run: Run, folder: Path) -> dict[str, Any]:
     # Prefixes edit keys and values in the eager attention code, as the run did.
     eager = ", attn_implementation='eager'" if run.entry.needs_eager else ""
     loader = f"base = AutoModelForSeq2SeqLM.from_pretrained(settings.base_model{eager})"
-    attach = ("model = PeftModel.from_pretrained(base, OUT)" if run.entry.library == "peft"
-              else "adapters.init(base); base.load_adapter(OUT, set_active=True, "
-                   "use_safetensors=True); model = base")
+    attach = run.entry.backend.load_code(bind="model")
     return {"adapter_name": ADAPTER_NAME,
             "load": f"{loader}; {attach}; model.generate(**tokenizer(settings.source_prefix "
                     "+ text, return_tensors='pt', return_token_type_ids=False, truncation=True), "

@@ -1,40 +1,47 @@
 """Languages of the MT study: ISO 639-1 codes in configs and outputs, each model family's own
-code where a tokenizer needs one, and the close/distant grouping of the study."""
+code where a tokenizer needs one, and the close/distant grouping of the study. A data set's
+own file codes (NTREX's deu, zho-CN) are its registry entry's `languages`
+(peft_utils.data.registry), not a column here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from peft_utils.data.registry import PARALLEL_BUILTIN
 
 
 @dataclass(frozen=True)
 class Lang:
     iso: str
     name: str
-    ntrex: str                 # file suffix in NTREX-128 (newstest2019-ref.<ntrex>.txt)
     mbart50: str | None        # mBART-50 language code (None: not among its 50 languages)
     nllb: str                  # NLLB-200 code (FLORES-200)
     group: str                 # close / distant to English (the study's contrast), or other
 
 
 LANGS = {lang.iso: lang for lang in (
-    Lang("en", "English", "eng", "en_XX", "eng_Latn", "source"),
-    Lang("de", "German", "deu", "de_DE", "deu_Latn", "close"),
-    Lang("fr", "French", "fra", "fr_XX", "fra_Latn", "close"),
-    Lang("es", "Spanish", "spa", "es_XX", "spa_Latn", "close"),
-    Lang("it", "Italian", "ita", "it_IT", "ita_Latn", "close"),
-    Lang("ka", "Georgian", "kat", "ka_GE", "kat_Geor", "distant"),
-    Lang("ja", "Japanese", "jpn", "ja_XX", "jpn_Jpan", "distant"),
-    Lang("zh", "Chinese", "zho-CN", "zh_CN", "zho_Hans", "distant"),
-    Lang("hi", "Hindi", "hin", "hi_IN", "hin_Deva", "distant"),
-    Lang("pl", "Polish", "pol", "pl_PL", "pol_Latn", "other"),
-    Lang("ru", "Russian", "rus", "ru_RU", "rus_Cyrl", "other"),
-    Lang("el", "Greek", "ell", None, "ell_Grek", "other"),
-    Lang("sw", "Swahili", "swa", "sw_KE", "swh_Latn", "other"),
+    Lang("en", "English", "en_XX", "eng_Latn", "source"),
+    Lang("de", "German", "de_DE", "deu_Latn", "close"),
+    Lang("fr", "French", "fr_XX", "fra_Latn", "close"),
+    Lang("es", "Spanish", "es_XX", "spa_Latn", "close"),
+    Lang("it", "Italian", "it_IT", "ita_Latn", "close"),
+    Lang("ka", "Georgian", "ka_GE", "kat_Geor", "distant"),
+    Lang("ja", "Japanese", "ja_XX", "jpn_Jpan", "distant"),
+    Lang("zh", "Chinese", "zh_CN", "zho_Hans", "distant"),
+    Lang("hi", "Hindi", "hi_IN", "hin_Deva", "distant"),
+    Lang("pl", "Polish", "pl_PL", "pol_Latn", "other"),
+    Lang("ru", "Russian", "ru_RU", "rus_Cyrl", "other"),
+    Lang("el", "Greek", None, "ell_Grek", "other"),
+    Lang("sw", "Swahili", "sw_KE", "swh_Latn", "other"),
 )}
 CLOSE = tuple(k for k, v in LANGS.items() if v.group == "close")
 DISTANT = tuple(k for k, v in LANGS.items() if v.group == "distant")
-# Every accepted spelling -> ISO: ISO itself, the NTREX suffix, the NLLB and mBART codes.
-_ALIASES = {alias.lower(): lang.iso for lang in LANGS.values()
-            for alias in (lang.iso, lang.ntrex, lang.nllb, lang.mbart50) if alias}
+# Every accepted spelling -> ISO: ISO itself, the NLLB and mBART codes, and the file codes of
+# the built-in parallel data sets (NTREX's deu, zho-CN).
+_ALIASES = {
+    **{code.lower(): iso for entry in PARALLEL_BUILTIN.values()
+       for code, iso in entry.languages.items() if iso in LANGS},
+    **{alias.lower(): lang.iso for lang in LANGS.values()
+       for alias in (lang.iso, lang.nllb, lang.mbart50) if alias}}
 
 
 def to_iso(code: str) -> str:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.core import methods
+from peft_utils.core.backends import ADAPTER_SEQ2SEQ_TYPES
 from peft_utils.core.modeling import apply_method as apply_registry_method
 from peft_utils.core.modeling import count_parameters, load_pretrained
 from peft_utils.mt.config import FIXED_SIZE, STUDY_METHODS, MTConfig
 
 ADAPTER_NAME = "mt"
-ADAPTER_TYPES = ("bart", "mbart", "t5", "mt5", "plbart")
+ADAPTER_TYPES = ADAPTER_SEQ2SEQ_TYPES   # the adapters backend's (core.backends)
 # Hub models of the study whose sizes ship with the package (peft_utils/model_configs/), so
 # that parameter counts and budgets need neither weights nor a hub. Sizes only: training
 # loads the hub's own config with the weights.
@@ -135,12 +136,10 @@ def apply_method(model, config: MTConfig, settings: dict[str, Any]):
     method's parameters train."""
     entry = methods.get(config.method, "seq2seq")
     model_type = model.config.model_type
-    if entry.library == "adapters" and model_type not in ADAPTER_TYPES:
-        raise ValueError(f"method {config.method}: the adapters library (1.3) has no "
-                         f"{model_type} support; use it with {', '.join(ADAPTER_TYPES)} models "
-                         "(mBART-50, mT5), or a peft method / cross_attn / fft on this model")
-    library_config = None if entry.library == "project" else methods.library_config(
-        entry, settings, model_type, "seq2seq")
+    problem = entry.backend.model_problem(entry, model_type, "seq2seq")
+    if problem:
+        raise ValueError(f"method {config.method}: {problem}")
+    library_config = methods.library_config(entry, settings, model_type, "seq2seq")
     # adapters freezes every pretrained parameter; peft and the project's methods set theirs.
     return apply_registry_method(model, entry, library_config, ADAPTER_NAME)
 

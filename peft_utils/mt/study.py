@@ -27,14 +27,14 @@ def preflight(c: MTConfig) -> list[tuple[tuple, Callable[[], list[str]]]]:
               c.reduction_factor, c.lora_r, c.prefix_length)
 
     def split() -> list[str]:
-        load_splits(*data)
+        load_splits(*data, dataset=c.dataset)
         return []
 
     def fit() -> list[str]:
         fit_budget(c)
         return []
 
-    return [(("data", *data), split), (("budget", *budget), fit)]
+    return [(("data", c.dataset, *data), split), (("budget", *budget), fit)]
 
 
 train = imported_when_called("peft_utils.mt.training", "train_and_evaluate")

@@ -146,6 +146,8 @@ def make_ntrex_tree(root: str | Path, n_docs: int = 12, langs: Iterable[str] = (
     language mark, so every pair is learnable and line-aligned like the real files."""
     import random
 
+    from peft_utils.data.ntrex import file_of
+
     rng = random.Random(seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -154,10 +156,9 @@ def make_ntrex_tree(root: str | Path, n_docs: int = 12, langs: Iterable[str] = (
         for _ in range(rng.randint(3, 9)):
             docs.append(f"news.{1000 + d}")
             source.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10))) + " .")
-    (root / "newstest2019-src.eng.txt").write_text("\n".join(source) + "\n", encoding="utf-8")
+    file_of(root, "en").write_text("\n".join(source) + "\n", encoding="utf-8")
     (root / "DOCUMENT_IDS.tsv").write_text("\n".join(docs) + "\n", encoding="utf-8")
     for iso in langs:
         refs = [" ".join(w[::-1] for w in s.split()) + f" {iso}" for s in source]
-        (root / f"newstest2019-ref.{LANGS[iso].ntrex}.txt").write_text(
-            "\n".join(refs) + "\n", encoding="utf-8")
+        file_of(root, iso).write_text("\n".join(refs) + "\n", encoding="utf-8")
     return root

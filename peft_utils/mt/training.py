@@ -78,7 +78,7 @@ def _splits(config: MTConfig) -> dict[str, Any]:
 
     return load_splits(config.data_root, config.tgt_lang, config.src_lang, config.dev_fraction,
                        config.test_fraction, config.split_seed, config.train_size,
-                       config.max_eval_samples)
+                       config.max_eval_samples, dataset=config.dataset)
 
 
 def _prepare(config: MTConfig) -> Prepared:

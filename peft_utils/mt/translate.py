@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 from peft_utils.core.runs import atomic_write_text
 
-_ARTICLE = re.compile(r"^article(.+)\.txt$")
 # A sentence ends at . ! ? (or their CJK forms) followed by space; used only for long lines.
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
@@ -171,11 +170,17 @@ def translate_articles(texts: list[str], translate: Callable[[list[str]], list[s
 
 
 # ---- folders ----------------------------------------------------------------------
+def _release():
+    """The registry entry of the data set whose layout this command reads and writes (the
+    SemEval release): its languages and its `layout` hook (peft_utils.data.semeval)."""
+    from peft_utils.data import registry, semeval
+
+    return registry.get(semeval.DATASET)
+
+
 def _lang_dir(root: Path, code: str) -> Path:
     """The source language folder: its ISO or release folder code (en, ge/de, ...)."""
-    from peft_utils.data.registry import get
-
-    table = get("semeval2023").languages
+    table = _release().languages
     names = [code] + [f for f, iso in table.items() if iso == code] + \
             [iso for f, iso in table.items() if f == code]
     for name in names:
@@ -186,8 +191,9 @@ def _lang_dir(root: Path, code: str) -> Path:
 
 
 def _articles(folder: Path) -> list[Path]:
-    found = [p for p in folder.iterdir() if p.is_file() and _ARTICLE.match(p.name)]
-    return sorted(found, key=lambda p: (len(p.name), p.name))
+    from peft_utils.data.semeval import article_files
+
+    return sorted(article_files(folder).values(), key=lambda p: (len(p.name), p.name))
 
 
 def _digest(path: Path) -> str:
@@ -210,16 +216,21 @@ def translate_release(translator: Translator, in_dir: str | Path, out_dir: str |
                       log: Callable[[str], None] = print) -> Summary:
     """Translate `<in>/<src>/<split>-articles-subtask-<k>/` into `<out>/<tgt>/...`."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
+    release = _release()
     src_dir = _lang_dir(in_dir, translator.src)
-    ks = subtasks or sorted(int(p.name.rsplit("-", 1)[1]) for p in src_dir.glob(
-        f"{split}-articles-subtask-[123]") if p.is_dir())
+
+    def articles(root: Path, folder: str, k: int) -> Path:   # the release layout's folder
+        return release.folder_path(root, split, folder, k)
+
+    ks = subtasks or sorted(k for k in release.tasks
+                            if articles(src_dir.parent, src_dir.name, k).is_dir())
     if not ks:
         raise FileNotFoundError(f"{src_dir}: no {split}-articles-subtask-<k> folder")
     summary = Summary()
     done: dict[str, Path] = {}    # source digest -> a translated file, across subtasks
     for k in ks:
-        source = src_dir / f"{split}-articles-subtask-{k}"
-        target = out_dir / translator.tgt / f"{split}-articles-subtask-{k}"
+        source = articles(src_dir.parent, src_dir.name, k)
+        target = articles(out_dir, translator.tgt, k)
         if not source.is_dir():
             raise FileNotFoundError(f"{source}: not found (subtasks present: "
                                     f"{', '.join(map(str, ks))})")
