@@ -53,6 +53,12 @@ FAMILIES = {"xlm-roberta": _ENCODER, "roberta": _ENCODER, "bert": _ENCODER, "t5"
             "bart": _BART, "mbart": _BART, "m2m_100": _BART, "marian": _BART}
 
 
+def family_modules(model_type: str, targets: "Targets") -> str | list[str]:
+    """The modules `targets` names in a model of `model_type` (FAMILIES; bart-like names for
+    a seq2seq type not in it, as most seq2seq models name their attention so)."""
+    return FAMILIES.get(model_type, _BART)[targets]
+
+
 @dataclass(frozen=True)
 class Method:
     name: str

@@ -36,8 +36,6 @@ ADAPTER_TYPES = ADAPTER_SEQ2SEQ_TYPES   # the adapters backend's (core.backends)
 # loads the hub's own config with the weights.
 SHIPPED = ("mbart-large-50-many-to-many-mmt", "mt5-small", "mt5-base",
            "nllb-200-distilled-600M", "nllb-200-distilled-1.3B")
-_ATTENTION = {"t5": ["q", "k", "v", "o"], "mt5": ["q", "k", "v", "o"]}
-_BART_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 class BudgetError(ValueError):
@@ -110,7 +108,7 @@ def default_size(config: MTConfig, hidden: int) -> dict[str, Any]:
 def _lora_targets(config: MTConfig, model_type: str):
     if config.lora_targets == "all-linear":
         return "all-linear"
-    return _ATTENTION.get(model_type, _BART_ATTENTION)
+    return methods.family_modules(model_type, methods.WEIGHTS)
 
 
 def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, Any]:
