@@ -4,7 +4,6 @@ of `peft_utils.backends`, which a registry entry names as its library and trains
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from peft_utils.classification.training import train_and_evaluate
 from peft_utils.core import backends, methods
 from peft_utils.core.backends import BACKENDS, BUILTIN, GROUP, Backend, plugins
 from peft_utils.core.config import ConfigError
+import fake_packages
 from test_methods import tiny
 
 # A bitfit-like library in a package of its own: only the biases train, built on the
@@ -50,14 +50,10 @@ def fresh_backends():
 
 
 def install_fake_package(root: Path, value: str = "bias_backend:BACKEND") -> None:
-    """A package `bias-backend` on sys.path as pip leaves one: its module, and a dist-info
-    whose entry point registers the `bias_only` backend (`value`: what it names)."""
-    (root / "bias_backend.py").write_text(textwrap.dedent(BIAS_MODULE))
-    dist = root / "bias_backend-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bias-backend\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[{GROUP}]\nbias_only = {value}\n")
-
+    """A package `bias-backend` on sys.path as pip leaves one, whose entry point registers the
+    `bias_only` backend (`value`: what it names)."""
+    fake_packages.install_fake_package(root, "bias_backend", BIAS_MODULE, GROUP,
+                                       {"bias_only": value})
 
 def test_every_library_of_the_registry_has_its_backend():
     assert set(BUILTIN) == {"peft", "adapters", "project"}

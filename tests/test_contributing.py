@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fake_packages import install_fake_package
 from test_tuning import cli, records, write_yaml
 
 # ---- Add a method: one registry entry, with the helpers ----------------------------------
@@ -88,14 +88,8 @@ def make_toy_package(folder: Path) -> Path:
     """toy_data.py and its distribution metadata, as `pip install` of a package whose
     pyproject.toml has `[project.entry-points."peft_utils.datasets"] toy = "toy_data:ENTRY"`
     would leave them."""
-    folder.mkdir(parents=True)
-    (folder / "toy_data.py").write_text(textwrap.dedent(TOY_MODULE))
-    info = folder / "toy_data-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-data\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[peft_utils.datasets]\ntoy = toy_data:ENTRY\n")
-    return folder
-
+    return install_fake_package(folder, "toy_data", TOY_MODULE, "peft_utils.datasets",
+                                {"toy": "toy_data:ENTRY"})
 
 def make_toy_tree(root: Path) -> Path:
     for folder, filler in FILLER.items():
@@ -420,8 +414,8 @@ def make_toy_study(folder: Path) -> Path:
     "peft_utils.studies"] toy = "toy_study:STUDY"` would leave them."""
     import nbformat
 
-    folder.mkdir(parents=True)
-    (folder / "toy_study.py").write_text(textwrap.dedent(TOY_STUDY))
+    install_fake_package(folder, "toy_study", TOY_STUDY, "peft_utils.studies",
+                         {"toy": "toy_study:STUDY"})
     (folder / "toy_record.json").write_text(json.dumps(TOY_SCHEMA, indent=1))
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -433,10 +427,6 @@ def make_toy_study(folder: Path) -> Path:
             cell.metadata["tags"] = tags
         notebook.cells.append(cell)
     nbformat.write(notebook, folder / "toy_train.ipynb")
-    info = folder / "toy_study-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-study\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[peft_utils.studies]\ntoy = toy_study:STUDY\n")
     return folder
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from fake_packages import install_fake_package
 from test_tuning import cli, write_yaml
 from peft_utils.core.config import ConfigError
 from peft_utils.data import registry
@@ -183,14 +183,8 @@ def make_toy_package(folder: Path) -> Path:
     """toy_parallel.py and its distribution metadata, as `pip install` of a package whose
     pyproject.toml has `[project.entry-points."peft_utils.datasets"] toy-mt =
     "toy_parallel:ENTRY"` would leave them."""
-    folder.mkdir(parents=True)
-    (folder / "toy_parallel.py").write_text(textwrap.dedent(TOY_MODULE))
-    info = folder / "toy_parallel-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-parallel\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[peft_utils.datasets]\ntoy-mt = toy_parallel:ENTRY\n")
-    return folder
-
+    return install_fake_package(folder, "toy_parallel", TOY_MODULE, "peft_utils.datasets",
+                                {"toy-mt": "toy_parallel:ENTRY"})
 
 def make_toy_tree(root: Path, n_docs: int = 10) -> Path:
     root.mkdir(parents=True)

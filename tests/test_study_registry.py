@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import fake_packages
 from peft_utils.core.config import ConfigError
 from peft_utils.core.study import GROUP, NOTEBOOKS, registered, study, study_of_config
 
@@ -32,14 +33,10 @@ def fresh_registry():
 
 
 def install_fake_package(root: Path, module_source: str) -> None:
-    """A package `speech-study` on sys.path as pip leaves one: its module, and a dist-info
-    whose entry point registers the `speech` study."""
-    (root / "speech_study.py").write_text(module_source)
-    dist = root / "speech_study-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: speech-study\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[{GROUP}]\nspeech = speech_study:STUDY\n")
-
+    """A package `speech-study` on sys.path as pip leaves one, whose entry point registers the
+    `speech` study."""
+    fake_packages.install_fake_package(root, "speech_study", module_source, GROUP,
+                                       {"speech": "speech_study:STUDY"})
 
 def test_every_declared_study_is_registered_and_names_its_notebook():
     assert set(DECLARED) == {"classification", "mt"}

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Iterator
 
 from peft_utils.core.config import ConfigError
+from peft_utils.core.plugins import registered
 
 # A registry entry, core.methods.Method (which imports this module, so not imported here).
 Entry = Any
@@ -338,19 +338,7 @@ def plugins() -> dict[str, Backend]:
     """Backends registered by installed packages: an entry point in the group
     `peft_utils.backends` names a `Backend` (or a function returning one). Read once per
     process."""
-    found: dict[str, Backend] = {}
-    for point in entry_points(group=GROUP):
-        backend = point.load()
-        backend = backend() if callable(backend) and not isinstance(backend, Backend) \
-            else backend
-        if not isinstance(backend, Backend):
-            raise TypeError(f"entry point {point.name} ({point.value}) of {GROUP} is not a "
-                            f"peft_utils.core.backends.Backend: {backend!r}")
-        if backend.name in BUILTIN or backend.name in found:
-            raise ValueError(f"entry point {point.name} ({point.value}) registers backend "
-                             f"{backend.name!r}, which exists already; rename it")
-        found[backend.name] = backend
-    return found
+    return registered(GROUP, Backend, "peft_utils.core.backends.Backend", "backend", BUILTIN)
 
 
 class _Registry(Mapping):

@@ -39,8 +39,36 @@ class Task:
                 "metric": self.metric, "unit": self.unit, "zero_division": self.zero_division}
 
 
+class LanguageCodes:
+    """A data set's `languages` (code on disk -> ISO 639-1 code) read both ways; a data set
+    entry of either study is one."""
+    languages: dict[str, str]
+    name: str
+    CODE_KIND = "folder"   # what the codes on disk name: folders, or files (parallel sets)
+
+    def iso_codes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.languages.values()))
+
+    def to_iso(self, code: str) -> str:
+        """A code on disk or an ISO code of this data set -> its ISO code."""
+        if code in self.languages:
+            return self.languages[code]
+        if code in self.languages.values():
+            return code
+        own = [disk for disk, iso in self.languages.items() if disk != iso]
+        raise ValueError(
+            f"unknown language {code!r} for {self.name}; use one of "
+            f"{', '.join(self.iso_codes())}" + (f" (or the {self.CODE_KIND} codes "
+                                               f"{', '.join(own)})" if own else ""))
+
+    def to_folder(self, code: str) -> str:
+        """A code on disk or an ISO code -> the code on disk."""
+        iso = self.to_iso(code)
+        return next(disk for disk, i in self.languages.items() if i == iso)
+
+
 @dataclass(frozen=True)
-class DataSet:
+class DataSet(LanguageCodes):
     name: str
     title: str
     languages: dict[str, str]           # folder code -> ISO 639-1 code
@@ -79,20 +107,7 @@ class DataSet:
         base = self.identity.get("name", self.name)
         return base + (f"-st{int(subtask)}" if subtask is not None else "")
 
-    # ---- languages ----------------------------------------------------------------------
-    def iso_codes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.languages.values()))
-
-    def to_iso(self, code: str) -> str:
-        """A folder or ISO code of this data set -> its ISO code."""
-        if code in self.languages:
-            return self.languages[code]
-        if code in self.languages.values():
-            return code
-        raise ValueError(
-            f"unknown language {code!r} for {self.name}; use one of "
-            f"{', '.join(self.iso_codes())} (or the folder codes {', '.join(self.languages)})")
-
+    # ---- languages (LanguageCodes: iso_codes, to_iso, to_folder) -------------------------
     def translation_targets(self, langs: Iterable[str] | None) -> list[str]:
         """The ISO codes of `langs` (default: the training languages) but English, in order,
         each once: the languages an en+translations scenario adds."""
@@ -105,10 +120,6 @@ class DataSet:
             if iso != "en" and iso not in out:
                 out.append(iso)
         return out
-
-    def to_folder(self, code: str) -> str:
-        iso = self.to_iso(code)
-        return next(folder for folder, i in self.languages.items() if i == iso)
 
     # ---- on disk --------------------------------------------------------------------------
     def load(self, root, split: str, langs: Iterable[str] | None = None,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from peft_utils.data.entry import _resolve
+from peft_utils.data.entry import LanguageCodes, _resolve
 
 COLUMNS = ("line", "doc", "src", "tgt")
 # How the MT study cuts train/dev/test (peft_utils.mt.data implements each rule).
@@ -32,7 +32,8 @@ SPLIT_RULES = {
 
 
 @dataclass(frozen=True)
-class ParallelDataSet:
+class ParallelDataSet(LanguageCodes):
+    CODE_KIND = "file"
     name: str
     title: str
     languages: dict[str, str]           # file/folder code -> ISO 639-1 code
@@ -56,27 +57,7 @@ class ParallelDataSet:
         """How run ids name the data set: a table's card name, else the entry's name."""
         return str(self.identity.get("name", self.name))
 
-    # ---- languages ----------------------------------------------------------------------
-    def iso_codes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.languages.values()))
-
-    def to_iso(self, code: str) -> str:
-        """A file or ISO code of this data set -> its ISO code."""
-        if code in self.languages:
-            return self.languages[code]
-        if code in self.languages.values():
-            return code
-        own = [folder for folder, iso in self.languages.items() if folder != iso]
-        raise ValueError(
-            f"unknown language {code!r} for {self.name}; use one of "
-            f"{', '.join(self.iso_codes())}" + (f" (or the file codes {', '.join(own)})"
-                                               if own else ""))
-
-    def to_folder(self, code: str) -> str:
-        """ISO or file code -> the code used on disk."""
-        iso = self.to_iso(code)
-        return next(folder for folder, i in self.languages.items() if i == iso)
-
+    # ---- languages (LanguageCodes: iso_codes, to_iso, to_folder) -------------------------
     def pair_problem(self, src_lang: str, tgt_lang: str) -> str | None:
         """Why the data set has no (src, tgt) pair (ISO codes); None when it has it."""
         for code in (src_lang, tgt_lang):

@@ -29,12 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from peft_utils.data.errors import DataError
 from peft_utils.data.parallel import ParallelDataSet
-from peft_utils.data.table import CARD, FORMATS, _cell, _where, read_rows
-from peft_utils.data.textio import read_text
+from peft_utils.data.table import CARD, FORMATS, _cell, _where, checked_card, read_rows
 
 NAME = "parallel-table"
 _KEYS = {"name", "title", "source", "file", "src", "tgt", "src_lang", "tgt_lang", "doc",
@@ -50,24 +48,8 @@ def read_card(root: str | Path) -> dict[str, Any]:
     if not Path(root).is_dir():
         raise DataError(root, "parallel table folder not found",
                         fix="set data_root to the folder holding dataset.yaml and the table")
-    if not path.is_file():
-        raise DataError(path, "no data card", fix="write dataset.yaml beside the table, naming "
-                        "at least `name:`; see docs/mt.md")
-    try:
-        card = yaml.safe_load(read_text(path)) or {}
-    except yaml.YAMLError as err:
-        raise DataError(path, f"not valid YAML: {err}".splitlines()[0],
-                        fix="fix the YAML syntax") from None
-    if not isinstance(card, dict):
-        raise DataError(path, "the card must be a mapping of keys to values",
-                        fix="write key: value lines")
-    unknown = sorted(set(card) - _KEYS)
-    if unknown:
-        raise DataError(path, f"unknown key(s) {', '.join(unknown)}",
-                        fix=f"use {', '.join(sorted(_KEYS))}")
-    if not card.get("name") or not str(card["name"]).replace("-", "").replace("_", "").isalnum():
-        raise DataError(path, "`name:` is missing or not a word (letters, digits, - and _)",
-                        fix="name the data set, e.g. name: legal-de; it names runs and reports")
+    card = checked_card(path, _KEYS, "write dataset.yaml beside the table, naming at least "
+                        "`name:`; see docs/mt.md", "legal-de")
     mapping = card.get("languages") or {}
     if not isinstance(mapping, dict) or not all(_ISO.match(str(v)) for v in mapping.values()):
         raise DataError(path, "`languages:` must map the table's codes to ISO 639-1 codes",

@@ -17,9 +17,9 @@ the same entry point group registers either kind.
 from __future__ import annotations
 
 import functools
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from peft_utils.core.plugins import registered
 from peft_utils.data.entry import PARALLEL, UNITS, DataSet, Task  # noqa: F401 (re-exported)
 from peft_utils.data.labels import EMOTIONS, FRAMES, GENRES, SIB200_LABELS, TECHNIQUES
 from peft_utils.data.parallel import SPLIT_RULES, ParallelDataSet  # noqa: F401 (re-exported)
@@ -100,19 +100,8 @@ def parallel_plugins() -> dict[str, ParallelDataSet]:
 
 @functools.cache
 def _plugins() -> dict[str, DataSet | ParallelDataSet]:
-    taken = {*BUILTIN, *PARALLEL_BUILTIN, TABLE, PARALLEL_TABLE}
-    found: dict[str, DataSet | ParallelDataSet] = {}
-    for point in entry_points(group=PLUGIN_GROUP):
-        entry = point.load()
-        entry = entry if isinstance(entry, (DataSet, ParallelDataSet)) else entry()
-        if not isinstance(entry, (DataSet, ParallelDataSet)):
-            raise ValueError(f"entry point {point.name} ({point.value}) gives "
-                             f"{type(entry).__name__}, not a DataSet or ParallelDataSet")
-        if entry.name in taken or entry.name in found:
-            raise ValueError(f"entry point {point.name} ({point.value}) registers data set "
-                             f"{entry.name!r}, which exists already; rename it")
-        found[entry.name] = entry
-    return found
+    return registered(PLUGIN_GROUP, (DataSet, ParallelDataSet), "DataSet or ParallelDataSet",
+                      "data set", {*BUILTIN, *PARALLEL_BUILTIN, TABLE, PARALLEL_TABLE})
 
 
 def names() -> tuple[str, ...]:

@@ -53,25 +53,9 @@ _METRICS = ("macro_f1", "micro_f1")
 def read_card(root: str | Path) -> dict[str, Any]:
     """The data card, checked: known keys, a name, one of label/labels."""
     path = Path(root) / CARD
-    if not path.is_file():
-        raise DataError(path, "no data card", fix="write dataset.yaml beside the tables, naming "
-                        "at least `name:` and the `label:` (or `labels:`) column; see "
-                        "docs/data.md")
-    try:
-        card = yaml.safe_load(read_text(path)) or {}
-    except yaml.YAMLError as err:
-        raise DataError(path, f"not valid YAML: {err}".splitlines()[0],
-                        fix="fix the YAML syntax") from None
-    if not isinstance(card, dict):
-        raise DataError(path, "the card must be a mapping of keys to values",
-                        fix="write key: value lines")
-    unknown = sorted(set(card) - _KEYS)
-    if unknown:
-        raise DataError(path, f"unknown key(s) {', '.join(unknown)}",
-                        fix=f"use {', '.join(sorted(_KEYS))}")
-    if not card.get("name") or not str(card["name"]).replace("-", "").replace("_", "").isalnum():
-        raise DataError(path, "`name:` is missing or not a word (letters, digits, - and _)",
-                        fix="name the data set, e.g. name: reviews; it names runs and reports")
+    card = checked_card(path, _KEYS, "write dataset.yaml beside the tables, naming at least "
+                        "`name:` and the `label:` (or `labels:`) column; see docs/data.md",
+                        "reviews")
     if ("label" in card) == ("labels" in card):
         raise DataError(path, "name exactly one of `label:` (multiclass) and `labels:` "
                         "(multilabel)", fix="e.g. label: stars")
@@ -81,6 +65,29 @@ def read_card(root: str | Path) -> dict[str, Any]:
     if card.get("unit", "text") not in UNITS:
         raise DataError(path, f"unit {card['unit']!r} is not one of {', '.join(UNITS)}",
                         fix=f"use one of {', '.join(UNITS)}")
+    return card
+
+
+def checked_card(path: Path, keys: set[str], missing_fix: str, example: str) -> dict[str, Any]:
+    """What every data card must be (a table's, a parallel table's): a YAML mapping of known
+    `keys` with a `name:` that is one word (it names runs and reports)."""
+    if not path.is_file():
+        raise DataError(path, "no data card", fix=missing_fix)
+    try:
+        card = yaml.safe_load(read_text(path)) or {}
+    except yaml.YAMLError as err:
+        raise DataError(path, f"not valid YAML: {err}".splitlines()[0],
+                        fix="fix the YAML syntax") from None
+    if not isinstance(card, dict):
+        raise DataError(path, "the card must be a mapping of keys to values",
+                        fix="write key: value lines")
+    unknown = sorted(set(card) - keys)
+    if unknown:
+        raise DataError(path, f"unknown key(s) {', '.join(unknown)}",
+                        fix=f"use {', '.join(sorted(keys))}")
+    if not card.get("name") or not str(card["name"]).replace("-", "").replace("_", "").isalnum():
+        raise DataError(path, "`name:` is missing or not a word (letters, digits, - and _)",
+                        fix=f"name the data set, e.g. name: {example}; it names runs and reports")
     return card
 
 

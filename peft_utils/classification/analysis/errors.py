@@ -213,22 +213,27 @@ def seed_pairs(runs: pd.DataFrame, reference: pd.DataFrame) -> list[tuple]:
             zip(runs.itertuples(index=False), reference.itertuples(index=False))]
 
 
+def _compared_cells(conds: list[L.Condition]):
+    """(condition, a method's runs) for every non-reference cell of a condition with FFT."""
+    for cond in conds:
+        if cond.reference_variant is None or cond.reference().empty:
+            continue
+        for runs in cond.cells():
+            if runs["method"].iloc[0] != REFERENCE:
+                yield cond, runs
+
+
 def disagreements(conds: list[L.Condition]) -> pd.DataFrame:
     """One row per cell × seed pair × example on which the method's prediction differs from
     FFT's: the example (lang, id, line, text where the examples table has one), gold, both
     predictions as written in the runs' examples tables, the labels the method adds (`gained`)
     and drops (`lost`), and each side's label errors (0: exactly right)."""
     frames = []
-    for cond in conds:
-        if cond.reference_variant is None or cond.reference().empty:
-            continue
-        for runs in cond.cells():
-            if runs["method"].iloc[0] == REFERENCE:
-                continue
-            pairs = seed_pairs(runs, cond.reference())
-            for seed, run_id, ref_seed, ref_id in pairs:
-                frames.append(_pair_rows(cond, runs.iloc[0], seed, run_id, ref_seed, ref_id)
-                              .assign(seed_pairs=len(pairs)))
+    for cond, runs in _compared_cells(conds):
+        pairs = seed_pairs(runs, cond.reference())
+        for seed, run_id, ref_seed, ref_id in pairs:
+            frames.append(_pair_rows(cond, runs.iloc[0], seed, run_id, ref_seed, ref_id)
+                          .assign(seed_pairs=len(pairs)))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -264,31 +269,26 @@ def disagreement_summary(table: pd.DataFrame, conds: list[L.Condition]) -> pd.Da
     disagree (per seed pair, and as a share), and of those how often the method is closer to
     the gold (fewer label errors), FFT is, or neither."""
     rows = []
-    for cond in conds:
-        if cond.reference_variant is None or cond.reference().empty:
-            continue
-        for runs in cond.cells():
-            if runs["method"].iloc[0] == REFERENCE:
-                continue
-            first = runs.iloc[0]
-            pairs = len(seed_pairs(runs, cond.reference()))
-            part = (table[(table[CELL] == first[CELL]).all(axis=1)] if not table.empty
-                    else table)
-            n = len(cond.gold)
-            count = len(part) / pairs if pairs else np.nan
+    for cond, runs in _compared_cells(conds):
+        first = runs.iloc[0]
+        pairs = len(seed_pairs(runs, cond.reference()))
+        part = (table[(table[CELL] == first[CELL]).all(axis=1)] if not table.empty
+                else table)
+        n = len(cond.gold)
+        count = len(part) / pairs if pairs else np.nan
 
-            def per_pair(mask):
-                return float(mask.sum()) / pairs if pairs else np.nan
+        def per_pair(mask):
+            return float(mask.sum()) / pairs if pairs else np.nan
 
-            rows.append({**{c: first[c] for c in CELL}, "split": cond.split,
-                         "seed_pairs": pairs, "n_examples": n, "disagree": count,
-                         "share": count / n if n else np.nan,
-                         "method_closer": per_pair(part["errors"] < part["reference_errors"])
-                         if len(part) else 0.0,
-                         "fft_closer": per_pair(part["errors"] > part["reference_errors"])
-                         if len(part) else 0.0,
-                         "neither": per_pair(part["errors"] == part["reference_errors"])
-                         if len(part) else 0.0})
+        rows.append({**{c: first[c] for c in CELL}, "split": cond.split,
+                     "seed_pairs": pairs, "n_examples": n, "disagree": count,
+                     "share": count / n if n else np.nan,
+                     "method_closer": per_pair(part["errors"] < part["reference_errors"])
+                     if len(part) else 0.0,
+                     "fft_closer": per_pair(part["errors"] > part["reference_errors"])
+                     if len(part) else 0.0,
+                     "neither": per_pair(part["errors"] == part["reference_errors"])
+                     if len(part) else 0.0})
     return pd.DataFrame(rows)
 
 
