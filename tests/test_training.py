@@ -117,6 +117,52 @@ def test_best_dev_state_is_restored(tmp_path, sib_root, tiny_model):
     assert f1_score(chosen["gold"], chosen["pred"], average="macro") == pytest.approx(best["dev"])
 
 
+def test_the_final_dev_pass_predicts_only_rows_the_kept_evaluation_did_not(
+        tmp_path, sib_root, tiny_model, monkeypatch):
+    """The kept state's evaluation during training predicted the selection-dev rows (the
+    training languages' dev): the final dev pass predicts only the zero-shot language's rows
+    and takes the others from that evaluation, whose numbers are those of a full pass."""
+    from peft_utils.classification import training as T
+
+    config = tiny_config(tmp_path, sib_root, tiny_model, method="lora", max_steps=20,
+                         eval_steps=10)
+    prep = T._prepare(config)
+    model = T._fit(config, tmp_path / "run", prep).trainer.model
+    dev = prep.splits["dev"]
+    known = prep.selection[dev.example_index]
+    assert prep.kept_selection_logits is not None and 0 < known.sum() < len(dev.rows)
+    full = predict_logits(model, dev, prep.tokenizer, config.eval_batch_size, config)
+    np.testing.assert_allclose(prep.kept_selection_logits, full[known], rtol=0, atol=1e-6)
+
+    predicted = []
+    stock = T.predict_logits
+    monkeypatch.setattr(T, "predict_logits", lambda model, split, *a: predicted.append(
+        len(split.rows)) or stock(model, split, *a))
+    np.testing.assert_allclose(T._predict(config, prep, model, "dev"), full, rtol=0, atol=1e-6)
+    assert predicted == [int((~known).sum())]
+    T._predict(config, prep, model, "test")
+    assert predicted[1] == len(prep.splits["test"].rows)   # test has no earlier pass
+
+
+def test_a_kept_start_or_a_restored_best_has_no_earlier_outputs():
+    """Step 0 scored beforehand and a best state restored from a checkpoint had no pass the
+    final evaluation could reuse."""
+    from peft_utils.core.trainer import BestDevState
+
+    class State:
+        global_step, epoch = 10, 1.0
+
+    last = {"outputs": "pass at step 10"}
+    best = BestDevState(outputs=lambda: last["outputs"])
+    model = torch.nn.Linear(2, 2)
+    best.on_evaluate(None, State, None, model=model, metrics={"eval_main": 0.5})
+    assert best.best_outputs == "pass at step 10"
+    best.record_start(0.9, model)
+    assert best.best_outputs is None
+    best.on_evaluate(None, State, None, model=model, metrics={"eval_main": 0.4})   # worse
+    assert best.best_outputs is None
+
+
 def test_early_stopping_stops_after_patience(tmp_path, sib_root, tiny_model):
     config = tiny_config(tmp_path, sib_root, tiny_model, method="lora", learning_rate=1e-9,
                          max_steps=60, eval_steps=5, early_stopping_patience=2)

@@ -126,6 +126,9 @@ class Prepared:
     splits: dict[str, Split]
     selection: np.ndarray           # dev examples the run is selected on (may be all False)
     start_dev: float | None = None  # the model's selection-dev score at step 0, where known
+    # The kept state's logits on the selection-dev rows, where its evaluation during training
+    # predicted them (BestDevState.best_outputs): the final dev pass predicts only the others.
+    kept_selection_logits: np.ndarray | None = None
 
     @property
     def selects_on_dev(self) -> bool:
@@ -190,21 +193,24 @@ def _threshold(config: RunConfig, gold: np.ndarray, probs: np.ndarray) -> float:
 
 def _dev_metric(config: RunConfig, selection: Split, n_labels: int):
     """compute_metrics for the Trainer: the main metric on the selection rows, which reach the
-    Trainer sorted by length (less padding) and are put back in order here, chunks pooled."""
+    Trainer sorted by length (less padding) and are put back in order here, chunks pooled; and
+    a function returning the last evaluation's logits in row order."""
     multilabel = config.multilabel
     zero_div = config.task.zero_division
     main = config.task.metric
     order = np.argsort([len(r["input_ids"]) for r in selection.rows], kind="stable")
+    last: dict[str, np.ndarray] = {}
 
     def compute_metrics(prediction) -> dict[str, float]:
         logits = np.empty_like(prediction.predictions)
         logits[order] = prediction.predictions
+        last["logits"] = logits
         scores = example_scores(selection, logits, multilabel)
         pred = M.decide(scores, multilabel,
                         _threshold(config, selection.gold, scores) if multilabel else 0.5)
         return {"main": M.scores(selection.gold, pred, multilabel, n_labels, zero_div)[main]}
 
-    return [selection.rows[i] for i in order], compute_metrics
+    return [selection.rows[i] for i in order], compute_metrics, lambda: last.get("logits")
 
 
 def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
@@ -215,9 +221,9 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
 
     model, labels = prep.built.model, prep.built.labels
     train = prep.splits["train"]
-    eval_rows, compute_metrics = _dev_metric(
+    eval_rows, compute_metrics, last_logits = _dev_metric(
         config, prep.splits["dev"].subset(prep.selection), len(labels))
-    return pipeline.fit(
+    fitted = pipeline.fit(
         config, out, model, "classification", method_settings(config),
         args=training_arguments(config, out, prep.device, prep.precision,
                                 prep.selects_on_dev, len(train.rows)),
@@ -226,13 +232,26 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
         compute_loss_func=remedy_loss(config.class_weights, train.gold, config.multilabel,
                                       len(labels)),
         head_lr=config.head_learning_rate, head_params=head_parameters(model),
-        start_score=prep.start_dev)
+        start_score=prep.start_dev, dev_outputs=last_logits)
+    prep.kept_selection_logits = fitted.best.best_outputs
+    return fitted
 
 
 def _predict(config: RunConfig, prep: Prepared, model, split: str) -> np.ndarray:
-    """The kept state's logits on `split`, every row."""
-    return predict_logits(model, prep.splits[split], prep.tokenizer, config.eval_batch_size,
-                          config, prep.precision)
+    """The kept state's logits on `split`, every row. On dev, the selection rows' logits come
+    from the kept state's evaluation during training where it had one: the same rows in the
+    same batches through the same model, so the same numbers, without a second pass."""
+    rows = prep.splits[split]
+    kept = prep.kept_selection_logits if split == "dev" else None
+    if kept is None:
+        return predict_logits(model, rows, prep.tokenizer, config.eval_batch_size, config,
+                              prep.precision)
+    known = prep.selection[rows.example_index]      # per row: its example is a selection one
+    logits = np.empty((len(rows.rows), kept.shape[1]), dtype=kept.dtype)
+    logits[known] = kept
+    logits[~known] = predict_logits(model, rows.subset(~prep.selection), prep.tokenizer,
+                                    config.eval_batch_size, config, prep.precision)
+    return logits
 
 
 def _evaluate(config: RunConfig, out: Path, prep: Prepared,

@@ -181,17 +181,18 @@ def _record(outcome: Outcome, parts: RecordParts, inference: dict | None,
 # ---- training -------------------------------------------------------------------------
 def fit(config, out: Path, model, task: str, method_settings: dict[str, Any],
         dev_score: Callable[[dict], float] | None = None, start_score: float | None = None,
-        **trainer_args) -> Fitted:
+        dev_outputs: Callable[[], Any] | None = None, **trainer_args) -> Fitted:
     """Train `model` with the run's trainer (core.trainer: the adapters library's for its
     methods, seq2seq for `task` "seq2seq"), continuing from the run's newest complete
     checkpoint, keeping the best dev state (`dev_score`: see BestDevState) and the method's
     part of the loop (`method_settings`). `start_score`: the model's dev score at step 0, where
     known beforehand; step 0 then competes for the kept state (RunTrainerMixin.fit).
+    `dev_outputs`: what the last evaluation predicted, kept for the best state (BestDevState).
     `trainer_args`: the study's arguments, datasets, collator and metrics."""
     from peft_utils.core import methods
     from peft_utils.core.trainer import BestDevState, method_hooks, trainer_for
 
-    best = BestDevState(config.early_stopping_patience, dev_score)
+    best = BestDevState(config.early_stopping_patience, dev_score, dev_outputs)
     adapters = methods.get(config.method, task).backend.adapter_trainer
     trainer = trainer_for(adapters, seq2seq=task == "seq2seq")(
         model=model, run_id=config.run_id, best=best, resume=resumable(out, config),

@@ -46,13 +46,19 @@ class BestDevState(TrainerCallback):
     their head too (the adapters trainer saves adapters only).
 
     `score` maps the Trainer's evaluation metrics to the number to maximise (default: the
-    `main` value of compute_metrics)."""
+    `main` value of compute_metrics). `outputs`, where given, returns what the evaluation
+    just predicted; the best evaluation's is kept (`best_outputs`) so that the final pass
+    need not predict those rows again. None where the kept state had no pass (step 0 scored
+    beforehand, or restored from a checkpoint)."""
 
     def __init__(self, patience: int | None = None,
-                 score: Callable[[dict[str, float]], float] | None = None):
+                 score: Callable[[dict[str, float]], float] | None = None,
+                 outputs: Callable[[], Any] | None = None):
         self.patience = patience
         self.score = score or (lambda metrics: metrics["eval_main"])
+        self.outputs = outputs
         self.best, self.best_state, self.best_step, self.bad = None, None, None, 0
+        self.best_outputs: Any = None
         self.curve: list[dict[str, Any]] = []
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kw):
@@ -63,6 +69,7 @@ class BestDevState(TrainerCallback):
         if self.best is None or value > self.best:
             self.best, self.best_step, self.bad = value, state.global_step, 0
             self.best_state = trainable_state(model)
+            self.best_outputs = self.outputs() if self.outputs else None
         else:
             self.bad += 1
             if self.patience and self.bad >= self.patience:
@@ -75,6 +82,7 @@ class BestDevState(TrainerCallback):
         self.curve.append({"step": 0, "epoch": 0.0, "dev": value, "loss": None})
         self.best, self.best_step, self.bad = value, 0, 0
         self.best_state = trainable_state(model)
+        self.best_outputs = None
 
     def on_train_end(self, args, state, control, model=None, **kw):
         self.restore(model)
@@ -90,6 +98,7 @@ class BestDevState(TrainerCallback):
     def load(self, progress: dict[str, Any], folder: Path) -> None:
         self.best, self.best_step = progress["best"], progress["best_step"]
         self.bad, self.curve = progress["bad"], list(progress["curve"])
+        self.best_outputs = None
         self.best_state = load_tensors(folder / BEST) if progress["has_best"] else None
 
 
