@@ -138,7 +138,8 @@ def test_the_final_dev_pass_predicts_only_rows_the_kept_evaluation_did_not(
     stock = T.predict_logits
     monkeypatch.setattr(T, "predict_logits", lambda model, split, *a: predicted.append(
         len(split.rows)) or stock(model, split, *a))
-    np.testing.assert_allclose(T._predict(config, prep, model, "dev"), full, rtol=0, atol=1e-6)
+    # The other rows are batched among themselves: other padding, logits equal to ~1e-6.
+    np.testing.assert_allclose(T._predict(config, prep, model, "dev"), full, rtol=0, atol=1e-5)
     assert predicted == [int((~known).sum())]
     T._predict(config, prep, model, "test")
     assert predicted[1] == len(prep.splits["test"].rows)   # test has no earlier pass

@@ -55,6 +55,26 @@ def test_a_difference_carried_by_one_seed_is_no_verdict(tmp_path):
     assert row["p_value"] == pytest.approx(2 / 1001)   # no replicate at or below 0
 
 
+def test_the_same_records_in_another_clone_give_the_same_intervals(tmp_path):
+    """The resampling stream is keyed by what is compared, not by where the model folder lies:
+    two clones' reports of identical runs agree on every interval, p-value and verdict."""
+    rng = np.random.default_rng(6)
+    gold, langs = sib_examples(rng, n_per_lang=40)
+    preds = {m: [noisy(rng, gold, acc) for _ in range(3)] for m, acc in
+             (("fft", 0.5), ("lora", 0.6))}
+    tables = []
+    for clone in ("a", "b"):
+        root = tmp_path / clone
+        for method, per_seed in preds.items():
+            for seed, pred in zip((1, 2, 3), per_seed):
+                table = examples_table(gold, pred, langs)
+                write_run(root, method, seed, examples={"dev": table, "test": table},
+                          run_info={"model": f"/{clone}/models/multilingual-e5-small"})
+        tables.append(A.bootstrap_differences(root, n_boot=200).reset_index(drop=True))
+    columns = ["diff", "ci_low", "ci_high", "p_value", "prob_improvement", "verdict"]
+    pd.testing.assert_frame_equal(tables[0][columns], tables[1][columns])
+
+
 def test_one_seed_cells_show_a_difference_and_no_verdict(tmp_path):
     rng = np.random.default_rng(6)
     gold, langs = sib_examples(rng)

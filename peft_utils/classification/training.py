@@ -239,8 +239,9 @@ def _fit(config: RunConfig, out: Path, prep: Prepared) -> Fitted:
 
 def _predict(config: RunConfig, prep: Prepared, model, split: str) -> np.ndarray:
     """The kept state's logits on `split`, every row. On dev, the selection rows' logits come
-    from the kept state's evaluation during training where it had one: the same rows in the
-    same batches through the same model, so the same numbers, without a second pass."""
+    from the kept state's evaluation during training where it had one (the same rows in the
+    same batches through the same model: the same numbers) and only the other rows are
+    predicted, batched among themselves (other padding: logits equal to about 1e-6)."""
     rows = prep.splits[split]
     kept = prep.kept_selection_logits if split == "dev" else None
     if kept is None:

@@ -83,6 +83,15 @@ def _divide(num: np.ndarray, den: np.ndarray, zero_div: float) -> np.ndarray:
     return np.where(ok, num / np.where(ok, den, 1), zero_div)
 
 
+def comparison_rng(seed: int, cell, *parts) -> np.random.Generator:
+    """The resampling stream of one comparison, keyed by what it compares (`cell`'s CELL
+    values, then `parts`), the model by its folder's name: the same records give the same
+    intervals and verdicts in any clone (an absolute path in the key gave each its own)."""
+    values = [Path(str(cell[c])).name if c == "model" else cell[c] for c in CELL]
+    key = "|".join(map(str, [*values, *parts]))
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
 def resample_weights(rng: np.random.Generator, strata: list[np.ndarray], n: int,
                      size: int) -> np.ndarray:
     """[size, n] multiplicities: each stratum's examples drawn with replacement, its size kept."""
@@ -250,7 +259,7 @@ def _choose_split(results: Results, run_ids: list[str]) -> str:
     return "test" if has_test else "dev"
 
 
-def bootstrap_differences(source: Results | str | Path, n_boot: int = 1000, ci: float = 0.95,
+def bootstrap_differences(source: Results | str | Path, n_boot: int = 10_000, ci: float = 0.95,
                           seed: int = 0, by_language: bool = False) -> pd.DataFrame:
     """Method − FFT on the main metric for every non-FFT cell with an FFT counterpart, on test
     (dev where test has no gold), overall (and per language with `by_language`).
@@ -310,8 +319,7 @@ def _compare(results: Results, runs: pd.DataFrame, reference: pd.DataFrame, n_bo
             return weighted_scores(weights, sub_gold, pred, bool(first["multilabel"]), metric,
                                    zero_div)
 
-        key = "|".join(map(str, [*first[CELL], split, lang]))
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        rng = comparison_rng(seed, first, split, lang)
         res = paired_bootstrap(score, [p[mask] for p in encoded[:k]],
                                [p[mask] for p in encoded[k:]], strata, int(mask.sum()), paired,
                                n_boot, ci, rng)

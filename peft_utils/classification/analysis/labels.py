@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import math
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from peft_utils.classification.analysis.bootstrap import (KEY, ONE_SEED, _aligned, _choose_split,
-                                                          _label_list, _split_labels,
+from peft_utils.classification.analysis.bootstrap import (KEY, ONE_SEED, _aligned,
+                                                          _choose_split, _label_list,
+                                                          _split_labels, comparison_rng,
                                                           holm_verdicts, paired_bootstrap,
                                                           task_of)
 from peft_utils.classification.analysis.load import (CELL, CONDITION, Results, as_results,
@@ -369,8 +369,7 @@ def _label_rows(cond: Condition, runs: pd.DataFrame, n_boot: int, ci: float, see
             tp, fp, fn = label_counts(gold[:, None], pred[:, None], weights)
             return f1_from_counts(tp, fp, fn, cond.zero_div)[:, 0]
 
-        key = "|".join(map(str, [*first[CELL], cond.split, "label", label]))
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        rng = comparison_rng(seed, first, cond.split, "label", label)
         res = paired_bootstrap(score, [cond.preds[r][:, j] for r in runs["run_id"]],
                                [cond.preds[r][:, j] for r in reference["run_id"]], strata,
                                len(gold), paired, n_boot, ci, rng)

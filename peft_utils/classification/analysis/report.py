@@ -101,7 +101,7 @@ def write_table(name: str, numeric: pd.DataFrame, display: pd.DataFrame,
 
 
 def write_report(results_dir: str | Path, tables_dir: str | Path = "tables",
-                 figures_dir: str | Path = "figures", n_boot: int = 1000, ci: float = 0.95,
+                 figures_dir: str | Path = "figures", n_boot: int = 10_000, ci: float = 0.95,
                  seed: int = 0, by_language: bool = False,
                  k_tasks: int = S.K_TASKS) -> Report:
     """Analyse `results_dir` and write `tables_dir/<table>.{csv,md,tex}` and
