@@ -8,8 +8,9 @@ from typing import Any
 
 from peft_utils.classification.imbalance import REMEDIES
 from peft_utils.core import methods
-from peft_utils.core.config import (ConfigError, RunSettings, load_with_method_overrides,
-                                    model_max_length, model_problem, type_problems)
+from peft_utils.core.config import (ConfigError, DataSetIdentity, RunSettings,
+                                    load_with_method_overrides, model_max_length, model_problem,
+                                    type_problems)
 from peft_utils.data import registry
 
 METHODS = methods.names("classification")   # every runnable registry entry
@@ -32,7 +33,7 @@ NON_IDENTITY = ("results_dir", "device", "notes", "report_to", "data_root", "tra
 
 
 @dataclass
-class RunConfig(RunSettings):
+class RunConfig(DataSetIdentity, RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
     identity_if_set = ("class_weights", "selection", "method_config", "tuning", "head_init")
     # YAML reads 3e-4 as a string; scientific notation is accepted for these.
@@ -153,16 +154,8 @@ class RunConfig(RunSettings):
     @property
     def run_id(self) -> str:
         scen = self.scenario.replace("+", "_")
-        trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
-        return f"{self.task_name}-{self.method}-{scen}-s{self.seed}{trial}-{self.digest()}"
-
-    def identity(self) -> dict[str, Any]:
-        """A table data set's card enters the identity (data_root does not: two cards in two
-        folders are two data sets); a built-in set adds nothing, so its run ids stay."""
-        out = super().identity()
-        if self.data_set.identity:
-            out["data_set"] = self.data_set.identity
-        return out
+        return (f"{self.task_name}-{self.method}-{scen}-s{self.seed}{self.trial_suffix}-"
+                f"{self.digest()}")
 
     def run_info(self) -> dict[str, Any]:
         return {**self.to_dict(), "run_id": self.run_id, "multilabel": self.multilabel,

@@ -93,6 +93,18 @@ class HashedConfig:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
 
 
+class DataSetIdentity:
+    """For a study config whose `data_set` is a registry entry: a table data set's card
+    enters the identity (data_root does not: two cards in two folders are two data sets); a
+    built-in set adds nothing, so its run ids stay."""
+
+    def identity(self) -> dict[str, Any]:
+        out = super().identity()   # type: ignore[misc]
+        if self.data_set.identity:   # type: ignore[attr-defined]
+            out["data_set"] = self.data_set.identity   # type: ignore[attr-defined]
+        return out
+
+
 @dataclass
 class RunSettings(HashedConfig):
     """Where and how a run executes: the same fields, first in every study's config."""
@@ -116,6 +128,11 @@ class RunSettings(HashedConfig):
     def is_trial(self) -> bool:
         """A tuning trial: scored on dev only (no test predictions, no probe, no weights)."""
         return self.tuning.get("stage") == "tune"
+
+    @property
+    def trial_suffix(self) -> str:
+        """`-t<trial>` in a tuning trial's run id, empty otherwise."""
+        return f"-t{self.tuning['trial']}" if self.is_trial else ""
 
     def settings_problem(self, precisions: tuple[str, ...] = ("auto", "fp32", "bf16")
                          ) -> str | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from peft_utils.core import methods
-from peft_utils.core.config import ConfigError, RunSettings, load_with_method_overrides
+from peft_utils.core.config import (ConfigError, DataSetIdentity, RunSettings,
+                                    load_with_method_overrides)
 from peft_utils.data import registry
 from peft_utils.mt.langs import group_of, to_iso
 
@@ -27,7 +28,7 @@ FLOATS = ("learning_rate", "weight_decay", "lora_dropout", "budget", "dev_fracti
 
 
 @dataclass
-class MTConfig(RunSettings):
+class MTConfig(DataSetIdentity, RunSettings):
     non_identity = NON_IDENTITY   # class attributes, not fields
     identity_if_set = ("method_config", "tuning")
     float_keys = FLOATS
@@ -96,17 +97,8 @@ class MTConfig(RunSettings):
         budget = "fixed" if self.method in FIXED_SIZE else (
             f"b{self.budget:g}" if self.budget is not None else "manual")
         size = f"n{self.train_size}" if self.train_size else "nall"
-        trial = f"-t{self.tuning['trial']}" if self.is_trial else ""
         return (f"{self.data_set.run_name}-{self.pair}-{self.method}-{budget}-{size}-"
-                f"s{self.seed}{trial}-{self.digest()}")
-
-    def identity(self) -> dict[str, Any]:
-        """A parallel table's card enters the identity (data_root does not: two cards in two
-        folders are two data sets); a built-in set adds nothing, so its run ids stay."""
-        out = super().identity()
-        if self.data_set.identity:
-            out["data_set"] = self.data_set.identity
-        return out
+                f"s{self.seed}{self.trial_suffix}-{self.digest()}")
 
     def run_info(self) -> dict[str, Any]:
         return {**self.to_dict(), "run_id": self.run_id, "pair": self.pair,
