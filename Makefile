@@ -43,7 +43,7 @@ demo-prepare: install
 
 demo: demo-prepare
 	$(PY) -m peft_utils grid run configs/demo.yaml --workers $(WORKERS)
-	$(MAKE) bench-inference RESULTS=results BENCH_RUNS='sib200-*-multilingual-s2-*' BENCH_ROUNDS=2
+	$(MAKE) bench-inference RESULTS=results BENCH_RUNS='sib200-*-multilingual-s2-*' BENCH_ROUNDS=1
 	$(MAKE) report RESULTS=results
 	@echo "Report: $(abspath reports/analysis.html)  (tables in tables/, figures in figures/)"
 

@@ -373,3 +373,37 @@ def test_trials_at_a_lower_fidelity_run_a_share_of_the_finals_steps(tuned_grid, 
         load_grid(tuned_grid(name="both.yaml", fidelity=0.5, space={
             "learning_rate": "registry", "warmup_steps": {"low": 0, "high": 4, "int": True}}),
             base_dir=tmp_path)
+
+
+# ---- how stage 1 and stage 2 are scheduled ------------------------------------------------
+def test_a_groups_trials_share_a_worker_and_the_slowest_groups_finals_start_first(tuned_grid,
+                                                                                  tmp_path):
+    """The local pool runs a tuning group's trials one after another in one worker (one cold
+    start per group, as for a cell's seeds), and stage 2 starts with the finals of the group
+    whose trials took longest, so that the pool does not end on one long cell."""
+    from peft_utils.grid.executors import cell_groups
+    from peft_utils.grid.tuning import Tuner
+
+    grid = load_grid(tuned_grid(trials=3, sampler="grid"), base_dir=tmp_path)
+    tuner = Tuner(grid)
+    asked = tell_scores(tuner, {"fft": [0.5, 0.6, 0.4], "lora": [0.5, 0.6, 0.4]})
+    runs = [cell for t in asked for cell in t.runs]
+    assert [[c.config.tuning["group"] for c in group] for group in cell_groups(runs)] == \
+        [["tiny method=fft"] * 3, ["tiny method=lora"] * 3]
+
+    finals, _ = tuner.finals()
+    assert [c.config.method for c in finals] == ["fft", "fft", "lora", "lora"]   # grid order
+    assert tuner.longest_first(finals) == finals   # nothing timed yet: as they come
+    for t in asked:   # LoRA's trials took three times FFT's
+        for cell in t.runs:
+            seconds = 30.0 if t.group.method == "lora" else 10.0
+            folder = Path(cell.config.results_dir) / cell.run_id
+            folder.mkdir(parents=True)
+            (folder / "record.json").write_text(json.dumps({"status": "complete", "costs": {
+                "phases": {"started_at": 1.8e9, "prepare_s": 1.0, "train_s": seconds}}}))
+    assert tuner.trial_seconds(asked[0].group) == pytest.approx(11.0)
+    ordered = tuner.longest_first(finals)
+    assert [c.config.method for c in ordered] == ["lora", "lora", "fft", "fft"]
+    assert [c.config.scenario for c in ordered] == ["multilingual", "en"] * 2   # stable
+    # Each final cell is a group of its own here (one seed); the order carries over.
+    assert [g[0].config.method for g in cell_groups(ordered)] == ["lora", "lora", "fft", "fft"]

@@ -24,6 +24,11 @@ class Stopwatch:
         return {"started_at": self.started_at, **{f"{k}_s": v for k, v in self.seconds.items()}}
 
 
+def run_seconds(phases: dict[str, float]) -> float:
+    """A run's timed seconds: the sum of its record's phases (`Stopwatch.as_dict`)."""
+    return sum(v for k, v in phases.items() if k.endswith("_s"))
+
+
 def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of an fp32 size x size matmul on this process's CPU threads, best of `repeats`
     after a warm-up: the peak the benchmarks' MFU on CPU is measured against."""

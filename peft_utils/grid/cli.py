@@ -172,7 +172,7 @@ def _run_tuned(grid, args) -> int:
     for name in untuned:
         print(f"error: no trial of {name} completed; its final cells cannot run (see the "
               "trials' records, fix, and run again)", file=sys.stderr)
-    todo = [c for c in finals if cell_state(grid.results_dir, c) != COMPLETE]
+    todo = tuner.longest_first([c for c in finals if cell_state(grid.results_dir, c) != COMPLETE])
     print(f"stage 2 (final): {len(finals)} cells, {len(finals) - len(todo)} already complete, "
           f"{len(todo)} to run", flush=True)
     rc = _execute(grid, todo, args) if todo else 0

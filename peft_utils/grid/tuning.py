@@ -60,6 +60,7 @@ from typing import Any, Callable
 
 from peft_utils.core.config import ConfigError
 from peft_utils.core.runs import read_record, run_dir, run_lock
+from peft_utils.core.timing import run_seconds
 from peft_utils.grid.spec import Cell
 from peft_utils.grid.tune_spec import JOURNAL, TuneSpec
 
@@ -393,6 +394,27 @@ class Tuner:
                 continue
             cells += [final_cell(self.grid, group, cell, *best) for cell in group.cells]
         return cells, missing
+
+
+    def longest_first(self, cells: list) -> list:
+        """Final `cells` ordered by their group's mean trial time, longest first (a stable
+        sort; groups without a timed trial last): a local pool then ends on short cells, not
+        with one worker alone on a long one (Graham's longest-processing-time rule)."""
+        seconds = {group.name: self.trial_seconds(group) for group in self.groups}
+        return sorted(cells, key=lambda cell: -(seconds.get(cell.config.tuning["group"]) or 0))
+
+    def trial_seconds(self, group: Group) -> float | None:
+        """The mean time of the group's complete trial runs, from their records' phases."""
+        times = []
+        for index, history in self._by_index(group).items():
+            for cell in trial(self.grid, group, index, _params(history)).runs:
+                try:
+                    record = read_record(run_dir(cell.config.results_dir, cell.run_id))
+                except (OSError, ValueError):
+                    continue
+                if record.get("status") == "complete":
+                    times.append(run_seconds(record["costs"]["phases"]))
+        return sum(times) / len(times) if times else None
 
 
 def final_cell(grid, group: Group, cell, index: int, values: dict[str, Any], score: float):
