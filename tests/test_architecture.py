@@ -313,6 +313,41 @@ def test_the_data_set_scans_find_names_and_lookups(tmp_path):
     assert method_name_checks(source, names) == [("ntrex", 4)]
 
 
+# ---- model-family knowledge lives in one table per family -------------------------------------
+# Module names per architecture (core/methods.py), how a family is told the language pair
+# (mt/families.py), which encoder output a head reads (classification/head.py); the tiny-model
+# builders name the architecture they build. Elsewhere a model type or family is never a branch.
+FAMILY_TABLES = {"core/methods.py", "mt/families.py", "classification/head.py",
+                 "classification/testing.py", "mt/testing.py"}
+
+
+def family_names() -> set[str]:
+    """Model types the tables know, and the MT study's family names."""
+    from peft_utils.classification.head import MEAN_POOLING_SLOT
+    from peft_utils.core.methods import FAMILIES
+    from peft_utils.mt.families import FAMILIES as MT_FAMILIES
+
+    return {*FAMILIES, *MEAN_POOLING_SLOT, *MT_FAMILIES,
+            *(t for family in MT_FAMILIES.values() for t in family.model_types)}
+
+
+def test_no_module_branches_on_a_model_family_name():
+    found = [(module_name(path), name, line) for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).as_posix() not in FAMILY_TABLES
+             for name, line in method_name_checks(path, family_names())]
+    assert found == [], "read the family's row of its table (see FAMILY_TABLES) instead"
+
+
+def test_the_family_scan_finds_family_checks(tmp_path):
+    source = tmp_path / "example.py"
+    source.write_text('if model_type in ("t5", "mt5"): pass\n'
+                      'if scheme.name == "nllb": pass\n'
+                      'SLOT = {"bert": 1}\n'
+                      'TYPES = ("roberta", "camembert")\n')   # a table: data
+    assert method_name_checks(source, family_names()) == [
+        ("mt5", 1), ("t5", 1), ("nllb", 2), ("bert", 3)]
+
+
 # ---- one run pipeline -----------------------------------------------------------------
 STUDIES = ("classification", "mt")
 # What a run does around the study's steps (timed phases, the record, the kept weights,

@@ -202,6 +202,9 @@ def path_like(value: str, base: str | Path = ".") -> bool:
                                                    or (Path(base) / parts[0]).is_dir()))
 
 
+# Model types whose positions start after padding_idx (RoBERTa's family): fewer usable tokens.
+PADDING_OFFSET_TYPES = ("xlm-roberta", "roberta", "camembert")
+
 def model_max_length(model: str) -> int | None:
     """Token positions the model can embed, from its config.json (a local folder, or a
     config shipped with the package); None when unknown without a download."""
@@ -220,7 +223,7 @@ def model_max_length(model: str) -> int | None:
         positions = int(raw["max_position_embeddings"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if raw.get("model_type") in ("xlm-roberta", "roberta", "camembert"):
+    if raw.get("model_type") in PADDING_OFFSET_TYPES:
         positions -= int(raw.get("pad_token_id", 1)) + 1   # positions start after padding_idx
     return positions
 

@@ -2,12 +2,11 @@
 group, or with `keep_kernels` one that keeps its kernel from cell to cell) or as Slurm jobs
 (submitit, one cell per job).
 
-A cell group (`cell_groups`) is one cell's seeds, or every run of one tuning group's trials:
-they run one after another in one worker (the seeds in one kernel, the trials in the worker
-itself), so only the first pays the process's start and the libraries' imports (about 6 s on
-CPU). Every method then has one cold run per group and the rest warm, the same pattern for each,
-so costs averaged over a group stay comparable across methods (a kernel kept across different
-cells would not: a method that happens to follow a larger cell reads higher peak memory).
+A cell group is one cell's seeds (`seed_groups`): they run one after another in one kernel, so
+only the first seed pays the kernel's start and the libraries' imports. Every method's cell then
+has one cold seed and the rest warm, the same pattern for each, so costs averaged over seeds
+stay comparable across methods (a kernel kept across different cells would not: a method that
+happens to follow a larger cell reads higher peak memory).
 
 Both report each finished cell to a Progress and return its Outcome; neither stops at a
 failing cell. The local executor leaves a cell that another runner of the grid is running
@@ -162,18 +161,13 @@ class CellWorker:
                 _terminate(self.proc)
 
 
-def cell_groups(cells: list[Cell]) -> list[list[Cell]]:
-    """The cells grouped as they run in one worker, in the order they come: a tuning trial by
-    its tuning group (every trial and seed of it), any other cell by everything but its seed."""
+def seed_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells grouped by everything but their seed, in the order they come."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        if cell.config.is_trial:
-            key = f"tune|{cell.config.tuning['group']}"
-        else:
-            key = f"{cell.preset}|" + json.dumps(
-                {k: v for k, v in cell.values.items() if k != "seed"}, sort_keys=True,
-                default=str)
-        groups.setdefault(key, []).append(cell)
+        key = json.dumps({k: v for k, v in cell.values.items() if k != "seed"},
+                         sort_keys=True, default=str)
+        groups.setdefault(f"{cell.preset}|{key}", []).append(cell)
     return list(groups.values())
 
 
@@ -190,7 +184,7 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     reporting = threading.Lock()
 
     def work(group: list[Cell]) -> list[Outcome]:
-        worker = slots.get()   # the group in one worker: see the module's docstring
+        worker = slots.get()   # the group's seeds in one kernel: see the module's docstring
         try:
             outcomes = []
             for position, cell in enumerate(group):
@@ -207,7 +201,7 @@ def run_local(grid: Grid, cells: list[Cell], workers: int, progress: Progress,
     outcomes = []
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cell")
     try:
-        futures = [pool.submit(work, group) for group in cell_groups(cells)]
+        futures = [pool.submit(work, group) for group in seed_groups(cells)]
         for future in as_completed(futures):
             outcomes.extend(future.result())
     except BaseException:

@@ -1,47 +1,46 @@
-"""Languages of the MT study: ISO 639-1 codes in configs and outputs, each model family's own
-code where a tokenizer needs one, and the close/distant grouping of the study. A data set's
-own file codes (NTREX's deu, zho-CN) are its registry entry's `languages`
-(peft_utils.data.registry), not a column here."""
+"""Languages of the MT study: ISO 639-1 codes in configs and outputs, and the close/distant
+grouping of the study. Each model family's own codes are its row in `mt.families`, and a
+data set's own file codes (NTREX's deu, zho-CN) its registry entry's `languages`
+(peft_utils.data.registry): both are accepted here as spellings of the ISO code."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from peft_utils.data.registry import PARALLEL_BUILTIN
+from peft_utils.mt.families import code_spellings
 
 
 @dataclass(frozen=True)
 class Lang:
     iso: str
     name: str
-    mbart50: str | None        # mBART-50 language code (None: not among its 50 languages)
-    nllb: str                  # NLLB-200 code (FLORES-200)
     group: str                 # close / distant to English (the study's contrast), or other
 
 
 LANGS = {lang.iso: lang for lang in (
-    Lang("en", "English", "en_XX", "eng_Latn", "source"),
-    Lang("de", "German", "de_DE", "deu_Latn", "close"),
-    Lang("fr", "French", "fr_XX", "fra_Latn", "close"),
-    Lang("es", "Spanish", "es_XX", "spa_Latn", "close"),
-    Lang("it", "Italian", "it_IT", "ita_Latn", "close"),
-    Lang("ka", "Georgian", "ka_GE", "kat_Geor", "distant"),
-    Lang("ja", "Japanese", "ja_XX", "jpn_Jpan", "distant"),
-    Lang("zh", "Chinese", "zh_CN", "zho_Hans", "distant"),
-    Lang("hi", "Hindi", "hi_IN", "hin_Deva", "distant"),
-    Lang("pl", "Polish", "pl_PL", "pol_Latn", "other"),
-    Lang("ru", "Russian", "ru_RU", "rus_Cyrl", "other"),
-    Lang("el", "Greek", None, "ell_Grek", "other"),
-    Lang("sw", "Swahili", "sw_KE", "swh_Latn", "other"),
+    Lang("en", "English", "source"),
+    Lang("de", "German", "close"),
+    Lang("fr", "French", "close"),
+    Lang("es", "Spanish", "close"),
+    Lang("it", "Italian", "close"),
+    Lang("ka", "Georgian", "distant"),
+    Lang("ja", "Japanese", "distant"),
+    Lang("zh", "Chinese", "distant"),
+    Lang("hi", "Hindi", "distant"),
+    Lang("pl", "Polish", "other"),
+    Lang("ru", "Russian", "other"),
+    Lang("el", "Greek", "other"),
+    Lang("sw", "Swahili", "other"),
 )}
 CLOSE = tuple(k for k, v in LANGS.items() if v.group == "close")
 DISTANT = tuple(k for k, v in LANGS.items() if v.group == "distant")
-# Every accepted spelling -> ISO: ISO itself, the NLLB and mBART codes, and the file codes of
+# Every accepted spelling -> ISO: ISO itself, each model family's codes, and the file codes of
 # the built-in parallel data sets (NTREX's deu, zho-CN).
 _ALIASES = {
     **{code.lower(): iso for entry in PARALLEL_BUILTIN.values()
        for code, iso in entry.languages.items() if iso in LANGS},
-    **{alias.lower(): lang.iso for lang in LANGS.values()
-       for alias in (lang.iso, lang.nllb, lang.mbart50) if alias}}
+    **{code: iso for code, iso in code_spellings().items() if iso in LANGS},
+    **{iso: iso for iso in LANGS}}
 
 
 def to_iso(code: str) -> str:

@@ -1,13 +1,6 @@
-"""Telling each model family the language pair, encoding pairs, and generating.
-
-Schemes (picked from the tokenizer and model type):
-
-- mbart50 / nllb / m2m100: the tokenizer's `src_lang`/`tgt_lang` put language codes around
-  source and target; generation forces the target code as the first token.
-- t5: a text prefix, "translate English to German: ..." (mT5 was pre-trained without it,
-  so fine-tuning teaches it).
-- tags: a `<2xx>` target tag before the source (the tiny test models).
-"""
+"""Telling each model family the language pair, encoding pairs, and generating. What each
+family needs (its codes, its prefix, how generation is forced into the target language) is
+its row in `mt.families`; a Scheme is that row by name, as records keep it."""
 from __future__ import annotations
 
 import contextlib
@@ -16,16 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from peft_utils.mt.families import FAMILIES, Family, family_of
 from peft_utils.mt.langs import LANGS
 
 
 @dataclass(frozen=True)
 class Scheme:
-    name: str
+    name: str   # a family of mt.families.FAMILIES
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.name]
 
     def code(self, iso: str) -> str:
-        lang = LANGS[iso]
-        code = {"mbart50": lang.mbart50, "nllb": lang.nllb, "m2m100": iso}.get(self.name)
+        code = self.family.code(iso)
         if code is None:
             raise ValueError(f"{LANGS[iso].name} ({iso}) is not a language of this "
                              f"{self.name} model; pick another model or language")
@@ -34,7 +31,7 @@ class Scheme:
     @property
     def takes_codes(self) -> bool:
         """The tokenizer takes the pair as language codes (`src_lang`, `tgt_lang`)."""
-        return self.name in ("mbart50", "nllb", "m2m100")
+        return self.family.takes_codes
 
     def prepare(self, tokenizer, src: str, tgt: str) -> None:
         if self.takes_codes:
@@ -43,41 +40,27 @@ class Scheme:
     def prefix(self, src: str, tgt: str) -> str:
         """The text put before every source (a pipeline's `prefix`); empty for the families
         that take language codes."""
-        if self.name == "t5":
-            return f"translate {LANGS[src].name} to {LANGS[tgt].name}: "
-        if self.name == "tags":
-            return f"<2{tgt}> "
-        return ""
+        return self.family.prefix.format(src=src, tgt=tgt, src_name=LANGS[src].name,
+                                         tgt_name=LANGS[tgt].name)
 
     def sources(self, texts: list[str], src: str, tgt: str) -> list[str]:
         prefix = self.prefix(src, tgt)
         return [prefix + t for t in texts]
 
     def generate_kwargs(self, tokenizer, tgt: str) -> dict[str, Any]:
-        if self.name == "m2m100":
+        family = self.family
+        if family.forced_bos == "lang_id":
             return {"forced_bos_token_id": tokenizer.get_lang_id(self.code(tgt))}
-        if self.name in ("mbart50", "nllb"):
+        if family.forced_bos == "token":
             return {"forced_bos_token_id": tokenizer.convert_tokens_to_ids(self.code(tgt))}
-        if self.name == "tags":   # a random test model must still emit words, not tags
+        if family.suppress_special:
             return {"suppress_tokens": [i for i in tokenizer.all_special_ids
                                         if i != tokenizer.eos_token_id]}
         return {}
 
 
 def scheme_for(tokenizer, model_type: str) -> Scheme:
-    cls = type(tokenizer).__name__
-    if cls.startswith("MBart"):
-        return Scheme("mbart50")
-    if cls.startswith("Nllb"):
-        return Scheme("nllb")
-    if cls.startswith("M2M100"):
-        return Scheme("m2m100")
-    if model_type in ("t5", "mt5"):
-        return Scheme("t5")
-    if "<2en>" in tokenizer.get_vocab():
-        return Scheme("tags")
-    raise ValueError(f"{cls} ({model_type}): no way known to tell this model the target "
-                     "language; use mBART-50, NLLB/M2M100, (m)T5 or a model with <2xx> tags")
+    return Scheme(family_of(tokenizer, model_type).name)
 
 
 def load_tokenizer(name: str):

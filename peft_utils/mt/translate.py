@@ -124,7 +124,7 @@ def retarget(translator: Translator, tgt: str) -> Translator:
     if translator.fine_tuned and tgt != translator.tgt:
         raise ValueError(f"{translator.name} was fine-tuned for {translator.src}-"
                          f"{translator.tgt}, not {translator.src}-{tgt}")
-    if translator.scheme.name in ("mbart50", "nllb"):
+    if translator.scheme.takes_codes:
         translator.scheme.code(tgt)   # a language the model lacks fails here, not mid-run
     return dataclasses.replace(translator, tgt=tgt)
 
