@@ -87,3 +87,24 @@ def test_registry_methods_take_a_budget_through_their_knob(method, budget, knob)
 
 def test_fixed_size_registry_methods_ignore_the_budget():
     assert MTConfig.from_dict({"method": "ia3", "budget": 0.01}).budget is None
+
+
+def test_what_a_budget_sizes_is_the_entry_s_budget_knob(monkeypatch):
+    """Both studies read how a method is sized from its registry entry, never from its name or
+    family: every LoRA-family entry is sized by the study's LoRA settings and budgets its
+    rank, every bottleneck adapter its dimension; an entry without a budget knob budgets its
+    size knob."""
+    import dataclasses
+
+    from peft_utils.core import methods
+    from peft_utils.mt.models import size_knob
+
+    for entry in methods.REGISTRY.values():
+        assert entry.lora_family == (entry.paper_setting == "lora_r")
+        if entry.lora_family:
+            assert entry.budget_knob == "lora_r"
+        if entry.size_knob == "reduction_factor":
+            assert entry.budget_knob == "adapter_dim"
+    plain = dataclasses.replace(methods.REGISTRY["par_bn"], name="plain_bn", budget_knob=None)
+    monkeypatch.setitem(methods.REGISTRY, "plain_bn", plain)
+    assert size_knob("par_bn") == "adapter_dim" and size_knob("plain_bn") == "reduction_factor"

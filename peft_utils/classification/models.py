@@ -83,11 +83,12 @@ def method_settings(config: RunConfig) -> dict[str, Any]:
     """What the method's config class receives over the registry defaults: the paper's
     fields for the methods whose entry names a `paper_setting` (so their settings and run ids
     keep their meaning; the LoRA variants share LoRA's), then the run's `method_config`."""
-    setting = methods.get(config.method).paper_setting
+    entry = methods.get(config.method)
     lora = (config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_targets) \
-        if setting == "lora_r" else None
+        if entry.lora_family else None
     # reduction_factor, prefix_length: the study's field is the library's key too.
-    sized = {setting: getattr(config, setting)} if setting not in (None, "lora_r") else {}
+    setting = entry.paper_setting
+    sized = {setting: getattr(config, setting)} if setting and not entry.lora_family else {}
     return methods.run_settings(sized, lora, config.method_config)
 
 

@@ -29,6 +29,8 @@ from peft_utils.core.backends import Backend, backend_of, unknown_library
 from peft_utils.core.config import ConfigError, is_type
 
 TASKS = ("classification", "seq2seq")
+LORA_RANK = "lora_r"            # the study setting that sizes the LoRA family
+BOTTLENECK_DIM = "adapter_dim"  # the size MT budgets give bottleneck adapters
 
 
 class Targets(str):
@@ -79,6 +81,10 @@ class Method:
     # paper's runs keep their settings and ids: lora_r (with LoRA's alpha, dropout and
     # targets), reduction_factor or prefix_length; None: method_config and the defaults only.
     paper_setting: str | None = None
+    # The size an MT parameter budget searches over, where it is not `size_knob`: the LoRA
+    # family's rank as the study's lora_r, a bottleneck's dimension (adapter_dim) rather than
+    # its reduction factor, which shrinks it as it grows.
+    budget_knob: str | None = None
     reference: bool = False              # the baseline other methods are compared with (fft)
     # Project methods: whether a parameter (by name) trains; None: the library decides.
     trains: Callable[[str], bool] | None = None
@@ -100,6 +106,11 @@ class Method:
         return "ok"
 
     @property
+    def lora_family(self) -> bool:
+        """Sized by the study's LoRA settings: rank, alpha, dropout and target modules."""
+        return self.paper_setting == LORA_RANK
+
+    @property
     def backend(self) -> Backend:
         """What its library does with it (core.backends: `BACKENDS[library]`); a
         ConfigError naming the known libraries when no backend has this name."""
@@ -112,7 +123,7 @@ class Method:
 
 def _lora(name: str, about: str, **defaults) -> Method:
     return Method(name, "peft", "LoraConfig", about, {"target_modules": WEIGHTS, **defaults},
-                  "r", (1e-4, 3e-3), merges=True, paper_setting="lora_r")
+                  "r", (1e-4, 3e-3), merges=True, paper_setting=LORA_RANK, budget_knob=LORA_RANK)
 
 
 def _peft(name: str, cls: str, about: str, knob: str | None = "r", lr=(1e-4, 1e-2),
@@ -124,7 +135,7 @@ def _peft(name: str, cls: str, about: str, knob: str | None = "r", lr=(1e-4, 1e-
 def _bottleneck(name: str, cls: str, about: str, paper_setting: str | None = None,
                 **defaults) -> Method:
     return Method(name, "adapters", cls, about, defaults, "reduction_factor", (1e-4, 3e-3),
-                  paper_setting=paper_setting)
+                  paper_setting=paper_setting, budget_knob=BOTTLENECK_DIM)
 
 
 def _duplicate(name: str, library: str, cls: str, same_as: str) -> Method:

@@ -83,24 +83,19 @@ def hidden_size(model) -> int:
 
 # ---- methods ----------------------------------------------------------------
 def size_knob(method: str) -> str | None:
-    """The setting a budget sizes `method` by: the bottleneck dimension for bottleneck
-    adapters (their registry knob, the reduction factor, shrinks them), the study's lora_r
-    for the LoRA family (its entries' `paper_setting`), the registry's knob otherwise; None
-    for fixed sizes."""
+    """The setting a budget sizes `method` by (the registry's `budget_knob`, else its
+    `size_knob`): the bottleneck dimension for bottleneck adapters, the study's lora_r for
+    the LoRA family; None for fixed sizes."""
     entry = methods.REGISTRY[method]
-    if entry.size_knob == "reduction_factor":
-        return "adapter_dim"
-    if entry.paper_setting == "lora_r":
-        return "lora_r"
-    return entry.size_knob
+    return entry.budget_knob or entry.size_knob
 
 
 def default_size(config: MTConfig, hidden: int) -> dict[str, Any]:
     """The method's size from the explicit settings (no budget): the bottleneck from
     reduction_factor, else the study field its entry's `paper_setting` names (lora_r,
     prefix_length); empty: the registry's."""
-    if size_knob(config.method) == "adapter_dim":
-        return {"adapter_dim": max(1, hidden // config.reduction_factor)}
+    if size_knob(config.method) == methods.BOTTLENECK_DIM:
+        return {methods.BOTTLENECK_DIM: max(1, hidden // config.reduction_factor)}
     setting = methods.REGISTRY[config.method].paper_setting
     return {setting: getattr(config, setting)} if setting else {}
 
@@ -116,14 +111,15 @@ def method_settings(config: MTConfig, size: dict[str, Any], model) -> dict[str, 
     the library's terms (and the study's LoRA settings; prefix_flat for the entry the study's
     prefix_length sizes), then `method_config`."""
     settings, lora = dict(size), None
-    if "lora_r" in size:
-        r = int(settings.pop("lora_r"))
+    if methods.LORA_RANK in size:
+        r = int(settings.pop(methods.LORA_RANK))
         lora = (r, config.lora_alpha or 2 * r, config.lora_dropout,
                 _lora_targets(config, model.config.model_type))
-    if "adapter_dim" in size:
+    if methods.BOTTLENECK_DIM in size:
         # adapters sizes the bottleneck as int(hidden // reduction_factor): a factor of
         # hidden / (dim + 0.5) gives exactly `dim` without float floor surprises.
-        settings["reduction_factor"] = hidden_size(model) / (int(settings.pop("adapter_dim")) + 0.5)
+        dim = int(settings.pop(methods.BOTTLENECK_DIM))
+        settings["reduction_factor"] = hidden_size(model) / (dim + 0.5)
     if methods.REGISTRY[config.method].paper_setting == "prefix_length":
         settings["flat"] = config.prefix_flat
     return methods.run_settings(settings, lora, config.method_config)
@@ -229,7 +225,7 @@ def _max_size(knob: str, hidden: int) -> int:
     # A LoRA rank beyond the hidden size adds nothing a full-rank update lacks; a bottleneck
     # beyond 4 x hidden is a second FFN, not an adapter; prefixes beyond a few thousand
     # positions add attention cost, not capacity.
-    return {"lora_r": hidden, "adapter_dim": 4 * hidden}.get(knob, 4096)
+    return {methods.LORA_RANK: hidden, methods.BOTTLENECK_DIM: 4 * hidden}.get(knob, 4096)
 
 
 def fit_budget(config: MTConfig, budget: float | None = None,
