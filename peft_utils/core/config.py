@@ -205,6 +205,7 @@ def path_like(value: str, base: str | Path = ".") -> bool:
 # Model types whose positions start after padding_idx (RoBERTa's family): fewer usable tokens.
 PADDING_OFFSET_TYPES = ("xlm-roberta", "roberta", "camembert")
 
+
 def model_max_length(model: str) -> int | None:
     """Token positions the model can embed, from its config.json (a local folder, or a
     config shipped with the package); None when unknown without a download."""

@@ -395,7 +395,6 @@ class Tuner:
             cells += [final_cell(self.grid, group, cell, *best) for cell in group.cells]
         return cells, missing
 
-
     def longest_first(self, cells: list) -> list:
         """Final `cells` ordered by their group's mean trial time, longest first (a stable
         sort; groups without a timed trial last): a local pool then ends on short cells, not
